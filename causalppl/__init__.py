@@ -1,0 +1,29 @@
+"""causalppl: a causal inference workbench with a graph-first API.
+
+Structural causal models are networkx DAGs of torch distributions; ``do`` and
+``condition`` are graph surgery; models lower to stochastic functions run by
+a small Pyro-style effect-handler runtime and fit with SVI.
+"""
+
+from torch.distributions import constraints
+
+from causalppl import distributions, handlers, infer, optim
+from causalppl import distributions as dist
+from causalppl.handlers import condition, do, trace
+from causalppl.params import (
+    clear_param_store,
+    get_param_store,
+    module,
+    set_rng_seed,
+)
+from causalppl.runtime import deterministic, factor, param, plate, sample
+
+poutine = handlers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "clear_param_store", "condition", "constraints", "deterministic", "dist",
+    "distributions", "do", "factor", "get_param_store", "handlers", "infer",
+    "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
+]

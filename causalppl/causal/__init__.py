@@ -1,0 +1,1 @@
+"""Causal queries and identification over structural causal models."""

@@ -1,0 +1,1 @@
+"""Graph-first structural causal models."""

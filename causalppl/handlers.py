@@ -1,0 +1,281 @@
+"""Effect handlers: one small class each, usable as ``handler(fn, ...)`` or ``with``.
+
+>>> import causalppl as cp
+>>> def model():
+...     z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+...     return cp.sample("y", cp.dist.Normal(z, 1.0))
+>>> tr = cp.handlers.trace(cp.handlers.condition(model, {"y": 1.0})).get_trace()
+>>> tr.nodes["y"]["is_observed"]
+True
+"""
+
+from __future__ import annotations
+
+import torch
+
+from causalppl.runtime import Messenger, as_tensor
+from causalppl.trace import Trace
+
+
+class trace(Messenger):
+    """Record every site a run visits into ``self.trace`` (a :class:`Trace`).
+
+    With ``param_only=True`` only ``param`` sites are recorded.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    >>> list(cp.handlers.trace(model).get_trace().nodes)
+    ['x']
+    """
+
+    def __init__(self, fn=None, param_only=False):
+        super().__init__(fn)
+        self.param_only = param_only
+        self.trace = Trace()
+
+    def __enter__(self):
+        self.trace = Trace()
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_value is not None and self.trace.nodes and not getattr(exc_value, "_causalppl_noted", False):
+            exc_value._causalppl_noted = True
+            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{list(self.trace.nodes)[-1]}')")
+        return super().__exit__(exc_type, exc_value, traceback)
+
+    def postprocess_message(self, msg):
+        if self.param_only and msg["type"] != "param":
+            return
+        self.trace.add_site(msg)
+
+    def get_trace(self, *args, **kwargs):
+        """Run the wrapped function and return its :class:`Trace`."""
+        self(*args, **kwargs)
+        return self.trace
+
+
+TraceMessenger = trace
+
+
+class UnknownSiteError(KeyError):
+    """A ``condition``/``do`` key that names no sample site of the model."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class _FixValues(Messenger):
+    """Shared strictness of ``condition`` and ``do``: every key must name a sample site."""
+
+    verb = ""
+
+    def __init__(self, fn=None, data=None):
+        super().__init__(fn)
+        if data is None:
+            data = {}
+        if not hasattr(data, "items"):
+            raise TypeError(f"{self.verb}: data must be a dict of site name -> value, got {type(data).__name__}")
+        self.data = {name: as_tensor(value) for name, value in data.items()}
+
+    def __enter__(self):
+        self._used = set()
+        self._seen = []
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        super().__exit__(exc_type, exc_value, traceback)
+        if exc_type is None and len(self._used) < len(self.data):
+            unknown = [name for name in self.data if name not in self._used]
+            known = ", ".join(dict.fromkeys(self._seen)) or "none"
+            raise UnknownSiteError(
+                f"{self.verb}: no sample site named {', '.join(repr(n) for n in unknown)} "
+                f"(the model's sample sites are: {known})"
+            )
+        return False
+
+    def process_message(self, msg):
+        if msg["type"] != "sample":
+            return
+        name = msg["name"]
+        self._seen.append(name)
+        if name in self.data:
+            self._used.add(name)
+            self.fix(msg, self.data[name])
+
+
+class condition(_FixValues):
+    """Observe sites: ``condition(model, {"y": 1.0})`` fixes ``y`` and scores it.
+
+    Keys that name no sample site are an error (listing the sites that exist).
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     return cp.sample("y", cp.dist.Normal(0.0, 1.0))
+    >>> cp.condition(model, {"y": 2.0})()
+    tensor(2.)
+    """
+
+    verb = "condition"
+
+    def fix(self, msg, value):
+        msg["value"] = value
+        msg["is_observed"] = True
+
+
+class do(_FixValues):
+    """Intervene (Pearl's do): fix sites' values without scoring them.
+
+    The intervened site contributes no log density, and everything
+    downstream sees the fixed value, whatever happened upstream.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    ...     return cp.sample("y", cp.dist.Normal(2 * x, 0.001))
+    >>> round(cp.do(model, {"x": 1.0})().item(), 1)
+    2.0
+    """
+
+    verb = "do"
+
+    def fix(self, msg, value):
+        msg["value"] = value
+        msg["is_observed"] = False
+        msg["intervened"] = True
+
+    def postprocess_message(self, msg):
+        # Broadcast a scalar intervention to the site's shape (e.g. inside a plate).
+        if msg["intervened"] and msg["name"] in self.data:
+            fn = msg["fn"]
+            shape = fn.batch_shape + fn.event_shape
+            if msg["value"].shape != shape:
+                try:
+                    msg["value"] = msg["value"].expand(shape)
+                except RuntimeError:
+                    pass
+
+
+class replay(Messenger):
+    """Reuse the values of latent sites recorded in ``trace`` (e.g. a guide's)."""
+
+    def __init__(self, fn=None, trace=None):
+        super().__init__(fn)
+        if trace is None:
+            raise ValueError("replay needs a trace to replay")
+        self.trace = trace
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"] or msg["intervened"]:
+            return
+        recorded = self.trace.nodes.get(msg["name"])
+        if recorded is not None:
+            msg["value"] = recorded["value"]
+
+
+class block(Messenger):
+    """Hide sites from the handlers outside this one.
+
+    By default everything is hidden; ``hide=[...]`` / ``hide_types=[...]``
+    hide only those, ``expose=[...]`` / ``expose_types=[...]`` hide all but
+    those, and ``hide_fn(msg) -> bool`` decides per site.
+    """
+
+    def __init__(self, fn=None, hide_fn=None, expose_fn=None, hide=None, expose=None,
+                 hide_types=None, expose_types=None):
+        super().__init__(fn)
+        if hide_fn is None:
+            if expose_fn is not None:
+                hide_fn = lambda msg: not expose_fn(msg)  # noqa: E731
+            elif hide is not None or hide_types is not None:
+                names, types = set(hide or ()), set(hide_types or ())
+                hide_fn = lambda msg: msg["name"] in names or msg["type"] in types  # noqa: E731
+            elif expose is not None or expose_types is not None:
+                names, types = set(expose or ()), set(expose_types or ())
+                hide_fn = lambda msg: not (msg["name"] in names or msg["type"] in types)  # noqa: E731
+            else:
+                hide_fn = lambda msg: True  # noqa: E731
+        self.hide_fn = hide_fn
+
+    def process_message(self, msg):
+        if self.hide_fn(msg):
+            msg["stop"] = True
+
+
+class seed(Messenger):
+    """Run with torch's RNG seeded to ``rng_seed``; restore the previous state after."""
+
+    def __init__(self, fn=None, rng_seed=0):
+        super().__init__(fn)
+        self.rng_seed = rng_seed
+
+    def __enter__(self):
+        self._cpu_state = torch.get_rng_state()
+        self._cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        torch.manual_seed(self.rng_seed)
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        torch.set_rng_state(self._cpu_state)
+        if self._cuda_states is not None:
+            torch.cuda.set_rng_state_all(self._cuda_states)
+        return super().__exit__(exc_type, exc_value, traceback)
+
+
+class scale(Messenger):
+    """Multiply the log density of every sample site by ``scale`` (> 0)."""
+
+    def __init__(self, fn=None, scale=1.0):
+        super().__init__(fn)
+        if isinstance(scale, (int, float)):
+            if scale <= 0:
+                raise ValueError(f"scale must be positive, got {scale}")
+            scale = float(scale)
+        self.scale = scale
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            msg["scale"] = msg["scale"] * self.scale
+
+
+class mask(Messenger):
+    """Drop the log density of entries where boolean ``mask`` is False."""
+
+    def __init__(self, fn=None, mask=True):
+        super().__init__(fn)
+        self.mask = torch.as_tensor(mask, dtype=torch.bool)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            msg["mask"] = self.mask if msg["mask"] is None else msg["mask"] & self.mask
+
+
+class substitute(Messenger):
+    """Replace the values of param and latent sample sites.
+
+    ``data`` maps names to values; ``substitute_fn(msg)`` may return a value
+    or None (leave the site alone).
+    """
+
+    def __init__(self, fn=None, data=None, substitute_fn=None):
+        super().__init__(fn)
+        if data is None and substitute_fn is None:
+            raise ValueError("substitute needs data or substitute_fn")
+        self.data = data
+        self.substitute_fn = substitute_fn
+
+    def process_message(self, msg):
+        if msg["type"] not in ("param", "sample") or msg["is_observed"] or msg["intervened"]:
+            return
+        if self.data is not None:
+            value = self.data.get(msg["name"])
+        else:
+            value = self.substitute_fn(msg)
+        if value is not None:
+            msg["value"] = as_tensor(value)
+
+
+__all__ = [
+    "trace", "TraceMessenger", "condition", "do", "replay", "block",
+    "seed", "scale", "mask", "substitute", "UnknownSiteError",
+]

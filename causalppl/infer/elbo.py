@@ -1,0 +1,181 @@
+"""Evidence lower bounds: the loss SVI minimises.
+
+``Trace_ELBO`` runs the guide, replays its latent values through the model,
+and returns ``-(log p(x, z) - log q(z))`` averaged over particles. Gradients
+are unbiased for reparameterised sites (pathwise) and for the others
+(score function: ``log q(z) * (log p - log q).detach()``).
+
+>>> import torch, causalppl as cp
+>>> def model():
+...     cp.sample("z", cp.dist.Normal(0.0, 1.0))
+>>> def guide():
+...     cp.sample("z", cp.dist.Normal(0.0, 1.0))
+>>> cp.infer.Trace_ELBO().loss(model, guide)
+0.0
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from causalppl.handlers import replay, trace
+from causalppl.runtime import plate
+from causalppl.trace import contributes_log_prob, log_prob_of
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the site."""
+
+
+def first_nonfinite_site(*traces):
+    """Name and trace role of the first site whose log density is not finite."""
+    for role, tr in traces:
+        for name, site in tr.nodes.items():
+            if contributes_log_prob(site):
+                log_prob = site.get("log_prob")
+                if log_prob is None:
+                    log_prob = log_prob_of(site)
+                if not bool(torch.isfinite(log_prob).all()):
+                    return f"{role} site '{name}'"
+    return None
+
+
+class ELBO:
+    """Shared machinery: running model and guide, particles, the float losses."""
+
+    def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=None):
+        if int(num_particles) < 1:
+            raise ValueError(f"num_particles must be at least 1, got {num_particles}")
+        self.num_particles = int(num_particles)
+        self.vectorize_particles = vectorize_particles
+        self.max_plate_nesting = max_plate_nesting
+        self.last_traces = None
+        self._warned_guide_only = set()
+
+    # -- running model and guide -------------------------------------------
+
+    def _run(self, model, guide, args, kwargs):
+        guide_trace = trace(guide).get_trace(*args, **kwargs)
+        model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        for name in guide_trace.stochastic_nodes:
+            if name not in model_trace.nodes and name not in self._warned_guide_only:
+                self._warned_guide_only.add(name)
+                warnings.warn(f"guide samples site '{name}', which the model does not have", stacklevel=4)
+        self.last_traces = (("model", model_trace), ("guide", guide_trace))
+        return model_trace, guide_trace
+
+    def _guess_max_plate_nesting(self, model, guide, args, kwargs):
+        with torch.no_grad():
+            model_trace, guide_trace = self._run(model, guide, args, kwargs)
+        return max(
+            [len(site["cond_indep_stack"]) for tr in (model_trace, guide_trace)
+             for site in tr.nodes.values() if site["type"] == "sample"],
+            default=0,
+        )
+
+    def _particle_traces(self, model, guide, args, kwargs):
+        """Yield (model_trace, guide_trace, particle_dim or None) per particle batch."""
+        if self.num_particles == 1:
+            yield (*self._run(model, guide, args, kwargs), None)
+        elif self.vectorize_particles:
+            if self.max_plate_nesting is None:
+                self.max_plate_nesting = self._guess_max_plate_nesting(model, guide, args, kwargs)
+            dim = -(self.max_plate_nesting + 1)
+            particles = plate("num_particles_vectorized", self.num_particles, dim=dim)
+            yield (*self._run(particles(model), particles(guide), args, kwargs), dim)
+        else:
+            for _ in range(self.num_particles):
+                yield (*self._run(model, guide, args, kwargs), None)
+
+    # -- public losses -------------------------------------------------------
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """The loss as a tensor whose gradient is the ELBO's (a surrogate)."""
+        loss = 0.0
+        for model_trace, guide_trace, particle_dim in self._particle_traces(model, guide, args, kwargs):
+            surrogate, _ = self._particle_loss(model_trace, guide_trace, particle_dim)
+            loss = loss + surrogate
+        if self.num_particles > 1 and not self.vectorize_particles:
+            loss = loss / self.num_particles
+        return torch.as_tensor(loss)
+
+    def loss(self, model, guide, *args, **kwargs):
+        """The loss (negative ELBO estimate) as a float, without gradients."""
+        with torch.no_grad():
+            total = 0.0
+            for model_trace, guide_trace, particle_dim in self._particle_traces(model, guide, args, kwargs):
+                total = total + self._particle_loss(model_trace, guide_trace, particle_dim)[1]
+            if self.num_particles > 1 and not self.vectorize_particles:
+                total = total / self.num_particles
+        return float(total)
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """Backpropagate the surrogate loss and return the loss as a float."""
+        total = 0.0
+        for model_trace, guide_trace, particle_dim in self._particle_traces(model, guide, args, kwargs):
+            surrogate, loss = self._particle_loss(model_trace, guide_trace, particle_dim)
+            if self.num_particles > 1 and not self.vectorize_particles:
+                surrogate, loss = surrogate / self.num_particles, loss / self.num_particles
+            if surrogate.requires_grad:
+                surrogate.backward()
+            total = total + loss
+        return float(total)
+
+    def _particle_loss(self, model_trace, guide_trace, particle_dim):
+        """(surrogate loss tensor, loss tensor) for one (batch of) particle(s)."""
+        raise NotImplementedError
+
+
+def _per_particle(log_prob, particle_dim):
+    """Sum a site's log density over everything but the particle dim."""
+    if particle_dim is None:
+        return log_prob.sum()
+    keep = log_prob.dim() + particle_dim  # index of the particle dim, if present
+    if keep < 0:
+        return log_prob.sum()  # the site does not vary across particles
+    return log_prob.sum(tuple(range(keep + 1, log_prob.dim()))) if keep + 1 < log_prob.dim() else log_prob
+
+
+class Trace_ELBO(ELBO):
+    """The standard ELBO estimator (Pyro's ``Trace_ELBO``).
+
+    ``num_particles`` samples are averaged; with ``vectorize_particles=True``
+    they are drawn in one pass along a leading batch dimension.
+    """
+
+    def _particle_loss(self, model_trace, guide_trace, particle_dim):
+        elbo = 0.0  # differentiable through reparameterised sites
+        log_p_minus_q = 0.0  # the value, used as the score-function weight
+        score = 0.0  # sum of log q(z) over non-reparameterised latent sites
+        for site in model_trace.nodes.values():
+            if contributes_log_prob(site):
+                log_p = _per_particle(_cached_log_prob(site), particle_dim)
+                elbo = elbo + log_p
+        for name, site in guide_trace.nodes.items():
+            if contributes_log_prob(site) and not site["is_observed"]:
+                log_q = _per_particle(_cached_log_prob(site), particle_dim)
+                if site["fn"].has_rsample:
+                    elbo = elbo - log_q
+                else:
+                    # E[grad log q] = 0: drop it from the pathwise part, keep it as a score.
+                    elbo = elbo - log_q.detach()
+                    score = score + log_q
+        elbo = torch.as_tensor(elbo)
+        surrogate = elbo
+        if isinstance(score, torch.Tensor):
+            weight = elbo.detach()
+            surrogate = surrogate + score * weight
+            # Keep the surrogate's value equal to the ELBO's.
+            surrogate = surrogate - (score * weight).detach()
+        if particle_dim is not None:
+            return -surrogate.mean(), -elbo.detach().mean()
+        return -surrogate, -elbo.detach()
+
+
+def _cached_log_prob(site):
+    log_prob = site.get("log_prob")
+    if log_prob is None:
+        log_prob = site["log_prob"] = log_prob_of(site)
+    return log_prob

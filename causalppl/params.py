@@ -1,0 +1,253 @@
+"""The global param store: named learnable tensors with constraints.
+
+Each parameter is kept as an *unconstrained* leaf tensor (what optimisers
+update) together with its constraint; reading it returns
+``transform_to(constraint)(leaf)``, so a ``positive`` parameter stays positive
+whatever step the optimiser takes.
+
+>>> import torch, causalppl as cp
+>>> cp.clear_param_store()
+>>> scale = cp.param("scale", torch.tensor(0.5), constraint=cp.constraints.positive)
+>>> scale.unconstrained()
+tensor(-0.6931, requires_grad=True)
+>>> sorted(cp.get_param_store().keys())
+['scale']
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import weakref
+
+import torch
+from torch.distributions import constraints, transform_to
+
+
+class ParamStore:
+    """Name -> (unconstrained leaf, constraint). Use :func:`get_param_store`."""
+
+    def __init__(self):
+        self._leaves: dict[str, torch.Tensor] = {}
+        self._constraints: dict[str, constraints.Constraint] = {}
+        self._transforms: dict[str, torch.distributions.Transform] = {}
+
+    # -- reading and creating ------------------------------------------------
+
+    def get_param(self, name, init=None, constraint=constraints.real):
+        """The constrained value of ``name``, created from ``init`` on first use."""
+        leaf = self._leaves.get(name)
+        if leaf is None:
+            if init is None:
+                known = ", ".join(sorted(self._leaves)) or "none"
+                raise KeyError(
+                    f"param '{name}' is not in the param store and no init value was given "
+                    f"(known params: {known})"
+                )
+            self._create(name, init, constraint)
+            leaf = self._leaves[name]
+        return self._constrained(name, leaf)
+
+    def _create(self, name, init, constraint):
+        if callable(init) and not isinstance(init, torch.Tensor):
+            init = init()
+        if not isinstance(init, torch.Tensor):
+            init = torch.as_tensor(init, dtype=torch.get_default_dtype())
+        if not isinstance(constraint, constraints.Constraint):
+            raise TypeError(f"param '{name}': constraint must be a torch Constraint, got {constraint!r}")
+        if not bool(constraint.check(init.detach()).all()):
+            raise ValueError(f"param '{name}': init value {init} does not satisfy constraint {constraint}")
+        transform = transform_to(constraint)
+        if isinstance(init, torch.nn.Parameter) and constraint is constraints.real:
+            leaf = init  # an nn.Module's own parameter: share it, don't copy it
+        else:
+            leaf = transform.inv(init.detach()).clone().requires_grad_(True)
+        self._leaves[name] = leaf
+        self._constraints[name] = constraint
+        self._transforms[name] = transform
+
+    def _constrained(self, name, leaf):
+        value = self._transforms[name](leaf)
+        # A weak reference is callable: ``value.unconstrained()`` gives the leaf.
+        value.unconstrained = weakref.ref(leaf)
+        return value
+
+    def __getitem__(self, name):
+        if name not in self._leaves:
+            return self.get_param(name)  # raises the KeyError that lists known names
+        return self._constrained(name, self._leaves[name])
+
+    def __setitem__(self, name, value):
+        """Set the constrained value of ``name`` (keeping its constraint, real if new)."""
+        constraint = self._constraints.get(name, constraints.real)
+        self._leaves.pop(name, None)
+        self._create(name, value, constraint)
+
+    def __delitem__(self, name):
+        del self._leaves[name], self._constraints[name], self._transforms[name]
+
+    def __contains__(self, name):
+        return name in self._leaves
+
+    def __len__(self):
+        return len(self._leaves)
+
+    def __iter__(self):
+        return iter(list(self._leaves))
+
+    def keys(self):
+        return list(self._leaves)
+
+    def values(self):
+        return [self[name] for name in self._leaves]
+
+    def items(self):
+        """(name, constrained value) pairs, in creation order."""
+        return [(name, self[name]) for name in self._leaves]
+
+    def named_parameters(self):
+        """(name, unconstrained leaf) pairs: what an optimiser should update."""
+        return list(self._leaves.items())
+
+    def leaf(self, name):
+        """The unconstrained leaf tensor of ``name``."""
+        return self._leaves[name]
+
+    def get_constraint(self, name):
+        return self._constraints[name]
+
+    def clear(self):
+        self._leaves.clear()
+        self._constraints.clear()
+        self._transforms.clear()
+
+    # -- saving and loading --------------------------------------------------
+
+    def get_state(self):
+        """A plain dict of tensors and constraint descriptions (safe to torch.save)."""
+        return {
+            "params": {name: leaf.detach().clone() for name, leaf in self._leaves.items()},
+            "constraints": {name: encode_constraint(name, c) for name, c in self._constraints.items()},
+        }
+
+    def set_state(self, state):
+        for name, leaf in state["params"].items():
+            constraint = decode_constraint(name, state["constraints"].get(name, ["real"]))
+            self._leaves[name] = leaf.detach().clone().requires_grad_(True)
+            self._constraints[name] = constraint
+            self._transforms[name] = transform_to(constraint)
+
+    def save(self, path):
+        """Write the store to ``path`` atomically (temporary file, then rename)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        handle, tmp_path = tempfile.mkstemp(prefix=".params-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(self.get_state(), file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp_path, path)
+        except BaseException:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+
+    def load(self, path, map_location=None):
+        """Load params saved by :meth:`save`, replacing those with the same names."""
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(state, dict) or "params" not in state:
+            raise ValueError(f"{path}: not a causalppl param store file")
+        self.set_state(state)
+
+
+# Constraints are stored as short lists ("positive", ["interval", 0.0, 1.0]) so
+# that loading never unpickles arbitrary objects.
+_NAMED_CONSTRAINTS = {
+    name: value
+    for name, value in vars(constraints).items()
+    if isinstance(value, constraints.Constraint) and not name.startswith("_")
+}
+_PARAMETRISED = {
+    constraints.greater_than: ("greater_than", ("lower_bound",)),
+    constraints.greater_than_eq: ("greater_than_eq", ("lower_bound",)),
+    constraints.less_than: ("less_than", ("upper_bound",)),
+    constraints.interval: ("interval", ("lower_bound", "upper_bound")),
+    constraints.half_open_interval: ("half_open_interval", ("lower_bound", "upper_bound")),
+}
+
+
+def encode_constraint(name, constraint):
+    for key, value in _NAMED_CONSTRAINTS.items():
+        if constraint is value:
+            return [key]
+    for cls, (key, fields) in _PARAMETRISED.items():
+        if type(constraint) is cls:
+            return [key] + [float(getattr(constraint, field)) for field in fields]
+    if isinstance(constraint, constraints.independent):
+        return ["independent", encode_constraint(name, constraint.base_constraint),
+                constraint.reinterpreted_batch_ndims]
+    raise ValueError(f"param '{name}': cannot save constraint {constraint!r}")
+
+
+def decode_constraint(name, code):
+    key, *args = code
+    if key == "independent":
+        return constraints.independent(decode_constraint(name, args[0]), args[1])
+    for cls, (known, _) in _PARAMETRISED.items():
+        if key == known:
+            return cls(*args)
+    if key in _NAMED_CONSTRAINTS:
+        return _NAMED_CONSTRAINTS[key]
+    raise ValueError(f"param '{name}': unknown constraint {key!r} in saved file")
+
+
+_PARAM_STORE = ParamStore()
+
+
+def get_param_store():
+    """The global :class:`ParamStore`."""
+    return _PARAM_STORE
+
+
+def clear_param_store():
+    """Remove every parameter from the global store."""
+    _PARAM_STORE.clear()
+
+
+def set_rng_seed(seed):
+    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy when present."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    try:
+        import numpy
+    except ImportError:
+        return
+    numpy.random.seed(seed)
+
+
+def module(name, nn_module):
+    """Register the parameters of ``nn_module`` in the param store as ``name.<param>``.
+
+    Returns the module; inside SVI its parameters are optimised with the rest.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> net = cp.module("net", torch.nn.Linear(2, 1))
+    >>> sorted(cp.get_param_store().keys())
+    ['net.bias', 'net.weight']
+    """
+    from causalppl.runtime import param
+
+    store = get_param_store()
+    for param_name, value in nn_module.named_parameters():
+        full_name = f"{name}.{param_name}"
+        if full_name in store and store.leaf(full_name) is not value:
+            # The store already holds this parameter (loaded from disk, say):
+            # keep its value, but let the module's own tensor be the leaf.
+            with torch.no_grad():
+                value.copy_(store.leaf(full_name))
+            del store[full_name]
+        param(full_name, value)
+    return nn_module

@@ -1,0 +1,304 @@
+"""The effect-handler runtime: one handler stack, one message loop, the primitives.
+
+A stochastic function is ordinary Python that calls :func:`sample`,
+:func:`param`, :func:`factor` and :func:`deterministic`. Each call builds a
+small *message* (a dict) and hands it to :func:`apply_stack`, which lets every
+active handler look at it (innermost first), fills in a value if no handler
+did, and then lets the handlers see the result (outermost first).
+
+Handlers (see :mod:`causalppl.handlers`) are small :class:`Messenger`
+subclasses; ``with handler:`` pushes one on the stack, ``handler(fn)`` wraps a
+function so that it runs inside it.
+
+>>> import torch, causalppl as cp
+>>> def model():
+...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+>>> with cp.handlers.trace() as tr:
+...     _ = model()
+>>> list(tr.trace.nodes)
+['x']
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+
+from causalppl.params import get_param_store
+
+# The one piece of global mutable state besides the param store:
+# the active handlers, outermost first.
+HANDLER_STACK: list[Messenger] = []
+
+
+class Messenger:
+    """Base class of all handlers.
+
+    Subclasses override :meth:`process_message` (runs before the value is
+    chosen, innermost handler first) and/or :meth:`postprocess_message` (runs
+    after, outermost first). Setting ``msg["stop"] = True`` in
+    ``process_message`` hides the site from the handlers further out.
+    """
+
+    def __init__(self, fn=None):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{type(self).__name__} expects a callable to wrap, got {fn!r}")
+        self.fn = fn
+
+    def __enter__(self):
+        HANDLER_STACK.append(self)
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        # Normally we are on top; after an error inside a nested handler that
+        # never exited, drop everything above us too so the stack stays sane.
+        for index in range(len(HANDLER_STACK) - 1, -1, -1):
+            if HANDLER_STACK[index] is self:
+                del HANDLER_STACK[index:]
+                break
+        return False
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is None:
+            # ``handler(...)(fn)``: bind a copy of this handler to ``fn``.
+            if len(args) == 1 and not kwargs and callable(args[0]):
+                bound = copy.copy(self)
+                bound.fn = args[0]
+                return bound
+            raise TypeError(
+                f"{type(self).__name__} has no function to run; wrap one with "
+                f"{type(self).__name__}(fn, ...) or use it as a context manager"
+            )
+        with self:
+            return self.fn(*args, **kwargs)
+
+    def process_message(self, msg):
+        pass
+
+    def postprocess_message(self, msg):
+        pass
+
+
+class CondIndepStackFrame(NamedTuple):
+    """What a plate contributes to a site: its name, batch dim and sizes."""
+
+    name: str
+    dim: int
+    size: int
+    subsample_size: int
+
+
+def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
+    """The message dict every primitive hands to the stack (also the trace node)."""
+    return {
+        "type": type,
+        "name": name,
+        "fn": fn,
+        "args": args,
+        "value": value,
+        "is_observed": is_observed,
+        "intervened": False,
+        "infer": {} if infer is None else infer,
+        "scale": 1.0,
+        "mask": None,
+        "cond_indep_stack": (),
+        "stop": False,
+        "done": False,
+    }
+
+
+def apply_stack(msg):
+    """Run ``msg`` through the active handlers and return its final value."""
+    stack = HANDLER_STACK
+    first = 0
+    for index in range(len(stack) - 1, -1, -1):
+        stack[index].process_message(msg)
+        if msg["stop"]:
+            first = index
+            break
+    if msg["value"] is None:
+        msg["value"] = _default_value(msg)
+    msg["done"] = True
+    for index in range(first, len(stack)):
+        stack[index].postprocess_message(msg)
+    return msg["value"]
+
+
+def _default_value(msg):
+    if msg["type"] == "sample":
+        return draw(msg["fn"], msg["name"])
+    if msg["type"] == "param":
+        init, constraint = msg["args"]
+        return get_param_store().get_param(msg["name"], init, constraint)
+    raise ValueError(f"site '{msg['name']}' of type {msg['type']!r} has no value")
+
+
+def draw(fn, name):
+    """One draw from ``fn``: reparameterised when the distribution allows it."""
+    try:
+        return fn.rsample() if fn.has_rsample else fn.sample()
+    except (ValueError, RuntimeError) as err:
+        raise type(err)(f"sample site '{name}': drawing from {fn!r} failed: {err}") from err
+
+
+def as_tensor(value):
+    """Numbers and lists become tensors (on the default device); tensors pass through."""
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.as_tensor(value, dtype=torch.get_default_dtype())
+
+
+def _check_distribution(name, fn):
+    if not isinstance(fn, torch.distributions.Distribution):
+        raise TypeError(
+            f"sample site '{name}': expected a torch Distribution, got {type(fn).__name__} {fn!r}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------
+
+
+def sample(name, fn, obs=None, infer=None):
+    """Draw a value for site ``name`` from distribution ``fn`` (or return ``obs``).
+
+    >>> import causalppl as cp
+    >>> cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
+    tensor(0.5000)
+    """
+    _check_distribution(name, fn)
+    if obs is not None:
+        obs = as_tensor(obs)
+    if not HANDLER_STACK:  # fast path: nothing is listening
+        return draw(fn, name) if obs is None else obs
+    msg = new_message("sample", name, fn, obs, is_observed=obs is not None, infer=infer)
+    return apply_stack(msg)
+
+
+def param(name, init=None, constraint=torch.distributions.constraints.real):
+    """The constrained value of learnable parameter ``name`` from the param store.
+
+    The first call creates it from ``init`` (a tensor, a number, or a
+    zero-argument callable); later calls ignore ``init``.
+    ``param(...).unconstrained()`` is the leaf tensor the optimiser updates.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> cp.param("b", torch.tensor(2.0), constraint=cp.constraints.positive)
+    tensor(2.0000, grad_fn=<ExpBackward0>)
+    """
+    if not HANDLER_STACK:
+        return get_param_store().get_param(name, init, constraint)
+    msg = new_message("param", name, None, None, args=(init, constraint))
+    return apply_stack(msg)
+
+
+def factor(name, log_factor):
+    """Add ``log_factor`` to the joint log density under site ``name``."""
+    from causalppl.distributions import Unit
+
+    log_factor = as_tensor(log_factor)
+    unit = Unit(log_factor)
+    return sample(name, unit, obs=unit.sample())
+
+
+def deterministic(name, value):
+    """Record a value computed from other sites, so traces and Predictive report it."""
+    from causalppl.distributions import Delta
+
+    value = as_tensor(value)
+    if not HANDLER_STACK:
+        return value
+    msg = new_message(
+        "sample",
+        name,
+        Delta(value, event_dim=value.dim()),
+        value,
+        is_observed=True,
+        infer={"_deterministic": True},
+    )
+    return apply_stack(msg)
+
+
+class plate(Messenger):
+    """Conditionally independent rows along one batch dimension.
+
+    Inside ``with plate(name, size) as idx:`` every sample site's distribution
+    is broadcast to have ``size`` (or ``subsample_size``) entries along ``dim``,
+    and with subsampling the log densities are multiplied by
+    ``size / subsample_size`` so the loss stays an unbiased estimate of the
+    full-data loss. ``idx`` holds the row indices in use.
+
+    >>> import torch, causalppl as cp
+    >>> with cp.plate("rows", 100, subsample_size=10) as idx:
+    ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    >>> tuple(x.shape), tuple(idx.shape)
+    ((10,), (10,))
+    """
+
+    def __init__(self, name, size=None, subsample_size=None, dim=None, subsample=None, device=None):
+        super().__init__()
+        if subsample is not None:
+            subsample = torch.as_tensor(subsample, device=device)
+            if size is None:
+                size = len(subsample)
+            subsample_size = len(subsample)
+        if size is None or int(size) < 1:
+            raise ValueError(f"plate '{name}': size must be a positive integer, got {size!r}")
+        size = int(size)
+        subsample_size = size if subsample_size is None else int(subsample_size)
+        if not 1 <= subsample_size <= size:
+            raise ValueError(
+                f"plate '{name}': subsample_size must be between 1 and size={size}, "
+                f"got {subsample_size}"
+            )
+        if dim is not None and dim >= 0:
+            raise ValueError(f"plate '{name}': dim must be negative (counted from the right), got {dim}")
+        self.name = name
+        self.size = size
+        self.subsample_size = subsample_size
+        self.dim = dim
+        self.device = device
+        self._given_subsample = subsample
+        self._scale = size / subsample_size
+        self.indices = None
+
+    def __enter__(self):
+        taken = {h.dim for h in HANDLER_STACK if isinstance(h, plate)}
+        if self.dim is None:
+            self.dim = -1
+            while self.dim in taken:
+                self.dim -= 1
+        elif self.dim in taken:
+            raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate")
+        self.frame = CondIndepStackFrame(self.name, self.dim, self.size, self.subsample_size)
+        if self._given_subsample is not None:
+            self.indices = self._given_subsample
+        elif self.subsample_size < self.size:
+            self.indices = torch.randperm(self.size, device=self.device)[: self.subsample_size]
+        else:
+            self.indices = torch.arange(self.size, device=self.device)
+        super().__enter__()
+        return self.indices
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["infer"].get("_deterministic"):
+            return
+        msg["cond_indep_stack"] = msg["cond_indep_stack"] + (self.frame,)
+        if self._scale != 1.0:
+            msg["scale"] = msg["scale"] * self._scale
+        batch_shape = msg["fn"].batch_shape
+        dim, size = self.dim, self.subsample_size
+        if len(batch_shape) >= -dim and batch_shape[dim] == size:
+            return
+        shape = [1] * max(0, -dim - len(batch_shape)) + list(batch_shape)
+        if shape[dim] != 1:
+            raise ValueError(
+                f"sample site '{msg['name']}': batch shape {tuple(batch_shape)} has size "
+                f"{shape[dim]} at dim {dim}, but plate '{self.name}' has size {size} there"
+            )
+        shape[dim] = size
+        msg["fn"] = msg["fn"].expand(torch.Size(shape))

@@ -1,0 +1,127 @@
+"""Trace: the sites one run of a stochastic function visited, in order.
+
+``trace.nodes`` maps a site name to its message dict (``type``, ``name``,
+``fn``, ``value``, ``is_observed``, ``intervened``, ``infer``, ``scale``,
+``mask``, ``cond_indep_stack``, ...).
+
+>>> import causalppl as cp
+>>> def model():
+...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.0)
+>>> tr = cp.handlers.trace(model).get_trace()
+>>> round(tr.log_prob_sum().item(), 4)
+-0.9189
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def site_log_prob(site):
+    """The scaled, masked log density of one sample site (batch shape kept)."""
+    log_prob = site["fn"].log_prob(site["value"])
+    mask = site["mask"]
+    if mask is not None:
+        log_prob = torch.where(mask, log_prob, log_prob.new_zeros(()))
+    scale = site["scale"]
+    if not (isinstance(scale, float) and scale == 1.0):
+        log_prob = log_prob * scale
+    return log_prob
+
+
+def contributes_log_prob(site):
+    """True for sample sites that enter the joint density.
+
+    Intervened sites (``do``) and deterministic sites contribute nothing.
+    """
+    return site["type"] == "sample" and not site["intervened"] and not site["infer"].get("_deterministic")
+
+
+class Trace:
+    """An ordered record of sites: ``nodes`` is a dict name -> site."""
+
+    def __init__(self):
+        self.nodes: dict[str, dict] = {}
+
+    def add_site(self, site):
+        name = site["name"]
+        if name in self.nodes and site["type"] != "param":
+            raise ValueError(
+                f"site '{name}' appears twice in one run of the model; "
+                "each sample site needs a unique name"
+            )
+        self.nodes[name] = site
+
+    def __contains__(self, name):
+        return name in self.nodes
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self):
+        return len(self.nodes)
+
+    @property
+    def stochastic_nodes(self):
+        """Names of latent (not observed, not intervened) sample sites."""
+        return [
+            name for name, site in self.nodes.items()
+            if contributes_log_prob(site) and not site["is_observed"]
+        ]
+
+    @property
+    def observation_nodes(self):
+        return [
+            name for name, site in self.nodes.items()
+            if contributes_log_prob(site) and site["is_observed"]
+        ]
+
+    @property
+    def param_nodes(self):
+        return [name for name, site in self.nodes.items() if site["type"] == "param"]
+
+    def compute_log_prob(self, site_filter=lambda name, site: True):
+        """Store each contributing site's log density under ``site["log_prob"]``."""
+        for name, site in self.nodes.items():
+            if contributes_log_prob(site) and site_filter(name, site) and "log_prob" not in site:
+                site["log_prob"] = log_prob_of(site)
+
+    def log_prob_sum(self, site_filter=lambda name, site: True):
+        """The joint log density of the recorded values (a scalar tensor)."""
+        total = 0.0
+        for name, site in self.nodes.items():
+            if contributes_log_prob(site) and site_filter(name, site):
+                total = total + log_prob_of(site).sum()
+        return torch.as_tensor(total)
+
+    def format_shapes(self):
+        """A table of each site's batch / event shape and value shape."""
+        rows = [("site", "type", "batch_shape", "event_shape", "value_shape")]
+        for name, site in self.nodes.items():
+            fn, value = site["fn"], site["value"]
+            batch = tuple(fn.batch_shape) if fn is not None else ""
+            event = tuple(fn.event_shape) if fn is not None else ""
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ""
+            rows.append((name, site["type"], str(batch), str(event), str(shape)))
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+    def __repr__(self):
+        return f"Trace({list(self.nodes)})"
+
+
+def log_prob_of(site):
+    """``site_log_prob`` with the site named in any error it raises."""
+    try:
+        return site_log_prob(site)
+    except (ValueError, RuntimeError) as err:
+        raise type(err)(
+            f"sample site '{site['name']}': log_prob of value {_describe(site['value'])} "
+            f"under {site['fn']!r} failed: {err}"
+        ) from err
+
+
+def _describe(value):
+    if isinstance(value, torch.Tensor) and value.numel() > 6:
+        return f"tensor of shape {tuple(value.shape)}"
+    return repr(value)
