@@ -9,6 +9,7 @@ from torch.distributions import constraints
 
 from causalppl import distributions, handlers, infer, optim
 from causalppl import distributions as dist
+from causalppl.graph import SCM
 from causalppl.handlers import condition, do, trace
 from causalppl.params import (
     clear_param_store,
@@ -23,7 +24,7 @@ poutine = handlers
 __version__ = "0.1.0"
 
 __all__ = [
-    "clear_param_store", "condition", "constraints", "deterministic", "dist",
+    "SCM", "clear_param_store", "condition", "constraints", "deterministic", "dist",
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]

@@ -157,7 +157,11 @@ class do(_FixValues):
 
 
 class replay(Messenger):
-    """Reuse the values of latent sites recorded in ``trace`` (e.g. a guide's)."""
+    """Reuse the values of latent sites recorded in ``trace`` (e.g. a guide's).
+
+    Plate subsample indices are replayed too, so a model and its guide see
+    the same rows.
+    """
 
     def __init__(self, fn=None, trace=None):
         super().__init__(fn)
@@ -166,10 +170,10 @@ class replay(Messenger):
         self.trace = trace
 
     def process_message(self, msg):
-        if msg["type"] != "sample" or msg["is_observed"] or msg["intervened"]:
+        if msg["type"] == "param" or msg["is_observed"] or msg["intervened"]:
             return
         recorded = self.trace.nodes.get(msg["name"])
-        if recorded is not None:
+        if recorded is not None and recorded["type"] == msg["type"]:
             msg["value"] = recorded["value"]
 
 

@@ -132,6 +132,9 @@ def _default_value(msg):
     if msg["type"] == "param":
         init, constraint = msg["args"]
         return get_param_store().get_param(msg["name"], init, constraint)
+    if msg["type"] == "plate":
+        size, subsample_size, device = msg["args"]
+        return torch.randperm(size, device=device)[:subsample_size]
     raise ValueError(f"site '{msg['name']}' of type {msg['type']!r} has no value")
 
 
@@ -278,7 +281,10 @@ class plate(Messenger):
         if self._given_subsample is not None:
             self.indices = self._given_subsample
         elif self.subsample_size < self.size:
-            self.indices = torch.randperm(self.size, device=self.device)[: self.subsample_size]
+            # A "plate" message lets a trace record the draw and ``replay`` reuse
+            # it, so model and guide subsample the same rows within one step.
+            msg = new_message("plate", self.name, None, None, args=(self.size, self.subsample_size, self.device))
+            self.indices = apply_stack(msg) if HANDLER_STACK else _default_value(msg)
         else:
             self.indices = torch.arange(self.size, device=self.device)
         super().__enter__()
@@ -302,3 +308,23 @@ class plate(Messenger):
             )
         shape[dim] = size
         msg["fn"] = msg["fn"].expand(torch.Size(shape))
+
+
+def intervention(name, value):
+    """A site whose value an intervention (do) fixed: recorded, never scored.
+
+    Used by lowered SCMs for intervened nodes; inside plates the value is
+    broadcast to the plate's shape.
+    """
+    from causalppl.distributions import Delta
+
+    value = as_tensor(value)
+    if not HANDLER_STACK:
+        return value
+    msg = new_message("sample", name, Delta(value), value)
+    msg["intervened"] = True
+    value = apply_stack(msg)
+    shape = msg["fn"].batch_shape
+    if value.shape != shape:
+        msg["value"] = value = value.expand(shape)
+    return value

@@ -45,7 +45,7 @@ class Trace:
 
     def add_site(self, site):
         name = site["name"]
-        if name in self.nodes and site["type"] != "param":
+        if name in self.nodes and site["type"] == "sample":
             raise ValueError(
                 f"site '{name}' appears twice in one run of the model; "
                 "each sample site needs a unique name"

@@ -1,1 +1,9 @@
-"""Graph-first structural causal models."""
+"""Graph-first structural causal models: SCMs, surgery, lowering, expressions, DOT."""
+
+from causalppl.graph.expr import Expression, ExpressionError, parse_expression
+from causalppl.graph.lower import LoweredModel, MechanismError
+from causalppl.graph.mechanism import Mechanism
+from causalppl.graph.scm import SCM
+
+__all__ = ["Expression", "ExpressionError", "LoweredModel", "Mechanism", "MechanismError", "SCM",
+           "parse_expression"]

@@ -240,6 +240,8 @@ class _Compiler:
 
     def find(self, node, char, start):
         """Byte offset of ``char`` at or after ``start`` on the node's line (ast has no position for it)."""
+        if node.value.end_lineno != node.lineno:
+            return node.col_offset
         line = self.text.split("\n")[node.lineno - 1]
         line = line[self.shift:] if node.lineno == 1 else line
         found = line.encode().find(char.encode(), start)
@@ -282,7 +284,7 @@ class _Compiler:
         def chain(env):  # a < b < c  ==  (a < b) & (b < c), evaluating b once
             left = operands[0](env)
             result = None
-            for op, operand in zip(ops, operands[1:]):
+            for op, operand in zip(ops, operands[1:], strict=True):
                 right = operand(env)
                 test = op(left, right)
                 result = test if result is None else result & test
@@ -422,9 +424,9 @@ def parse_expression(text: str) -> Expression:
 
     >>> parse_expression("Bernoulli(probs=sigmoid(0.3*z - 1))").names
     ('z',)
-    >>> parse_expression("1 if x else 2")
+    >>> parse_expression("1 if x else 2")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    causalppl.graph.expr.ExpressionError: expression '1 if x else 2' (column 1): if-expressions are not allowed; use where(condition, a, b)
+    causalppl.graph.expr.ExpressionError: ... (column 1): if-expressions are not allowed; use where(...)
     """
     return Expression(text)

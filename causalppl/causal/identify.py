@@ -1,0 +1,965 @@
+"""Identification of causal effects from a causal DAG.
+
+d-separation, backdoor and frontdoor adjustment sets and instrumental
+variables, as plain functions over a ``networkx.DiGraph`` or any object with a
+``.graph`` DiGraph (an SCM). A node whose attribute ``latent`` is true is
+unobserved, and every function also takes ``latent=``, extra unobserved node
+names. Adjustment sets never contain unobserved nodes.
+
+Every function checks its input: an unknown name raises ``nx.NodeNotFound``,
+a cyclic graph raises ``nx.NetworkXUnfeasible`` naming the cycle, and
+overlapping roles (treatment equal to outcome, an adjustment set containing
+the treatment) raise ``ValueError``. A set that is well-formed but invalid (it
+contains a latent node or a descendant of the treatment, or leaves a path
+open) is not an error: the ``check_*`` functions return a false `Check` whose
+``reason`` names the offending node or open path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import networkx as nx
+
+__all__ = [
+    "Check",
+    "Identification",
+    "backdoor_sets",
+    "check_backdoor",
+    "check_frontdoor",
+    "check_instrument",
+    "d_separated",
+    "frontdoor_sets",
+    "identify",
+    "instruments",
+]
+
+# minimal=False lists every valid subset of the candidates: 2**15 at most.
+_ALL_SETS_LIMIT = 15
+# minimal frontdoor sets are found by a search over subsets of the candidates.
+_FRONTDOOR_LIMIT = 18
+# Simple paths examined (shortest first) to name an open path in a reason.
+_PATH_SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Check:
+    """The verdict of a graphical criterion: truthy iff ``ok``.
+
+    ``reason`` says why the criterion holds, or which node or open path
+    makes it fail.
+    """
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        return f"{'holds' if self.ok else 'fails'}: {self.reason}"
+
+
+# ---------------------------------------------------------------------------
+# d-separation
+
+
+def d_separated(graph, xs, ys, zs=()) -> bool:
+    """Return True if `xs` and `ys` are d-separated given `zs` in `graph`.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    xs, ys, zs : node or iterable of nodes
+        Disjoint sets of nodes; a single name stands for a one-node set.
+
+    Returns
+    -------
+    bool
+        True if every path between a node of `xs` and a node of `ys` is
+        blocked by `zs`. True when `xs` or `ys` is empty.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If the sets overlap.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("x", "m"), ("m", "y")])
+    >>> d_separated(G, "x", "y")
+    False
+    >>> d_separated(G, "x", "y", {"m"})
+    True
+    """
+    G = _dag(graph)
+    X = _nodes(G, xs, "node")
+    Y = _nodes(G, ys, "node")
+    Z = _nodes(G, zs, "conditioning node")
+    _require_disjoint(("xs", X), ("ys", Y), ("zs", Z))
+    if not X or not Y:
+        return True
+    return nx.is_d_separator(G, X, Y, Z)
+
+
+# ---------------------------------------------------------------------------
+# backdoor adjustment
+
+
+def check_backdoor(graph, treatment, outcome, adjustment, latent=()) -> Check:
+    """Check Pearl's backdoor criterion for an adjustment set.
+
+    `adjustment` is valid when it contains no latent node and no descendant
+    of the treatment, and blocks every path from the treatment to the
+    outcome that starts with an edge into the treatment.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    treatment, outcome : node or iterable of nodes
+        The cause(s) and effect(s).
+    adjustment : node or iterable of nodes
+        The candidate adjustment set.
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+
+    Returns
+    -------
+    Check
+        Truthy iff the set is valid. A latent node in `adjustment` makes the
+        check fail (it is not an error): the reason names the node.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If treatment, outcome and adjustment overlap.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("z", "x"), ("z", "y"), ("x", "y")])
+    >>> bool(check_backdoor(G, "x", "y", {"z"}))
+    True
+    >>> check_backdoor(G, "x", "y", set()).reason
+    "backdoor path x <- z -> y is open given {}; {'z'} would block every backdoor path"
+    """
+    G = _dag(graph)
+    X = _nodes(G, treatment, "treatment")
+    Y = _nodes(G, outcome, "outcome")
+    Z = _nodes(G, adjustment, "adjustment node")
+    _require_disjoint(("treatment", X), ("outcome", Y), ("adjustment set", Z))
+    hidden = _latent(G, latent)
+
+    latent_in = _sorted(Z & hidden)
+    if latent_in:
+        return Check(False, f"{_fmt_set(Z)} contains {latent_in[0]!r}, which is "
+                            "latent (unobserved) and cannot be adjusted for")
+    for x in _sorted(X):
+        below = nx.descendants(G, x)
+        for z in _sorted(Z):
+            if z in below:
+                return Check(False, f"{_fmt_set(Z)} contains {z!r}, "
+                                    f"a descendant of treatment {x!r}")
+    Gx = _cut_out_edges(G, X)
+    if nx.is_d_separator(Gx, X, Y, Z):
+        return Check(True, f"{_fmt_set(Z)} contains no descendant of treatment "
+                           f"{_fmt_nodes(X)} and blocks every backdoor path from "
+                           f"{_fmt_nodes(X)} to {_fmt_nodes(Y)}")
+    reason = _open_path_reason(Gx, X, Y, Z, "backdoor path")
+    allowed = set(G) - X - Y - hidden - _descendants(G, X)
+    better = nx.find_minimal_d_separator(Gx, X, Y, restricted=allowed)
+    if better is None:
+        reason += ("; no set of observed non-descendants of the treatment "
+                   "blocks every backdoor path")
+    elif not better:
+        reason += "; the empty set {} would block every backdoor path"
+    else:
+        reason += f"; {_fmt_set(better)} would block every backdoor path"
+    return Check(False, reason)
+
+
+def backdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[frozenset]:
+    """List the valid backdoor adjustment sets.
+
+    Candidates are the observed non-descendants of the treatment.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    treatment, outcome : node or iterable of nodes
+        The cause(s) and effect(s).
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+    minimal : bool, optional (default True)
+        If True, list the minimal valid sets (valid sets none of whose
+        proper subsets is valid); these are found by listing the minimal
+        separators of the moralised ancestral graph, so the cost grows with
+        the number of answers, not of subsets. If False, list every valid
+        set.
+
+    Returns
+    -------
+    list of frozenset
+        Sorted by size, then by node names; empty when no set is valid.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If treatment and outcome overlap, or if ``minimal=False`` and there
+        are more than 15 candidate nodes (too many subsets to list).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("a", "x"), ("a", "b"), ("b", "y"), ("x", "y")])
+    >>> backdoor_sets(G, "x", "y")
+    [frozenset({'a'}), frozenset({'b'})]
+    >>> len(backdoor_sets(G, "x", "y", minimal=False))  # {a}, {b}, {a, b}
+    3
+    """
+    G = _dag(graph)
+    X = _nodes(G, treatment, "treatment")
+    Y = _nodes(G, outcome, "outcome")
+    _require_disjoint(("treatment", X), ("outcome", Y))
+    hidden = _latent(G, latent)
+    Gx = _cut_out_edges(G, X)
+    allowed = set(G) - X - Y - hidden - _descendants(G, X)
+    if minimal:
+        found = _minimal_separators(Gx, X, Y, allowed)
+    else:
+        found = _all_separators(Gx, X, Y, allowed)
+    return sorted(found, key=_set_key)
+
+
+# ---------------------------------------------------------------------------
+# frontdoor adjustment
+
+
+def check_frontdoor(graph, treatment, outcome, mediators, latent=()) -> Check:
+    """Check Pearl's frontdoor criterion for a set of mediators.
+
+    `mediators` (M) is valid for the effect of X on Y when (i) M intercepts
+    every directed path from X to Y, (ii) no backdoor path from X to M is
+    open, and (iii) X blocks every backdoor path from M to Y. M must be
+    observed. The empty set is valid exactly when X has no directed path to
+    Y, and then P(y | do(x)) = P(y).
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    treatment, outcome : node
+        The cause and the effect.
+    mediators : node or iterable of nodes
+        The candidate frontdoor set.
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+
+    Returns
+    -------
+    Check
+        Truthy iff the set is valid; the reason names the failing condition
+        and its path or node.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If treatment, outcome and mediators overlap.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("u", "smoking"), ("u", "cancer"),
+    ...                 ("smoking", "tar"), ("tar", "cancer")])
+    >>> bool(check_frontdoor(G, "smoking", "cancer", {"tar"}, latent={"u"}))
+    True
+    >>> check = check_frontdoor(G, "smoking", "cancer", set(), latent={"u"})
+    >>> check.reason.split(" from ")[0]
+    'directed path smoking -> tar -> cancer'
+    """
+    G = _dag(graph)
+    x = _one_node(G, treatment, "treatment")
+    y = _one_node(G, outcome, "outcome")
+    M = _nodes(G, mediators, "mediator")
+    _require_disjoint(("treatment", {x}), ("outcome", {y}), ("mediator set", M))
+    return _frontdoor(G, x, y, M, _latent(G, latent))
+
+
+def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[frozenset]:
+    """List the valid frontdoor sets.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    treatment, outcome : node
+        The cause and the effect.
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+    minimal : bool, optional (default True)
+        If True, list the minimal valid sets; otherwise every valid set.
+
+    Returns
+    -------
+    list of frozenset
+        Sorted by size, then by node names; empty when no set is valid.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If treatment equals outcome, or the search would range over too many
+        candidate nodes (more than 18 for minimal sets, 15 for all sets).
+        Candidates are first narrowed to the observed nodes that satisfy
+        condition (ii) on their own, which is usually few.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("u", "smoking"), ("u", "cancer"),
+    ...                 ("smoking", "tar"), ("tar", "cancer")])
+    >>> frontdoor_sets(G, "smoking", "cancer", latent={"u"})
+    [frozenset({'tar'})]
+    """
+    G = _dag(graph)
+    x = _one_node(G, treatment, "treatment")
+    y = _one_node(G, outcome, "outcome")
+    _require_disjoint(("treatment", {x}), ("outcome", {y}))
+    hidden = _latent(G, latent)
+    Gx = _cut_out_edges(G, {x})
+    # Condition (ii) holds for a set iff it holds for each member.
+    candidates = [n for n in _sorted(set(G) - {x, y} - hidden)
+                  if nx.is_d_separator(Gx, {x}, {n}, set())]
+    if minimal:
+        # A valid set stays valid when cut down to the ancestors of the
+        # outcome (when x has a directed path to y; otherwise {} is the one
+        # minimal set), so minimal sets lie among those ancestors.
+        above = nx.ancestors(G, y)
+        candidates = [n for n in candidates if n in above]
+    # Condition (i) only gets easier as a set grows: if all the candidates
+    # together leave a directed path open, no set is valid.
+    if not _intercepts(G, x, y, candidates):
+        return []
+    if minimal and _frontdoor(G, x, y, frozenset(), hidden):
+        return [frozenset()]
+    limit = _FRONTDOOR_LIMIT if minimal else _ALL_SETS_LIMIT
+    if len(candidates) > limit:
+        raise ValueError(
+            f"frontdoor_sets would search subsets of {len(candidates)} candidate "
+            f"nodes for {x!r} -> {y!r} (more than {limit}); "
+            "test a given set with check_frontdoor instead")
+    found = []
+    for k in range(len(candidates) + 1):
+        for combo in itertools.combinations(candidates, k):
+            M = frozenset(combo)
+            if minimal and any(f <= M for f in found):
+                continue
+            if _intercepts(G, x, y, M) and _frontdoor(G, x, y, M, hidden):
+                found.append(M)
+    return sorted(found, key=_set_key)
+
+
+# ---------------------------------------------------------------------------
+# instrumental variables
+
+
+def check_instrument(graph, instrument, treatment, outcome, conditioning=(), latent=()) -> Check:
+    """Check that `instrument` is a (conditional) instrument for X -> Y.
+
+    Z is an instrument given W when Z is observed, W holds no latent node and
+    no descendant of the treatment or outcome, and (relevance) Z is not
+    d-separated from X given W, and (exclusion) Z is d-separated from Y given
+    W once the edges out of X are removed.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    instrument, treatment, outcome : node
+        Three distinct nodes.
+    conditioning : node or iterable of nodes, optional
+        The conditioning set W (default empty).
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+
+    Returns
+    -------
+    Check
+        Truthy iff `instrument` is valid given `conditioning`.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If instrument, treatment, outcome and conditioning overlap.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("z", "x"), ("x", "y"), ("u", "x"), ("u", "y")])
+    >>> bool(check_instrument(G, "z", "x", "y", latent={"u"}))
+    True
+    >>> bool(check_instrument(G, "u", "x", "y"))
+    False
+    """
+    G = _dag(graph)
+    z = _one_node(G, instrument, "instrument")
+    x = _one_node(G, treatment, "treatment")
+    y = _one_node(G, outcome, "outcome")
+    W = _nodes(G, conditioning, "conditioning node")
+    _require_disjoint(("instrument", {z}), ("treatment", {x}), ("outcome", {y}),
+                      ("conditioning set", W))
+    return _instrument(G, z, x, y, W, _latent(G, latent))
+
+
+def instruments(graph, treatment, outcome, latent=()) -> list:
+    """List the observed nodes that are unconditional instruments for X -> Y.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    treatment, outcome : node
+        The cause and the effect.
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+
+    Returns
+    -------
+    list
+        Sorted node names passing `check_instrument` with an empty
+        conditioning set.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If treatment equals outcome.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("z", "x"), ("x", "y"), ("u", "x"), ("u", "y")])
+    >>> instruments(G, "x", "y", latent={"u"})
+    ['z']
+    """
+    G = _dag(graph)
+    x = _one_node(G, treatment, "treatment")
+    y = _one_node(G, outcome, "outcome")
+    _require_disjoint(("treatment", {x}), ("outcome", {y}))
+    hidden = _latent(G, latent)
+    return [z for z in _sorted(set(G) - {x, y} - hidden)
+            if _instrument(G, z, x, y, frozenset(), hidden)]
+
+
+# ---------------------------------------------------------------------------
+# the summary
+
+
+@dataclass
+class Identification:
+    """What the graph alone says about the effect of `treatment` on `outcome`.
+
+    ``backdoor`` and ``frontdoor`` hold the minimal valid sets, ``instruments``
+    the unconditional instruments. The effect is identifiable (here: by an
+    adjustment formula) when a backdoor or frontdoor set exists; `estimand`
+    writes the formula for the first (smallest) one, preferring backdoor.
+    """
+
+    treatment: str
+    outcome: str
+    backdoor: list[frozenset]
+    frontdoor: list[frozenset]
+    instruments: list[str]
+
+    @property
+    def identifiable(self) -> bool:
+        """True if some backdoor or frontdoor set is valid."""
+        return bool(self.backdoor or self.frontdoor)
+
+    def estimand(self) -> str:
+        """Return the adjustment formula for P(y | do(x)) as text.
+
+        Examples
+        --------
+        >>> import networkx as nx
+        >>> G = nx.DiGraph([("z", "x"), ("z", "y"), ("x", "y")])
+        >>> identify(G, "x", "y").estimand()
+        'P(y | do(x)) = sum_{z} P(y | x, z) P(z)'
+        """
+        x, y = self.treatment, self.outcome
+        lhs = f"P({y} | do({x}))"
+        if self.backdoor:
+            if not self.backdoor[0]:
+                return f"{lhs} = P({y} | {x})"
+            zs = ", ".join(str(n) for n in _sorted(self.backdoor[0]))
+            return f"{lhs} = sum_{{{zs}}} P({y} | {x}, {zs}) P({zs})"
+        if self.frontdoor:
+            if not self.frontdoor[0]:
+                return f"{lhs} = P({y})"
+            ms = ", ".join(str(n) for n in _sorted(self.frontdoor[0]))
+            return (f"{lhs} = sum_{{{ms}}} P({ms} | {x}) "
+                    f"sum_{{{x}'}} P({y} | {x}', {ms}) P({x}')")
+        return "not identifiable by backdoor/frontdoor adjustment"
+
+    def strategy(self) -> str:
+        """Return one line saying how the effect is identified, if it is."""
+        if self.backdoor:
+            return f"backdoor adjustment for {_fmt_set(self.backdoor[0])}"
+        if self.frontdoor:
+            return f"frontdoor adjustment through {_fmt_set(self.frontdoor[0])}"
+        if self.instruments:
+            return ("none by adjustment; the instruments identify the effect "
+                    "only under extra assumptions (e.g. a linear model)")
+        return "none by adjustment"
+
+    def __str__(self) -> str:
+        def sets(found):
+            return ", ".join(_fmt_set(s) for s in found) or "none"
+
+        verdict = "identifiable" if self.identifiable else "not identifiable"
+        return "\n".join([
+            f"effect of {self.treatment!r} on {self.outcome!r}: {verdict}",
+            f"  backdoor sets:  {sets(self.backdoor)}",
+            f"  frontdoor sets: {sets(self.frontdoor)}",
+            f"  instruments:    {', '.join(map(repr, self.instruments)) or 'none'}",
+            f"  strategy:       {self.strategy()}",
+            f"  estimand:       {self.estimand()}",
+        ])
+
+
+def identify(graph, treatment, outcome, latent=()) -> Identification:
+    """Find the backdoor sets, frontdoor sets and instruments for X -> Y.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph or object with a ``.graph`` DiGraph
+        A causal DAG, or an SCM.
+    treatment, outcome : node
+        The cause and the effect.
+    latent : iterable of nodes, optional
+        Unobserved nodes, in addition to those with ``latent=True``.
+
+    Returns
+    -------
+    Identification
+        The minimal backdoor and frontdoor sets and the instruments;
+        ``str()`` of it is a readable report.
+
+    Raises
+    ------
+    networkx.NodeNotFound
+        If a name is not a node of the graph.
+    networkx.NetworkXUnfeasible
+        If the graph has a cycle.
+    ValueError
+        If treatment equals outcome (or, see `frontdoor_sets`, the frontdoor
+        search is too large).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("u", "smoking"), ("u", "cancer"),
+    ...                 ("smoking", "tar"), ("tar", "cancer")])
+    >>> G.nodes["u"]["latent"] = True
+    >>> result = identify(G, "smoking", "cancer")
+    >>> result.identifiable, result.backdoor, result.frontdoor
+    (True, [], [frozenset({'tar'})])
+    """
+    G = _dag(graph)
+    x = _one_node(G, treatment, "treatment")
+    y = _one_node(G, outcome, "outcome")
+    return Identification(
+        treatment=x,
+        outcome=y,
+        backdoor=backdoor_sets(G, x, y, latent=latent),
+        frontdoor=frontdoor_sets(G, x, y, latent=latent),
+        instruments=instruments(G, x, y, latent=latent),
+    )
+
+
+# ---------------------------------------------------------------------------
+# criteria on checked input
+
+
+def _frontdoor(G, x, y, M, hidden) -> Check:
+    latent_in = _sorted(M & hidden)
+    if latent_in:
+        return Check(False, f"{_fmt_set(M)} contains {latent_in[0]!r}, which is "
+                            "latent (unobserved)")
+    rest = G.subgraph(set(G) - M)
+    if nx.has_path(rest, x, y):  # (i)
+        path = nx.shortest_path(rest, x, y)
+        return Check(False, f"directed path {_fmt_path(G, path)} from treatment "
+                            f"{x!r} to outcome {y!r} does not pass through {_fmt_set(M)}")
+    if not M:
+        return Check(True, f"there is no directed path from {x!r} to {y!r}, "
+                           f"so P({y} | do({x})) = P({y})")
+    Gx = _cut_out_edges(G, {x})
+    if not nx.is_d_separator(Gx, {x}, M, set()):  # (ii)
+        reason = _open_path_reason(Gx, {x}, M, set(), "backdoor path")
+        return Check(False, f"{reason} (from treatment {x!r} to the mediators)")
+    Gm = _cut_out_edges(G, M)
+    if not nx.is_d_separator(Gm, M, {y}, {x}):  # (iii)
+        reason = _open_path_reason(Gm, M, {y}, {x}, "backdoor path")
+        return Check(False, f"{reason}: treatment {x!r} does not block it "
+                            f"(from the mediators to outcome {y!r})")
+    return Check(True, f"{_fmt_set(M)} intercepts every directed path from {x!r} "
+                       f"to {y!r}, has no open backdoor path from {x!r}, and "
+                       f"{x!r} blocks every backdoor path from it to {y!r}")
+
+
+def _intercepts(G, x, y, M):
+    """True if every directed path from x to y passes through M."""
+    seen, todo = {x}, [x]
+    while todo:
+        for w in G.succ[todo.pop()]:
+            if w == y:
+                return False
+            if w not in seen and w not in M:
+                seen.add(w)
+                todo.append(w)
+    return True
+
+
+def _instrument(G, z, x, y, W, hidden) -> Check:
+    if z in hidden:
+        return Check(False, f"instrument {z!r} is latent (unobserved)")
+    latent_in = _sorted(W & hidden)
+    if latent_in:
+        return Check(False, f"conditioning set {_fmt_set(W)} contains "
+                            f"{latent_in[0]!r}, which is latent (unobserved)")
+    for role, node in (("treatment", x), ("outcome", y)):
+        below = nx.descendants(G, node)
+        for w in _sorted(W):
+            if w in below:
+                return Check(False, f"conditioning set {_fmt_set(W)} contains "
+                                    f"{w!r}, a descendant of {role} {node!r}")
+    if nx.is_d_separator(G, {z}, {x}, W):
+        return Check(False, f"{z!r} is d-separated from treatment {x!r} given "
+                            f"{_fmt_set(W)}, so it is not relevant")
+    Gx = _cut_out_edges(G, {x})
+    if not nx.is_d_separator(Gx, {z}, {y}, W):
+        reason = _open_path_reason(Gx, {z}, {y}, W, "path")
+        return Check(False, f"{reason}: it reaches outcome {y!r} other than "
+                            f"through treatment {x!r}, violating exclusion")
+    relevant = _open_path(G, {z}, {x}, W)
+    via = f" ({_fmt_path(G, relevant)} is open)" if relevant else ""
+    return Check(True, f"{z!r} is relevant to treatment {x!r}{via} and excluded: "
+                       f"every path from {z!r} to outcome {y!r} is blocked given "
+                       f"{_fmt_set(W)} once the edges out of {x!r} are removed")
+
+
+# ---------------------------------------------------------------------------
+# separator enumeration
+
+
+def _minimal_separators(G, X, Y, allowed):
+    """All minimal sets Z within `allowed` that d-separate X and Y in G.
+
+    A minimal separator lies among the ancestors of X and Y, where
+    d-separation is separation in the moral graph (Lauritzen). Nodes outside
+    `allowed` can never block, so they are eliminated (their neighbours are
+    joined); X and Y are merged into two terminals. What is left is listing
+    the minimal vertex separators of the terminals.
+    """
+    ancestral = set(X) | set(Y)
+    for n in X | Y:
+        ancestral |= nx.ancestors(G, n)
+    moral = nx.moral_graph(G.subgraph(ancestral))
+    s, t = _Terminal("treatment"), _Terminal("outcome")
+    terminal = {n: s for n in X} | {n: t for n in Y}
+    passable = ancestral - set(allowed) - X - Y
+
+    H = nx.Graph()
+    H.add_nodes_from([s, t])
+    H.add_nodes_from(n for n in ancestral if n in allowed and n not in terminal)
+    for u, v in moral.edges:
+        if u in passable or v in passable:
+            continue
+        a, b = terminal.get(u, u), terminal.get(v, v)
+        if a is not b:
+            H.add_edge(a, b)
+    for blob in nx.connected_components(moral.subgraph(passable)):
+        rim = {terminal.get(n, n) for b in blob for n in moral[b] if n not in passable}
+        H.add_edges_from(itertools.combinations(rim, 2))
+    if H.has_edge(s, t):
+        return []
+    return _minimal_vertex_separators(H, s, t)
+
+
+def _minimal_vertex_separators(H, s, t):
+    """All minimal s-t vertex separators of the undirected graph H.
+
+    Kloks and Kratsch (1998): start from the separator closest to s; from
+    each separator S and each v in S not adjacent to t, the separator closest
+    to (component of s in H - S) + v is another one, and this reaches all.
+    """
+
+    def component(start, blocked):
+        seen, todo = {start}, [start]
+        while todo:
+            for w in H[todo.pop()]:
+                if w not in seen and w not in blocked:
+                    seen.add(w)
+                    todo.append(w)
+        return seen
+
+    def rim(nodes):
+        return frozenset(w for u in nodes for w in H[u] if w not in nodes)
+
+    def closest_to(side):
+        return rim(component(t, side | rim(side)))
+
+    first = closest_to({s})
+    found, todo = {first}, [first]
+    while todo:
+        S = todo.pop()
+        source_side = component(s, S)
+        for v in S:
+            if t in H[v]:
+                continue
+            nxt = closest_to(source_side | {v})
+            if nxt not in found:
+                found.add(nxt)
+                todo.append(nxt)
+    return list(found)
+
+
+def _all_separators(G, X, Y, allowed):
+    """All sets Z within `allowed` that d-separate X and Y in G.
+
+    Splits on one candidate at a time (in or out) and prunes a branch as
+    soon as networkx finds no separator between its bounds, so every leaf
+    reached is an answer.
+    """
+    if len(allowed) > _ALL_SETS_LIMIT:
+        raise ValueError(
+            f"minimal=False would list subsets of {len(allowed)} candidate nodes "
+            f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
+    found = []
+
+    def split(inside, undecided):
+        upper = inside | set(undecided)
+        if nx.find_minimal_d_separator(G, X, Y, included=inside, restricted=upper) is None:
+            return
+        if not undecided:
+            found.append(frozenset(inside))
+            return
+        split(inside | {undecided[0]}, undecided[1:])
+        split(inside, undecided[1:])
+
+    split(set(), _sorted(allowed))
+    return found
+
+
+class _Terminal:
+    """A stand-in node for a merged set of nodes (never equal to a user node)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+
+# ---------------------------------------------------------------------------
+# paths and reasons
+
+
+def _open_path(G, X, Y, Z):
+    """A shortest path from X to Y that is open given Z, or None.
+
+    Paths are tried shortest first; after `_PATH_SEARCH_LIMIT` of them the
+    search gives up (only the wording of a reason depends on it).
+    """
+    opening = set(Z)  # a collider is open iff it is in Z or an ancestor of Z
+    for z in Z:
+        opening |= nx.ancestors(G, z)
+    H = nx.Graph(G.edges)
+    H.add_nodes_from(G)
+    src, dst = _Terminal("from"), _Terminal("to")
+    H.add_edges_from((src, x) for x in X)
+    H.add_edges_from((y, dst) for y in Y)
+    paths = nx.shortest_simple_paths(H, src, dst)
+    for full in itertools.islice(paths, _PATH_SEARCH_LIMIT):
+        path = full[1:-1]
+        inner = path[1:-1]
+        if any(n in X or n in Y for n in inner):
+            continue
+        if all((n in opening) if _is_collider(G, a, n, b) else (n not in Z)
+               for a, n, b in zip(path, inner, path[2:], strict=False)):
+            return path
+    return None
+
+
+def _open_path_reason(G, X, Y, Z, kind):
+    """'<kind> a <- b -> c is open given {...}', naming colliders opened by Z."""
+    path = _open_path(G, X, Y, Z)
+    if path is None:
+        return (f"a {kind} from {_fmt_nodes(X)} to {_fmt_nodes(Y)} "
+                f"is open given {_fmt_set(Z)}")
+    notes = []
+    for a, n, b in zip(path, path[1:-1], path[2:], strict=False):
+        if not _is_collider(G, a, n, b):
+            continue
+        if n in Z:
+            notes.append(f"conditioning on collider {n!r} opens it")
+        else:
+            below = nx.descendants(G, n)
+            d = next(z for z in _sorted(Z) if z in below)
+            notes.append(f"conditioning on {d!r}, a descendant of collider {n!r}, opens it")
+    reason = f"{kind} {_fmt_path(G, path)} is open given {_fmt_set(Z)}"
+    return reason + "".join(f" ({note})" for note in notes)
+
+
+def _is_collider(G, a, n, b):
+    return G.has_edge(a, n) and G.has_edge(b, n)
+
+
+def _fmt_path(G, path):
+    parts = [str(path[0])]
+    for a, b in zip(path, path[1:], strict=False):
+        parts.append(f"-> {b}" if G.has_edge(a, b) else f"<- {b}")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# input checking and small helpers
+
+
+def _dag(graph):
+    """The DiGraph behind `graph` (a DiGraph or an SCM), checked acyclic."""
+    # nx graphs have a .graph attribute too (their attribute dict)
+    G = graph if isinstance(graph, nx.Graph) else getattr(graph, "graph", graph)
+    if not isinstance(G, nx.DiGraph):
+        raise TypeError("expected a networkx.DiGraph or an object with a .graph "
+                        f"DiGraph (an SCM), got {type(graph).__name__}")
+    if not nx.is_directed_acyclic_graph(G):
+        edges = nx.find_cycle(G)
+        cycle = " -> ".join(str(e[0]) for e in edges) + f" -> {edges[0][0]}"
+        raise nx.NetworkXUnfeasible(
+            f"the graph has a cycle {cycle}; a causal graph must be acyclic")
+    return G
+
+
+def _is_node(G, name):
+    try:
+        return name in G
+    except TypeError:  # unhashable
+        return False
+
+
+def _unknown(G, name, role):
+    known = _sorted(G)
+    shown = ", ".join(map(repr, known[:30])) + (", ..." if len(known) > 30 else "")
+    return nx.NodeNotFound(f"{role} {name!r} is not a node of the graph; "
+                           f"known nodes: {shown}")
+
+
+def _nodes(G, names, role):
+    """A node name or an iterable of names, as a frozenset of nodes."""
+    if _is_node(G, names) or isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        names = [names]
+    names = list(names)
+    for n in names:
+        if not _is_node(G, n):
+            raise _unknown(G, n, role)
+    return frozenset(names)
+
+
+def _one_node(G, name, role):
+    """A single node name, checked."""
+    if _is_node(G, name):
+        return name
+    if isinstance(name, (str, bytes)) or not isinstance(name, Iterable):
+        raise _unknown(G, name, role)
+    raise TypeError(f"{role} must be a single node name, got {name!r}")
+
+
+def _latent(G, latent):
+    marked = {n for n, latent_attr in G.nodes(data="latent") if latent_attr}
+    return frozenset(marked) | _nodes(G, latent, "latent node")
+
+
+def _require_disjoint(*roles):
+    for (name_a, a), (name_b, b) in itertools.combinations(roles, 2):
+        common = set(a) & set(b)
+        if not common:
+            continue
+        if len(a) == len(b) == 1:
+            raise ValueError(f"{name_a} and {name_b} are the same node "
+                             f"{next(iter(common))!r}; they must differ")
+        raise ValueError(f"{name_a} {_fmt_set(a)} and {name_b} {_fmt_set(b)} "
+                         f"share {_fmt_set(common)}; they must be disjoint")
+
+
+def _cut_out_edges(G, nodes):
+    """A copy of G without the edges out of `nodes`."""
+    H = nx.DiGraph(G)
+    H.remove_edges_from(list(H.out_edges(nodes)))
+    return H
+
+
+def _descendants(G, nodes):
+    out = set()
+    for n in nodes:
+        out |= nx.descendants(G, n)
+    return out
+
+
+def _key(node):
+    # numbers in numeric order, everything else by name
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        return (0, node, "")
+    return (1, str(node), repr(node))
+
+
+def _sorted(nodes):
+    return sorted(nodes, key=_key)
+
+
+def _set_key(nodes):
+    return (len(nodes), [_key(n) for n in _sorted(nodes)])
+
+
+def _fmt_set(nodes):
+    return "{" + ", ".join(repr(n) for n in _sorted(nodes)) + "}"
+
+
+def _fmt_nodes(nodes):
+    nodes = _sorted(nodes)
+    return repr(nodes[0]) if len(nodes) == 1 else _fmt_set(nodes)

@@ -1,0 +1,149 @@
+"""Lowering: an SCM becomes an ordinary stochastic function.
+
+The lowered model calls :func:`causalppl.sample` once per node, in
+topological order, with the node's name as the site name, and returns a dict
+of node values. Intervened nodes become ``intervention`` sites (recorded,
+never scored); observed nodes are sampled with ``obs=``. With ``n=`` or
+``data=`` everything runs inside a plate of that many rows.
+
+>>> import causalppl as cp
+>>> scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)")
+>>> values = scm.model(n=5)
+>>> sorted(values), tuple(values["x"].shape)
+(['x', 'z'], (5,))
+"""
+
+from __future__ import annotations
+
+import torch
+
+from causalppl.runtime import as_tensor, intervention, plate, sample
+from causalppl.trace import contributes_log_prob, log_prob_of
+
+RESERVED = frozenset({"n", "data", "subsample_size"})
+ROWS = "_rows"  # the plate over data rows (node names never start with "_")
+
+
+class MechanismError(ValueError):
+    """A node's mechanism raised, or returned something that is not a Distribution."""
+
+
+class LoweredModel:
+    """The stochastic function of an SCM: ``model(n=None, data=None, subsample_size=None, **inputs)``."""
+
+    def __init__(self, scm):
+        self.order = scm.nodes
+        self.mechanisms = {node: scm.mechanism(node) for node in self.order}
+        self.observed = scm.observed
+        self.interventions = scm.interventions
+        self.inputs = scm.inputs
+        self.__name__ = "scm_model"
+
+    def __call__(self, n=None, data=None, subsample_size=None, **inputs):
+        self._check_inputs(inputs)
+        observed = self.observed
+        if data is not None:
+            data = self._check_data(data)
+            observed = {**observed, **data}
+            rows = len(next(iter(data.values()))) if data else None
+            if n is not None and rows is not None and n != rows:
+                raise ValueError(f"n={n} disagrees with the {rows} rows of data")
+            n = rows if n is None else n
+        if n is None:
+            if subsample_size is not None:
+                raise ValueError("subsample_size needs data or n")
+            return self.run(inputs, observed)
+        with plate(ROWS, n, subsample_size=subsample_size) as rows:
+            if subsample_size is not None and subsample_size < n:
+                observed = {**observed, **{k: v.index_select(0, rows) for k, v in (data or {}).items()}}
+                inputs = {k: _rows_of(v, n, rows) for k, v in inputs.items()}
+            return self.run(inputs, observed)
+
+    def run(self, inputs, observed):
+        """Sample every node given input values and observed values (no plate)."""
+        values = dict(inputs)
+        for node in self.order:
+            if node in self.interventions:
+                values[node] = intervention(node, self.interventions[node])
+                continue
+            mechanism = self.mechanisms[node]
+            try:
+                fn = mechanism(**{parent: values[parent] for parent in mechanism.parents})
+            except MechanismError:
+                raise
+            except Exception as err:
+                raise MechanismError(f"node '{node}': its mechanism {mechanism!r} failed: {err}") from err
+            if not isinstance(fn, torch.distributions.Distribution):
+                raise MechanismError(
+                    f"node '{node}': its mechanism must return a torch Distribution, "
+                    f"got {type(fn).__name__} {fn!r}"
+                )
+            values[node] = sample(node, fn, obs=observed.get(node))
+        return {node: values[node] for node in self.order}
+
+    def _check_inputs(self, inputs):
+        missing = [name for name in self.inputs if name not in inputs]
+        unknown = [name for name in inputs if name not in self.inputs]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+            if unknown:
+                parts.append(f"unknown keyword(s) {', '.join(map(repr, unknown))}")
+            expected = ", ".join(self.inputs) or "none"
+            raise TypeError(f"SCM model: {'; '.join(parts)} (the model's inputs are: {expected})")
+
+    def _check_data(self, data):
+        data = table_to_tensors(data)
+        for name in data:
+            if name not in self.mechanisms:
+                raise KeyError(f"data column '{name}' is not a node (nodes: {', '.join(self.order)})")
+            if name in self.interventions:
+                raise ValueError(f"data column '{name}' is an intervened node; it cannot also be observed")
+        lengths = {name: len(value) for name, value in data.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"data columns have different numbers of rows: {lengths}")
+        return data
+
+    def log_prob(self, values, inputs):
+        """Joint log density of a full assignment (per row when values are batched)."""
+        from causalppl.handlers import trace
+
+        missing = [node for node in self.order if node not in self.interventions and node not in values]
+        if missing:
+            raise ValueError(f"log_prob needs a value for every node; missing: {', '.join(missing)}")
+        unknown = [name for name in values if name not in self.mechanisms]
+        if unknown:
+            raise KeyError(f"log_prob: {', '.join(map(repr, unknown))} are not nodes (nodes: {', '.join(self.order)})")
+        self._check_inputs(inputs)
+        observed = {name: as_tensor(value) for name, value in values.items() if name not in self.interventions}
+        with trace() as tr:
+            self.run(inputs, observed)
+        total = 0.0
+        for site in tr.trace.nodes.values():
+            if contributes_log_prob(site):
+                total = total + log_prob_of(site)
+        return torch.as_tensor(total)
+
+
+def _rows_of(value, n, rows):
+    """The subsampled rows of a per-row input; anything else passes through."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return value.index_select(0, rows)
+    return value
+
+
+def table_to_tensors(data):
+    """A dict of array-likes or a pandas DataFrame -> dict of name -> tensor."""
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # a pandas DataFrame
+        data = {str(column): data[column].to_numpy() for column in data.columns}
+    if not hasattr(data, "items"):
+        raise TypeError(f"data must be a dict of tensors or a DataFrame, got {type(data).__name__}")
+    tensors = {}
+    for name, value in data.items():
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value)
+        if not value.is_floating_point():
+            value = value.to(torch.get_default_dtype())
+        tensors[name] = value
+    return tensors

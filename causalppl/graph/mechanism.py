@@ -1,0 +1,84 @@
+"""Mechanisms: what turns a node's parents into a distribution over the node.
+
+A mechanism is given as
+
+* a callable whose parameter names are its parents,
+  ``lambda weight: dist.Normal(weight, 0.75)``;
+* an expression string, ``"Normal(2*x + 1, 0.5)"`` (parsed, never ``eval``-ed);
+* a fixed ``torch.distributions.Distribution`` (a root node);
+* any object with a ``parents`` tuple that is callable with those parents as
+  keyword arguments (the learnable mechanisms of :mod:`causalppl.causal.learn`).
+
+>>> m = as_mechanism("Normal(2*x + 1, 0.5)")
+>>> m.parents, m.text
+(('x',), 'Normal(2*x + 1, 0.5)')
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from causalppl.graph.expr import Expression, parse_expression
+
+
+class Mechanism:
+    """A callable ``mechanism(**parent_values) -> Distribution`` with named parents."""
+
+    def __init__(self, fn, parents, text=None):
+        self.fn = fn
+        self.parents = tuple(parents)
+        self.text = text  # the expression string, when there is one (for DOT output)
+
+    def __call__(self, **parent_values):
+        return self.fn(**parent_values)
+
+    def __repr__(self):
+        if self.text is not None:
+            return f"Mechanism({self.text!r})"
+        return f"Mechanism({getattr(self.fn, '__name__', type(self.fn).__name__)}, parents={self.parents})"
+
+
+def as_mechanism(mechanism, node="?"):
+    """Wrap any accepted mechanism form in a :class:`Mechanism`.
+
+    Raises ``TypeError`` naming ``node`` when the form is not accepted.
+    """
+    if isinstance(mechanism, Mechanism):
+        return mechanism
+    if isinstance(mechanism, str):
+        expr = parse_expression(mechanism)
+        return Mechanism(expr, expr.names, text=expr.text)
+    if isinstance(mechanism, Expression):
+        return Mechanism(mechanism, mechanism.names, text=mechanism.text)
+    if isinstance(mechanism, torch.distributions.Distribution):
+        return Mechanism(lambda: mechanism, (), text=None)
+    if hasattr(mechanism, "parents") and callable(mechanism):
+        return Mechanism(mechanism, mechanism.parents, text=getattr(mechanism, "text", None))
+    if callable(mechanism):
+        return Mechanism(mechanism, _parameter_names(mechanism, node))
+    raise TypeError(
+        f"node '{node}': a mechanism must be a callable of its parents, an expression string "
+        f"or a Distribution, got {type(mechanism).__name__} {mechanism!r}"
+    )
+
+
+def _parameter_names(fn, node):
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"node '{node}': cannot read the parameters of mechanism {fn!r}") from err
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise TypeError(
+                f"node '{node}': mechanism parameters must be named parents; "
+                f"*{parameter.name} / **{parameter.name} is not allowed"
+            )
+        if parameter.default is not parameter.empty:
+            continue  # a parameter with a default is a constant, not a parent
+        if parameter.kind is parameter.POSITIONAL_ONLY:
+            raise TypeError(f"node '{node}': parent '{parameter.name}' must not be positional-only")
+        names.append(parameter.name)
+    return names

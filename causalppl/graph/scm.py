@@ -1,0 +1,318 @@
+"""The structural causal model: a networkx DAG whose nodes carry mechanisms.
+
+>>> import causalppl as cp
+>>> scm = cp.SCM()
+>>> _ = scm.add("weight", "Normal(guess, 1.0)")
+>>> _ = scm.add("measurement", "Normal(weight, 0.75)")
+>>> scm.nodes, scm.inputs
+(('weight', 'measurement'), ('guess',))
+>>> list(scm.graph.edges)
+[('weight', 'measurement')]
+>>> scm.do(weight=9.0).parents("measurement")
+('weight',)
+"""
+
+from __future__ import annotations
+
+import copy
+
+import networkx as nx
+import torch
+
+from causalppl.graph.lower import RESERVED, LoweredModel, table_to_tensors
+from causalppl.graph.mechanism import Mechanism, as_mechanism
+from causalppl.runtime import as_tensor
+
+
+def _check_name(name, what="node"):
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        raise ValueError(f"{what} name {name!r} must be a Python identifier not starting with '_'")
+    if name in RESERVED:
+        raise ValueError(f"{what} name '{name}' is reserved (the lowered model takes {sorted(RESERVED)})")
+
+
+class SCM:
+    """A structural causal model.
+
+    ``SCM()`` starts empty; :meth:`add` adds nodes. ``SCM(G)`` builds one
+    from a ``networkx.DiGraph`` whose nodes carry a ``mechanism`` attribute
+    (and optionally ``latent=True``); its edges must agree with the
+    mechanisms' parents.
+    """
+
+    def __init__(self, graph=None):
+        self._mechanisms: dict[str, Mechanism] = {}
+        self._latent: set[str] = set()
+        self._observed: dict[str, torch.Tensor] = {}
+        self._interventions: dict[str, torch.Tensor] = {}
+        self._cache = {}
+        if graph is not None:
+            self._add_graph(graph)
+
+    # -- building --------------------------------------------------------------
+
+    def _add_graph(self, graph):
+        if not isinstance(graph, nx.DiGraph):
+            raise TypeError(f"SCM(G) needs a networkx.DiGraph, got {type(graph).__name__}")
+        for node, attrs in graph.nodes(data=True):
+            if "mechanism" not in attrs:
+                raise ValueError(f"node '{node}' has no 'mechanism' attribute")
+            self._set(node, attrs["mechanism"], bool(attrs.get("latent", False)))
+        self._check_acyclic()
+        for node in graph.nodes:
+            declared = set(graph.predecessors(node))
+            used = {p for p in self._mechanisms[node].parents if p in self._mechanisms}
+            if declared != used:
+                extra = sorted(declared - used)
+                missing = sorted(used - declared)
+                problems = []
+                if extra:
+                    problems.append(f"edges from {extra} that its mechanism does not use")
+                if missing:
+                    problems.append(f"no edges from {missing} although its mechanism uses them")
+                raise ValueError(
+                    f"node '{node}': the graph has {' and '.join(problems)} "
+                    f"(mechanism parents: {list(self._mechanisms[node].parents)})"
+                )
+
+    def add(self, name, mechanism, latent=False):
+        """Add node ``name`` with ``mechanism``; return the SCM (so calls chain).
+
+        Parent names that are not (yet) nodes are model *inputs*. ``latent``
+        marks a node that is never observed (identification respects it).
+        """
+        if name in self._mechanisms:
+            raise ValueError(f"node '{name}' already exists; build a new SCM to change a mechanism")
+        self._set(name, mechanism, latent)
+        try:
+            self._check_acyclic(name)
+        except nx.NetworkXUnfeasible:
+            del self._mechanisms[name]
+            self._latent.discard(name)
+            self._cache.clear()
+            raise
+        return self
+
+    def _set(self, name, mechanism, latent):
+        _check_name(name)
+        mechanism = as_mechanism(mechanism, node=name)
+        for parent in mechanism.parents:
+            _check_name(parent, what=f"parent of node '{name}':")
+        if name in mechanism.parents:
+            raise nx.NetworkXUnfeasible(f"node '{name}' lists itself as a parent (cycle {name} -> {name})")
+        self._mechanisms[name] = mechanism
+        if latent:
+            self._latent.add(name)
+        self._cache.clear()
+
+    def _check_acyclic(self, node=None):
+        graph = self._build_graph()
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = nx.find_cycle(graph, source=node)
+            path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            where = f"adding node '{node}' creates" if node is not None else "the graph has"
+            raise nx.NetworkXUnfeasible(f"{where} the cycle {path}")
+
+    # -- reading -----------------------------------------------------------------
+
+    def _build_graph(self):
+        graph = nx.DiGraph()
+        for node, mechanism in self._mechanisms.items():
+            graph.add_node(
+                node,
+                mechanism=mechanism,
+                latent=node in self._latent,
+                **({"observed": self._observed[node]} if node in self._observed else {}),
+                **({"intervened": self._interventions[node]} if node in self._interventions else {}),
+            )
+        for node, mechanism in self._mechanisms.items():
+            if node in self._interventions:
+                continue  # do() cuts the incoming edges
+            for parent in mechanism.parents:
+                if parent in self._mechanisms:
+                    graph.add_edge(parent, node)
+        return graph
+
+    @property
+    def graph(self):
+        """The DAG as a (frozen) ``networkx.DiGraph``: every networkx algorithm applies.
+
+        Node attributes: ``mechanism``, ``latent``, and ``observed`` /
+        ``intervened`` values after surgery.
+        """
+        if "graph" not in self._cache:
+            self._cache["graph"] = nx.freeze(self._build_graph())
+        return self._cache["graph"]
+
+    @property
+    def nodes(self):
+        """Node names in topological order (ties broken by insertion order)."""
+        if "order" not in self._cache:
+            position = {node: i for i, node in enumerate(self._mechanisms)}
+            order = nx.lexicographical_topological_sort(self.graph, key=position.__getitem__)
+            self._cache["order"] = tuple(order)
+        return self._cache["order"]
+
+    @property
+    def inputs(self):
+        """Names the mechanisms use that are not nodes: given when the model is called."""
+        if "inputs" not in self._cache:
+            seen = {}
+            for node, mechanism in self._mechanisms.items():
+                if node in self._interventions:
+                    continue
+                for parent in mechanism.parents:
+                    if parent not in self._mechanisms:
+                        seen[parent] = None
+            self._cache["inputs"] = tuple(seen)
+        return self._cache["inputs"]
+
+    def parents(self, node):
+        """The parent nodes of ``node`` (inputs excluded; none after ``do``)."""
+        self._require(node)
+        return tuple(self.graph.predecessors(node))
+
+    def mechanism(self, node):
+        self._require(node)
+        return self._mechanisms[node]
+
+    @property
+    def latent(self):
+        return frozenset(self._latent)
+
+    @property
+    def observed(self):
+        """Observed node -> value (a copy)."""
+        return dict(self._observed)
+
+    @property
+    def interventions(self):
+        """Intervened node -> value (a copy)."""
+        return dict(self._interventions)
+
+    def _require(self, *names):
+        for name in names:
+            if name not in self._mechanisms:
+                known = ", ".join(self._mechanisms) or "none"
+                raise KeyError(f"'{name}' is not a node of this SCM (nodes: {known})")
+
+    def __contains__(self, name):
+        return name in self._mechanisms
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self):
+        return len(self._mechanisms)
+
+    def __repr__(self):
+        parts = [f"nodes={list(self.nodes)}"]
+        if self.inputs:
+            parts.append(f"inputs={list(self.inputs)}")
+        if self._interventions:
+            parts.append(f"do={sorted(self._interventions)}")
+        if self._observed:
+            parts.append(f"observed={sorted(self._observed)}")
+        return f"SCM({', '.join(parts)})"
+
+    # -- surgery -------------------------------------------------------------------
+
+    def _copy(self):
+        new = copy.copy(self)
+        new._mechanisms = dict(self._mechanisms)
+        new._latent = set(self._latent)
+        new._observed = dict(self._observed)
+        new._interventions = dict(self._interventions)
+        new._cache = {}
+        return new
+
+    def do(self, **values):
+        """A new SCM with each named node fixed to its value and its incoming edges cut.
+
+        >>> import causalppl as cp
+        >>> scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)")
+        >>> scm.do(x=1.0).parents("x")
+        ()
+        """
+        self._require(*values)
+        for name in values:
+            if name in self._observed:
+                raise ValueError(f"node '{name}' is observed; it cannot also be intervened on")
+        new = self._copy()
+        new._interventions.update({name: as_tensor(value) for name, value in values.items()})
+        return new
+
+    def condition(self, **values):
+        """A new SCM with each named node observed at its value (it then contributes its log density)."""
+        self._require(*values)
+        for name in values:
+            if name in self._interventions:
+                raise ValueError(f"node '{name}' is intervened on; it cannot also be observed")
+        new = self._copy()
+        new._observed.update({name: as_tensor(value) for name, value in values.items()})
+        return new
+
+    # -- lowering ------------------------------------------------------------------
+
+    @property
+    def model(self):
+        """The lowered stochastic function ``model(n=None, data=None, subsample_size=None, **inputs)``."""
+        if "model" not in self._cache:
+            self._cache["model"] = LoweredModel(self)
+        return self._cache["model"]
+
+    def to_function(self):
+        """Same as :attr:`model`."""
+        return self.model
+
+    def sample(self, n=None, **inputs):
+        """Draw ``n`` joint samples: dict node -> tensor of shape ``(n, ...)``.
+
+        Observational, or interventional after :meth:`do`. When nodes are
+        observed (after :meth:`condition`) the draws come from the posterior,
+        by importance resampling with the model as proposal.
+        """
+        if self._observed:
+            from causalppl.causal.queries import posterior_samples
+
+            return posterior_samples(self, n if n is not None else 1, **inputs)
+        with torch.no_grad():
+            return self.model(n=n, **inputs)
+
+    def log_prob(self, values, **inputs):
+        """Joint log density of a full assignment ``values`` (node -> value)."""
+        return self.model.log_prob(table_to_tensors(values), inputs)
+
+    # -- delegations to other layers ------------------------------------------------
+
+    def to_dot(self):
+        """DOT text of the graph; expression mechanisms round-trip through :func:`read_dot`."""
+        from causalppl.graph.dot import to_dot
+
+        return to_dot(self)
+
+    def draw(self, path, format=None):
+        """Render the DAG to ``path`` (``.svg``, ``.png`` or ``.dot``) with Graphviz."""
+        from causalppl.graph.draw import draw
+
+        return draw(self, path, format=format)
+
+    def _repr_svg_(self):
+        from causalppl.graph.draw import render_svg
+
+        try:
+            return render_svg(self)
+        except Exception:  # notebooks fall back to the text repr
+            return None
+
+    def fit(self, data=None, **options):
+        """Fit the model's params and latent posteriors by SVI; see :func:`causalppl.causal.fit.fit`."""
+        from causalppl.causal.fit import fit
+
+        return fit(self, data=data, **options)
+
+    def counterfactual(self, evidence, do, n=1000, **options):
+        """Counterfactual samples: what would have happened under ``do`` given ``evidence``."""
+        from causalppl.causal.counterfactual import counterfactual
+
+        return counterfactual(self, evidence=evidence, do=do, n=n, **options)
