@@ -93,4 +93,5 @@ class Unit(torch.distributions.Distribution):
         return self.sample(sample_shape)
 
     def log_prob(self, value):
-        return self.log_factor.expand(value.shape[:-1])
+        # ``value`` may predate an ``expand`` (factor draws it before a plate broadcasts).
+        return self.log_factor.expand(torch.broadcast_shapes(self.batch_shape, value.shape[:-1]))

@@ -14,6 +14,8 @@ parameters seen for the first time join the one underlying torch optimiser
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -102,3 +104,200 @@ def RMSprop(optim_args=None, clip_args=None):
 
 def Adagrad(optim_args=None, clip_args=None):
     return PyroOptim(torch.optim.Adagrad, optim_args, clip_args)
+
+
+# ---------------------------------------------------------------------------
+# ClippedAdam
+# ---------------------------------------------------------------------------
+
+
+class _ClippedAdamOptimizer(torch.optim.Optimizer):
+    """Adam whose gradients are clamped element-wise and whose lr decays each step.
+
+    Each step clamps every gradient entry to ``[-clip_norm, clip_norm]``, takes
+    an Adam step, then multiplies the group's ``lr`` by ``lrd`` (so step ``t``
+    uses ``lr * lrd**t``).
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 clip_norm=10.0, lrd=1.0):
+        if lr <= 0:
+            raise ValueError(f"ClippedAdam: lr must be positive, got {lr}")
+        if clip_norm <= 0:
+            raise ValueError(f"ClippedAdam: clip_norm must be positive, got {clip_norm}")
+        if not 0 < lrd <= 1:
+            raise ValueError(f"ClippedAdam: lrd (lr decay per step) must be in (0, 1], got {lrd}")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        clip_norm=clip_norm, lrd=lrd)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.clamp_(-group["clip_norm"], group["clip_norm"])
+                if group["weight_decay"] != 0:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                step = state["step"]
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = exp_avg_sq.sqrt().add_(group["eps"])
+                step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+                p.addcdiv_(exp_avg, denom, value=-step_size)
+            group["lr"] = group["lr"] * group["lrd"]
+        return loss
+
+
+def ClippedAdam(optim_args=None, clip_args=None):
+    """Adam with element-wise gradient clamping and per-step learning-rate decay.
+
+    ``optim_args``: ``lr`` (1e-3), ``betas`` ((0.9, 0.999)), ``eps`` (1e-8),
+    ``weight_decay`` (0), ``clip_norm`` (10.0: every gradient entry is clamped
+    to ``[-clip_norm, clip_norm]``) and ``lrd`` (1.0: step ``t`` uses
+    ``lr * lrd**t``).
+
+    >>> import torch, causalppl as cp
+    >>> opt = cp.optim.ClippedAdam({"lr": 0.1, "clip_norm": 1.0})
+    >>> w = torch.tensor(0.0, requires_grad=True)
+    >>> (1000 * w).backward()
+    >>> opt([w]); round(w.grad.item(), 1), round(w.item(), 2)
+    (1.0, -0.1)
+    """
+    return PyroOptim(_ClippedAdamOptimizer, optim_args, clip_args)
+
+
+# ---------------------------------------------------------------------------
+# Learning-rate schedulers
+# ---------------------------------------------------------------------------
+
+
+class PyroLRScheduler(PyroOptim):
+    """A learning-rate scheduler around one optimiser, usable wherever SVI takes an optim.
+
+    ``scheduler_args`` holds ``"optimizer"`` (a ``torch.optim.Optimizer``
+    class, or a causalppl optimiser factory such as ``cp.optim.Adam``),
+    ``"optim_args"`` (its arguments, a dict or a callable ``name -> dict``),
+    and the scheduler's own keyword arguments. SVI calls it like any
+    optimiser; call :meth:`step` yourself (once per step or epoch, as the
+    scheduler expects) to advance the schedule — ``ReduceLROnPlateau`` takes
+    the loss: ``scheduler.step(loss)``.
+
+    >>> import torch, causalppl as cp
+    >>> sched = cp.optim.ExponentialLR({"optimizer": torch.optim.SGD,
+    ...                                 "optim_args": {"lr": 1.0}, "gamma": 0.5})
+    >>> w = torch.tensor(0.0, requires_grad=True)
+    >>> w.backward(torch.tensor(1.0)); sched([w]); sched.step()
+    >>> sched.get_last_lr()
+    [0.5]
+    """
+
+    def __init__(self, scheduler_constructor, scheduler_args, clip_args=None):
+        if not isinstance(scheduler_args, dict) or "optimizer" not in scheduler_args:
+            raise TypeError(
+                f"{getattr(scheduler_constructor, '__name__', 'scheduler')}: expected a dict with "
+                "'optimizer' (e.g. torch.optim.SGD), 'optim_args' and the scheduler's arguments, "
+                f"got {scheduler_args!r}"
+            )
+        scheduler_args = dict(scheduler_args)
+        optimizer = scheduler_args.pop("optimizer")
+        optim_args = scheduler_args.pop("optim_args", {})
+        if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+            constructor = optimizer
+        elif callable(optimizer):
+            wrapped = optimizer(optim_args)
+            if not isinstance(wrapped, PyroOptim):
+                raise TypeError(
+                    f"'optimizer' must be a torch.optim.Optimizer class or a causalppl.optim factory, "
+                    f"got {optimizer!r}"
+                )
+            constructor = wrapped.optim_constructor
+            clip_args = clip_args if clip_args is not None else wrapped.clip_args
+        else:
+            raise TypeError(f"'optimizer' must be a torch.optim.Optimizer class, got {optimizer!r}")
+        super().__init__(constructor, optim_args, clip_args)
+        self.scheduler_constructor = scheduler_constructor
+        self.scheduler_args = scheduler_args
+        self.scheduler = None
+
+    def _add(self, params):
+        had_groups = 0 if self.optimizer is None else len(self.optimizer.param_groups)
+        super()._add(params)
+        if self.optimizer is None:
+            return
+        if self.scheduler is None:
+            self.scheduler = self.scheduler_constructor(self.optimizer, **self.scheduler_args)
+            return
+        # Parameters that appear after the scheduler was built join its schedule
+        # with the settings of the first group (schedulers keep per-group state).
+        groups = self.optimizer.param_groups
+        for group in groups[had_groups:]:
+            for key, value in groups[0].items():
+                if key != "params":
+                    group.setdefault(key, value)
+            group["lr"] = groups[0]["lr"]
+            for attr in ("base_lrs", "min_lrs"):
+                values = getattr(self.scheduler, attr, None)
+                if isinstance(values, list) and values:
+                    values.append(values[0])
+
+    def step(self, *args, **kwargs):
+        """Advance the schedule (``ReduceLROnPlateau``: pass the loss)."""
+        if self.scheduler is not None:
+            self.scheduler.step(*args, **kwargs)
+
+    def get_last_lr(self):
+        """The learning rates of the optimiser's parameter groups now."""
+        if self.optimizer is None:
+            return []
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_state(self):
+        state = {"optimizer": super().get_state()}
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def set_state(self, state):
+        super().set_state(state["optimizer"])
+        if "scheduler" in state and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _scheduler(torch_scheduler, example_args):
+    def factory(scheduler_args, clip_args=None):
+        return PyroLRScheduler(torch_scheduler, scheduler_args, clip_args)
+
+    name = torch_scheduler.__name__
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = (
+        f"``torch.optim.lr_scheduler.{name}`` as a causalppl optimiser (see :class:`PyroLRScheduler`).\n\n"
+        f"    >>> import torch, causalppl as cp\n"
+        f"    >>> opt = cp.optim.{name}({{'optimizer': torch.optim.SGD, 'optim_args': {{'lr': 0.1}}, "
+        f"{example_args}}})\n"
+        f"    >>> isinstance(opt, cp.optim.PyroLRScheduler)\n"
+        f"    True\n"
+    )
+    return factory
+
+
+_lr = torch.optim.lr_scheduler
+ExponentialLR = _scheduler(_lr.ExponentialLR, "'gamma': 0.99")
+StepLR = _scheduler(_lr.StepLR, "'step_size': 100, 'gamma': 0.5")
+MultiStepLR = _scheduler(_lr.MultiStepLR, "'milestones': [100, 200], 'gamma': 0.5")
+CosineAnnealingLR = _scheduler(_lr.CosineAnnealingLR, "'T_max': 1000")
+ReduceLROnPlateau = _scheduler(_lr.ReduceLROnPlateau, "'factor': 0.5, 'patience': 10")
+OneCycleLR = _scheduler(_lr.OneCycleLR, "'max_lr': 0.1, 'total_steps': 1000")

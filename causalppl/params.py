@@ -156,7 +156,16 @@ class ParamStore:
 
     def load(self, path, map_location=None):
         """Load params saved by :meth:`save`, replacing those with the same names."""
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except OSError:
+            raise
+        except Exception as err:
+            # torch raises EOFError, KeyError, RuntimeError or UnpicklingError
+            # (suggesting weights_only=False) depending on how the bytes are wrong.
+            raise ValueError(
+                f"{path}: not a causalppl param store file (torch.load failed: {type(err).__name__})"
+            ) from err
         if not isinstance(state, dict) or "params" not in state:
             raise ValueError(f"{path}: not a causalppl param store file")
         self.set_state(state)

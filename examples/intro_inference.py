@@ -162,7 +162,8 @@ def fit_by_hand(guess, num_steps):
 
 def elbo_estimate(model, guide, guess, num_particles=2000):
     """A low-variance estimate of the loss (negative ELBO) of ``guide``."""
-    return cp.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=True).loss(model, guide, guess)
+    elbo = cp.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
+    return elbo.loss(model, guide, guess)
 
 
 def save_plots(losses, a, b, out_dir):

@@ -1,1 +1,31 @@
-"""Causal queries and identification over structural causal models."""
+"""Causal queries over SCMs: effects, counterfactuals, identification, fitting."""
+
+from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
+from causalppl.causal.identify import (
+    Check,
+    Identification,
+    backdoor_sets,
+    check_backdoor,
+    check_frontdoor,
+    check_instrument,
+    d_separated,
+    frontdoor_sets,
+    identify,
+    instruments,
+)
+from causalppl.causal.queries import (
+    EffectResult,
+    QueryResult,
+    Summary,
+    association,
+    ate,
+    interventional,
+    posterior_samples,
+)
+
+__all__ = [
+    "Check", "CounterfactualError", "CounterfactualResult", "EffectResult", "Identification",
+    "QueryResult", "Summary", "association", "ate", "backdoor_sets", "check_backdoor",
+    "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "frontdoor_sets",
+    "identify", "instruments", "interventional", "posterior_samples",
+]

@@ -41,6 +41,11 @@ class LoweredModel:
 
     def __call__(self, n=None, data=None, subsample_size=None, **inputs):
         self._check_inputs(inputs)
+        for node, mechanism in self.mechanisms.items():
+            # Mechanisms with global latent sites (Bayesian weights) draw them
+            # here, once per run, outside the plate over rows.
+            if mechanism.prepare is not None and node not in self.interventions:
+                mechanism.prepare()
         observed = self.observed
         if data is not None:
             data = self._check_data(data)

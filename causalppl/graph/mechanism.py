@@ -30,6 +30,8 @@ class Mechanism:
         self.fn = fn
         self.parents = tuple(parents)
         self.text = text  # the expression string, when there is one (for DOT output)
+        # Optional hook run once per model run, outside any plate (see LoweredModel).
+        self.prepare = getattr(fn, "prepare", None)
 
     def __call__(self, **parent_values):
         return self.fn(**parent_values)

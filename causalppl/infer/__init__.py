@@ -1,6 +1,12 @@
-"""Inference: ELBO losses, SVI, and (later) autoguides, Importance, Predictive."""
+"""Inference: ELBO losses, SVI, automatic guides, importance sampling, predictive sampling."""
 
-from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO
+from causalppl.infer import autoguide
+from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceMeanField_ELBO
+from causalppl.infer.importance import Importance
+from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
 
-__all__ = ["ELBO", "NonFiniteLossError", "SVI", "Trace_ELBO"]
+__all__ = [
+    "ELBO", "Importance", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
+    "Trace_ELBO", "autoguide",
+]

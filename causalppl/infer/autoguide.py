@@ -1,0 +1,577 @@
+"""Automatic guides: a variational family built from a model's latent sites.
+
+On its first call an autoguide runs the model once (blocked, without
+gradients) to find the latent sample sites (not observed, not intervened,
+not deterministic), maps each site's support to unconstrained space with
+``torch.distributions.biject_to`` and creates its params there. Afterwards it
+is an ordinary guide: ``guide(*args, **kwargs)`` samples every latent site and
+returns a dict name -> value.
+
+- :class:`AutoNormal`: an independent Normal per unconstrained entry.
+- :class:`AutoDelta`: a point mass per site (MAP estimation).
+- :class:`AutoMultivariateNormal`: one correlated Normal over all entries.
+
+>>> import torch, causalppl as cp
+>>> cp.clear_param_store()
+>>> def model():
+...     w = cp.sample("weight", cp.dist.Normal(8.5, 1.0))
+...     cp.sample("measurement", cp.dist.Normal(w, 0.75), obs=torch.tensor(9.5))
+>>> guide = cp.infer.autoguide.AutoNormal(model)
+>>> sorted(guide())
+['weight']
+>>> sorted(cp.get_param_store().keys())
+['AutoNormal.locs.weight', 'AutoNormal.scales.weight']
+
+Subsampled plates: the guide must use the same rows as the model. Pass
+``create_plates(*args, **kwargs) -> plate or list of plates`` whose plates
+carry the same ``subsample=`` indices the model's plates get (e.g. both read
+them from an argument); without it a subsampled plate is an error.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import ExitStack
+
+import torch
+from torch.distributions import biject_to, constraints
+from torch.distributions.transforms import ComposeTransform, IndependentTransform
+
+from causalppl.distributions import Delta
+from causalppl.handlers import block, trace
+from causalppl.runtime import param, plate, sample
+
+# ---------------------------------------------------------------------------
+# Initialisation strategies: site -> constrained initial value
+# ---------------------------------------------------------------------------
+
+
+def init_to_feasible(site=None):
+    """Initialise at the image of unconstrained zero (e.g. 0 for reals, 1 for positives).
+
+    >>> import causalppl as cp
+    >>> site = {"fn": cp.dist.LogNormal(0.0, 1.0), "value": cp.dist.LogNormal(0.0, 1.0).sample()}
+    >>> init_to_feasible(site)
+    tensor(1.)
+    """
+    if site is None:
+        return init_to_feasible
+    transform = biject_to(site["fn"].support)
+    unconstrained = transform.inv(site["value"].detach())
+    return transform(torch.zeros_like(unconstrained))
+
+
+def init_to_sample(site=None):
+    """Initialise at a fresh draw from the model's prior for the site.
+
+    >>> import causalppl as cp
+    >>> site = {"fn": cp.dist.Normal(0.0, 1.0), "value": cp.dist.Normal(0.0, 1.0).sample()}
+    >>> init_to_sample(site).shape
+    torch.Size([])
+    """
+    if site is None:
+        return init_to_sample
+    return site["fn"].sample().detach()
+
+
+def init_to_median(site=None, num_samples=15):
+    """Initialise at the element-wise median of ``num_samples`` prior draws.
+
+    >>> import causalppl as cp
+    >>> site = {"fn": cp.dist.Normal(3.0, 1e-4), "value": cp.dist.Normal(3.0, 1e-4).sample()}
+    >>> round(init_to_median(site).item(), 2)
+    3.0
+    """
+    if site is None:
+        return functools.partial(init_to_median, num_samples=num_samples)
+    try:
+        draws = site["fn"].sample(torch.Size((num_samples,))).detach()
+        value = draws.median(dim=0).values
+        if bool(site["fn"].support.check(value).all()) and bool(torch.isfinite(value).all()):
+            return value
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+    return init_to_feasible(site)
+
+
+def init_to_mean(site=None):
+    """Initialise at the prior mean (the median when the mean is unknown or infinite).
+
+    >>> import causalppl as cp
+    >>> site = {"fn": cp.dist.Normal(2.0, 1.0), "value": cp.dist.Normal(2.0, 1.0).sample()}
+    >>> init_to_mean(site)
+    tensor(2.)
+    """
+    if site is None:
+        return init_to_mean
+    try:
+        value = site["fn"].mean.detach()
+        value = value.expand(site["value"].shape).clone()
+        if bool(torch.isfinite(value).all()) and bool(site["fn"].support.check(value).all()):
+            return value
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+    return init_to_median(site)
+
+
+def init_to_value(site=None, values=None, fallback=init_to_median):
+    """Initialise the sites named in ``values`` there, the others with ``fallback``.
+
+    >>> import torch, causalppl as cp
+    >>> init = init_to_value(values={"w": torch.tensor(9.0)})
+    >>> init({"name": "w", "fn": cp.dist.Normal(0.0, 1.0), "value": torch.tensor(0.0)})
+    tensor(9.)
+    """
+    if site is None:
+        return functools.partial(init_to_value, values=values or {}, fallback=fallback)
+    values = values or {}
+    if site["name"] in values:
+        return torch.as_tensor(values[site["name"]], dtype=site["value"].dtype, device=site["value"].device)
+    return fallback(site)
+
+
+# ---------------------------------------------------------------------------
+# The shared machinery
+# ---------------------------------------------------------------------------
+
+
+def _is_identity(transform):
+    if isinstance(transform, IndependentTransform):
+        return _is_identity(transform.base_transform)
+    return isinstance(transform, ComposeTransform) and not transform.parts
+
+
+def _tile(value, dim, size):
+    """Repeat ``value`` periodically along ``dim`` until it has ``size`` entries there."""
+    current = value.shape[dim]
+    if current == size:
+        return value
+    repeats = [1] * value.dim()
+    repeats[dim] = -(-size // current)
+    return value.repeat(repeats).narrow(dim, 0, size)
+
+
+def _subsample(value, info, indices):
+    """``value`` (full size along each plate) restricted to this run's plate rows."""
+    for frame in info["frames"]:
+        idx = indices.get(frame.name)
+        if idx is not None:
+            value = value.index_select(frame.dim - info["event_dim"], idx)
+    return value
+
+
+class AutoGuide:
+    """Base class of the automatic guides (see the module docstring).
+
+    Subclasses fill ``self._sites`` in :meth:`_setup_sites` and sample them in
+    :meth:`_sample_sites`. ``self._sites[name]`` holds ``fn`` (the model's
+    distribution), ``transform`` (unconstrained -> support), ``frames`` (the
+    model site's plates), ``event_dim`` (of the unconstrained value), ``shape``
+    (full unconstrained shape) and ``init`` (initial unconstrained value).
+    """
+
+    def __init__(self, model, init_loc_fn=init_to_median, create_plates=None, prefix=None):
+        if not callable(model):
+            raise TypeError(f"{type(self).__name__}: model must be callable, got {model!r}")
+        self.model = model
+        self.init_loc_fn = init_loc_fn
+        self.create_plates = create_plates
+        self.prefix = type(self).__name__ if prefix is None else prefix
+        self.prototype_trace = None
+        self._sites = {}
+        self._frames = {}
+
+    # -- setting up from one run of the model ---------------------------------
+
+    def _setup_prototype(self, *args, **kwargs):
+        tracer = trace(self.model)
+        with torch.no_grad():
+            block(tracer)(*args, **kwargs)
+        self.prototype_trace = tracer.trace
+        for name in self.prototype_trace.stochastic_nodes:
+            site = self.prototype_trace.nodes[name]
+            if site["infer"].get("is_auxiliary"):
+                continue
+            support = site["fn"].support
+            if support.is_discrete:
+                raise ValueError(
+                    f"{type(self).__name__}: latent site '{name}' has discrete support {support}; "
+                    "autoguides handle continuous latent sites only (write a guide for it, "
+                    "or observe it)"
+                )
+            transform = biject_to(support)
+            with torch.no_grad():
+                init = torch.as_tensor(self.init_loc_fn(site)).detach()
+                init = transform.inv(init.expand(site["value"].shape))
+            event_dim = transform.domain.event_dim
+            for frame in site["cond_indep_stack"]:
+                self._frames.setdefault(frame.name, frame)
+                if frame.subsample_size < frame.size:
+                    init = _tile(init, frame.dim - event_dim, frame.size)
+            self._sites[name] = {
+                "fn": site["fn"],
+                "transform": transform,
+                "frames": site["cond_indep_stack"],
+                "event_dim": event_dim,
+                "site_event_dim": len(site["fn"].event_shape),
+                "shape": init.shape,
+                "init": init.contiguous(),
+            }
+        self._check_subsampling()
+        self._setup_sites()
+
+    def _check_subsampling(self):
+        for frame in self._frames.values():
+            if frame.subsample_size < frame.size and self.create_plates is None:
+                raise ValueError(
+                    f"{type(self).__name__}: the model subsamples plate '{frame.name}' "
+                    f"({frame.subsample_size} of {frame.size} rows); pass "
+                    "create_plates=lambda *args, **kwargs: cp.plate(name, size, subsample=idx) "
+                    "so that the guide uses the same rows as the model"
+                )
+
+    def _setup_sites(self):
+        raise NotImplementedError
+
+    # -- plates ----------------------------------------------------------------
+
+    def _user_plates(self, args, kwargs):
+        if self.create_plates is None:
+            return {}
+        plates = self.create_plates(*args, **kwargs)
+        if plates is None:
+            return {}
+        if isinstance(plates, plate):
+            plates = [plates]
+        return {p.name: p for p in plates}
+
+    def _plate_indices(self, args, kwargs):
+        """Row indices per subsampled plate, drawn once per guide run."""
+        user = self._user_plates(args, kwargs)
+        indices = {}
+        for name, frame in self._frames.items():
+            if name in user:
+                with user[name] as idx:
+                    pass
+                if user[name].size != frame.size:
+                    raise ValueError(
+                        f"{type(self).__name__}: create_plates gave plate '{name}' size "
+                        f"{user[name].size}, but the model's plate has size {frame.size}"
+                    )
+                indices[name] = idx if user[name].subsample_size < user[name].size else None
+            elif frame.subsample_size < frame.size:
+                indices[name] = torch.randperm(frame.size)[: frame.subsample_size]
+            else:
+                indices[name] = None
+        return indices
+
+    def _plates_for(self, info, indices, stack):
+        for frame in reversed(info["frames"]):  # outermost first
+            idx = indices.get(frame.name)
+            if idx is None:
+                stack.enter_context(plate(frame.name, frame.size, dim=frame.dim))
+            else:
+                stack.enter_context(plate(frame.name, frame.size, subsample=idx, dim=frame.dim))
+
+    # -- running ---------------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        """Sample every latent site; return a dict name -> constrained value."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        indices = self._plate_indices(args, kwargs)
+        return self._sample_sites(indices)
+
+    def _sample_sites(self, indices):
+        raise NotImplementedError
+
+    def sample_posterior(self, *args, **kwargs):
+        """One draw from the guide (no gradients): a dict name -> constrained value.
+
+        >>> import causalppl as cp
+        >>> cp.clear_param_store()
+        >>> guide = AutoNormal(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0)))
+        >>> sorted(guide.sample_posterior())
+        ['z']
+        """
+        with torch.no_grad():
+            return {name: value.detach() for name, value in self(*args, **kwargs).items()}
+
+    def _ensure_setup(self, args, kwargs):
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+
+    def median(self, *args, **kwargs):
+        """The guide's median of every latent site (full plate sizes), in constrained space.
+
+        >>> import causalppl as cp
+        >>> cp.clear_param_store()
+        >>> guide = AutoNormal(lambda: cp.sample("z", cp.dist.LogNormal(0.0, 1.0)), init_loc_fn=init_to_feasible)
+        >>> guide.median()
+        {'z': tensor(1.)}
+        """
+        return self.quantiles([0.5], *args, **kwargs, _squeeze=True)
+
+    def quantiles(self, qs, *args, _squeeze=False, **kwargs):
+        """Marginal quantiles ``qs`` of every latent site: dict name -> tensor ``(len(qs), ...)``.
+
+        Quantiles of the unconstrained Normal marginals, mapped through the
+        support's bijection (exact for element-wise monotone bijections).
+
+        >>> import causalppl as cp
+        >>> cp.clear_param_store()
+        >>> guide = AutoNormal(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0)), init_loc_fn=init_to_mean)
+        >>> guide.quantiles([0.5])["z"]
+        tensor([0.])
+        """
+        self._ensure_setup(args, kwargs)
+        qs = torch.as_tensor(qs, dtype=torch.get_default_dtype())
+        result = {}
+        with torch.no_grad():
+            for name, (loc, scale) in self._marginals().items():
+                info = self._sites[name]
+                q = qs.to(loc.device).reshape((-1,) + (1,) * loc.dim())
+                unconstrained = loc if scale is None else torch.distributions.Normal(loc, scale).icdf(q)
+                unconstrained = unconstrained.expand((len(qs),) + loc.shape)
+                value = info["transform"](unconstrained)
+                result[name] = value[0] if _squeeze else value
+        return result
+
+    def _marginals(self):
+        """name -> (unconstrained loc, unconstrained scale or None for a point mass)."""
+        raise NotImplementedError
+
+
+class AutoNormal(AutoGuide):
+    """Mean-field guide: each unconstrained latent entry is an independent Normal.
+
+    Params ``{prefix}.locs.{site}`` and ``{prefix}.scales.{site}`` (positive),
+    with the full plate sizes; a site's value is
+    ``biject_to(support)(Normal(loc, scale))``, and its log density is that of
+    the constrained value (Jacobian included).
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> def model():
+    ...     s = cp.sample("s", cp.dist.LogNormal(0.0, 1.0))
+    ...     cp.sample("y", cp.dist.Normal(0.0, s), obs=torch.tensor(1.0))
+    >>> guide = AutoNormal(model)
+    >>> svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": 0.01}), cp.infer.Trace_ELBO())
+    >>> isinstance(svi.step(), float), bool(guide()["s"] > 0)
+    (True, True)
+    """
+
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, create_plates=None, prefix=None):
+        if init_scale <= 0:
+            raise ValueError(f"AutoNormal: init_scale must be positive, got {init_scale}")
+        super().__init__(model, init_loc_fn=init_loc_fn, create_plates=create_plates, prefix=prefix)
+        self.init_scale = float(init_scale)
+
+    def _setup_sites(self):
+        for name in self._sites:
+            self._params(name)
+
+    def _params(self, name):
+        info = self._sites[name]
+        loc = param(f"{self.prefix}.locs.{name}", lambda: info["init"])
+        scale = param(
+            f"{self.prefix}.scales.{name}",
+            lambda: torch.full_like(info["init"], self.init_scale),
+            constraints.positive,
+        )
+        return loc, scale
+
+    def _sample_sites(self, indices):
+        values = {}
+        for name, info in self._sites.items():
+            loc, scale = self._params(name)
+            loc, scale = _subsample(loc, info, indices), _subsample(scale, info, indices)
+            fn = torch.distributions.Normal(loc, scale)
+            if info["event_dim"]:
+                fn = torch.distributions.Independent(fn, info["event_dim"])
+            if not _is_identity(info["transform"]):
+                fn = torch.distributions.TransformedDistribution(fn, [info["transform"].with_cache()])
+            with ExitStack() as stack:
+                self._plates_for(info, indices, stack)
+                values[name] = sample(name, fn)
+        return values
+
+    def _marginals(self):
+        with torch.no_grad():
+            return {name: tuple(t.detach() for t in self._params(name)) for name in self._sites}
+
+
+class AutoDelta(AutoGuide):
+    """Point-mass guide: maximising the ELBO with it is MAP estimation.
+
+    One param ``{prefix}.{site}`` per latent site, constrained to the site's
+    support; the site is sampled as ``Delta(value)``.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> guide = AutoDelta(lambda: cp.sample("z", cp.dist.Normal(2.0, 1.0)), init_loc_fn=init_to_mean)
+    >>> guide()["z"].item()
+    2.0
+    """
+
+    def _setup_sites(self):
+        for name in self._sites:
+            self._param(name)
+
+    def _param(self, name):
+        info = self._sites[name]
+        return param(
+            f"{self.prefix}.{name}",
+            lambda: info["transform"](info["init"]).detach(),
+            info["fn"].support,
+        )
+
+    def _sample_sites(self, indices):
+        values = {}
+        for name, info in self._sites.items():
+            value = self._param(name)
+            value = _subsample_constrained(value, info, indices)
+            with ExitStack() as stack:
+                self._plates_for(info, indices, stack)
+                values[name] = sample(name, Delta(value, event_dim=info["site_event_dim"]))
+        return values
+
+    def _marginals(self):
+        with torch.no_grad():
+            return {
+                name: (self._sites[name]["transform"].inv(self._param(name).detach()), None)
+                for name in self._sites
+            }
+
+
+def _subsample_constrained(value, info, indices):
+    for frame in info["frames"]:
+        idx = indices.get(frame.name)
+        if idx is not None:
+            value = value.index_select(frame.dim - info["site_event_dim"], idx)
+    return value
+
+
+class AutoMultivariateNormal(AutoGuide):
+    """A full-covariance Normal over all latent sites' unconstrained values, concatenated.
+
+    Params ``{prefix}.loc`` (length ``D``, the total number of unconstrained
+    entries) and ``{prefix}.scale_tril`` (lower Cholesky factor, initially
+    ``init_scale * I``). The joint draw is an auxiliary guide site
+    ``_{prefix}_latent``; each model site is then a ``Delta`` at its slice
+    mapped to the support, carrying ``-log|det J|`` so that the guide's
+    density is that of the constrained values. Subsampled plates are not
+    supported (the covariance couples all rows).
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> def model():
+    ...     cp.sample("a", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("b", cp.dist.Independent(cp.dist.Normal(torch.zeros(2), 1.0), 1))
+    >>> guide = AutoMultivariateNormal(model)
+    >>> {k: tuple(v.shape) for k, v in guide().items()}
+    {'a': (), 'b': (2,)}
+    >>> tuple(cp.param("AutoMultivariateNormal.scale_tril").shape)
+    (3, 3)
+    """
+
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, prefix=None):
+        if init_scale <= 0:
+            raise ValueError(f"AutoMultivariateNormal: init_scale must be positive, got {init_scale}")
+        super().__init__(model, init_loc_fn=init_loc_fn, prefix=prefix)
+        self.init_scale = float(init_scale)
+
+    def _check_subsampling(self):
+        for frame in self._frames.values():
+            if frame.subsample_size < frame.size:
+                raise ValueError(
+                    f"AutoMultivariateNormal: the model subsamples plate '{frame.name}' "
+                    f"({frame.subsample_size} of {frame.size} rows); a joint covariance needs "
+                    "every row in each step (use AutoNormal for subsampled plates)"
+                )
+
+    def _setup_sites(self):
+        if not self._sites:
+            raise ValueError("AutoMultivariateNormal: the model has no latent sample sites")
+        self._latent_dim = sum(info["init"].numel() for info in self._sites.values())
+        self._params()
+
+    def _params(self):
+        init = torch.cat([info["init"].reshape(-1) for info in self._sites.values()])
+        loc = param(f"{self.prefix}.loc", lambda: init)
+        scale_tril = param(
+            f"{self.prefix}.scale_tril",
+            lambda: torch.eye(init.numel(), dtype=init.dtype, device=init.device) * self.init_scale,
+            constraints.lower_cholesky,
+        )
+        return loc, scale_tril
+
+    def _split(self, flat):
+        """Cut the joint vector ``(..., D)`` into each site's unconstrained value."""
+        outer = flat.shape[:-1]
+        parts, pos = {}, 0
+        for name, info in self._sites.items():
+            shape = info["shape"]
+            size = shape.numel()
+            piece = flat[..., pos:pos + size]
+            pos += size
+            batch_dims = len(shape) - info["event_dim"]
+            keep = len(outer) - min(batch_dims, len(outer))
+            if any(s != 1 for s in outer[keep:]):
+                raise ValueError(
+                    f"AutoMultivariateNormal: site '{name}': cannot align the outer batch shape "
+                    f"{tuple(outer)} of the joint draw with the site's shape {tuple(shape)}"
+                )
+            parts[name] = piece.reshape(outer[:keep] + shape)
+        return parts
+
+    def _sample_sites(self, indices):
+        loc, scale_tril = self._params()
+        joint = sample(
+            f"_{self.prefix}_latent",
+            torch.distributions.MultivariateNormal(loc, scale_tril=scale_tril),
+            infer={"is_auxiliary": True},
+        )
+        values = {}
+        for name, unconstrained in self._split(joint).items():
+            info = self._sites[name]
+            transform = info["transform"]
+            value = transform(unconstrained)
+            log_density = -transform.log_abs_det_jacobian(unconstrained, value)
+            with ExitStack() as stack:
+                self._plates_for(info, indices, stack)
+                values[name] = sample(
+                    name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"])
+                )
+        return values
+
+    def _marginals(self):
+        with torch.no_grad():
+            loc, scale_tril = (t.detach() for t in self._params())
+            scale = scale_tril.pow(2).sum(-1).sqrt()  # sqrt(diag(L L^T))
+            locs, scales = self._split(loc), self._split(scale)
+            return {name: (locs[name], scales[name]) for name in self._sites}
+
+    def get_posterior(self):
+        """The joint ``MultivariateNormal`` over the unconstrained latent vector.
+
+        >>> import causalppl as cp
+        >>> cp.clear_param_store()
+        >>> guide = AutoMultivariateNormal(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0)))
+        >>> guide.get_posterior()
+        Traceback (most recent call last):
+        ...
+        RuntimeError: AutoMultivariateNormal: call the guide once (or .median()) before get_posterior()
+        """
+        if self.prototype_trace is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: call the guide once (or .median()) before get_posterior()"
+            )
+        loc, scale_tril = self._params()
+        return torch.distributions.MultivariateNormal(loc, scale_tril=scale_tril)
+
+
+__all__ = [
+    "AutoDelta", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
+    "init_to_mean", "init_to_median", "init_to_sample", "init_to_value",
+]

@@ -1,0 +1,302 @@
+"""Tests for causalppl.handlers: one section per handler."""
+
+import math
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl import handlers
+from causalppl.handlers import UnknownSiteError
+
+
+def normal_logpdf(x, loc, scale):
+    return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale) - 0.5 * math.log(2 * math.pi)
+
+
+def chain():
+    """z -> x, the running example."""
+    z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+    return cp.sample("x", cp.dist.Normal(z, 0.5))
+
+
+def confounded(n):
+    """z -> x, z -> y, x -> y: z confounds the effect of x on y."""
+    with cp.plate("n", n):
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        x = cp.sample("x", cp.dist.Normal(z, 1.0))
+        return cp.sample("y", cp.dist.Normal(x + 2.0 * z, 0.5))
+
+
+# --- trace --------------------------------------------------------------------------------
+
+
+def test_trace_nodes_have_the_documented_keys():
+    cp.set_rng_seed(0)
+
+    def model():
+        loc = cp.param("loc", torch.tensor(0.5))
+        with cp.plate("rows", 3):
+            return cp.sample("x", cp.dist.Normal(loc, 1.0))
+
+    tr = handlers.trace(model).get_trace()
+    assert list(tr.nodes) == ["loc", "x"]
+    site = tr.nodes["x"]
+    for key in ("type", "name", "fn", "value", "is_observed", "infer", "scale", "cond_indep_stack"):
+        assert key in site, key
+    assert site["type"] == "sample" and site["name"] == "x"
+    assert site["value"].shape == (3,) and site["scale"] == 1.0 and site["infer"] == {}
+    assert [frame.name for frame in site["cond_indep_stack"]] == ["rows"]
+    assert tr.nodes["loc"]["type"] == "param"
+
+
+def test_trace_param_only_records_params_only():
+    def model():
+        a = cp.param("a", torch.tensor(1.0))
+        b = cp.param("b", torch.tensor(2.0), constraint=cp.constraints.positive)
+        return cp.sample("x", cp.dist.Normal(a, b))
+
+    with cp.trace(param_only=True) as capture:
+        model()
+    assert list(capture.trace.nodes) == ["a", "b"]
+    leaves = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+    assert all(leaf.is_leaf and leaf.requires_grad for leaf in leaves)
+
+
+def test_trace_messenger_alias_as_context_manager():
+    cp.set_rng_seed(1)
+    assert handlers.TraceMessenger is handlers.trace
+    with handlers.TraceMessenger() as tracer:
+        x = chain()
+    assert list(tracer.trace.nodes) == ["z", "x"]
+    assert torch.equal(tracer.trace.nodes["x"]["value"], x)
+    # A second use starts a fresh trace.
+    with tracer:
+        cp.sample("other", cp.dist.Normal(0.0, 1.0))
+    assert list(tracer.trace.nodes) == ["other"]
+
+
+# --- condition ----------------------------------------------------------------------------
+
+
+def test_condition_marks_observed_and_scores_the_observation():
+    cp.set_rng_seed(2)
+    conditioned = cp.condition(chain, data={"x": torch.tensor(0.7)})
+    tr = handlers.trace(conditioned).get_trace()
+    assert tr.nodes["x"]["is_observed"] and not tr.nodes["z"]["is_observed"]
+    assert tr.nodes["x"]["value"].item() == pytest.approx(0.7)
+    z = tr.nodes["z"]["value"].item()
+    expected = normal_logpdf(z, 0.0, 1.0) + normal_logpdf(0.7, z, 0.5)
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_condition_on_every_site_gives_the_joint_density():
+    tr = handlers.trace(cp.condition(chain, data={"z": 0.3, "x": -0.2})).get_trace()
+    expected = normal_logpdf(0.3, 0.0, 1.0) + normal_logpdf(-0.2, 0.3, 0.5)
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
+    assert tr.observation_nodes == ["z", "x"] and tr.stochastic_nodes == []
+
+
+# --- do -----------------------------------------------------------------------------------
+
+
+def test_do_fixes_value_without_log_prob_and_downstream_sees_it():
+    cp.set_rng_seed(3)
+
+    def model():
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        x = cp.sample("x", cp.dist.Normal(z, 1.0))
+        return cp.sample("y", cp.dist.Normal(3.0 * x, 0.1))
+
+    tr = handlers.trace(cp.do(model, data={"x": torch.tensor(2.0)})).get_trace()
+    site = tr.nodes["x"]
+    assert site["value"].item() == 2.0 and site["intervened"] and not site["is_observed"]
+    assert "x" not in tr.stochastic_nodes and "x" not in tr.observation_nodes
+    z, y = tr.nodes["z"]["value"].item(), tr.nodes["y"]["value"].item()
+    assert tr.nodes["y"]["fn"].loc.item() == pytest.approx(6.0)  # downstream uses x = 2
+    expected = normal_logpdf(z, 0.0, 1.0) + normal_logpdf(y, 6.0, 0.1)  # no term for x
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_do_broadcasts_a_scalar_inside_a_plate():
+    cp.set_rng_seed(4)
+    y = cp.do(confounded, data={"x": 1.0})(7)
+    assert y.shape == (7,)
+
+
+def test_interventional_and_conditional_means_differ_in_a_confounded_model():
+    # y = x + 2 z + noise, x = z + noise.  E[y | do(x=1)] = 1 + 2 E[z] = 1, while
+    # E[y | x=1] = 1 + 2 E[z | x=1] = 1 + 2 * 0.5 = 2.
+    cp.set_rng_seed(5)
+    n = 40_000
+
+    y_do = cp.do(confounded, data={"x": 1.0})(n)
+    # Var(y | do(x=1)) = 4 Var(z) + 0.25.
+    se_do = math.sqrt(4.0 + 0.25) / math.sqrt(n)
+    assert y_do.mean().item() == pytest.approx(1.0, abs=5 * se_do)
+
+    # E[y | x=1] by self-normalised importance sampling with the prior as proposal:
+    # the weight of each row is p(x=1 | z).
+    tr = handlers.trace(cp.condition(confounded, data={"x": 1.0})).get_trace(n)
+    log_w = tr.nodes["x"]["fn"].log_prob(tr.nodes["x"]["value"])
+    w = torch.softmax(log_w, 0)
+    ess = 1.0 / (w**2).sum().item()
+    y = tr.nodes["y"]["value"]
+    # Var(y | x=1) = 4 Var(z | x=1) + 0.25 = 4 * 0.5 + 0.25.
+    se_cond = math.sqrt(2.25) / math.sqrt(ess)
+    y_cond = (w * y).sum().item()
+    assert y_cond == pytest.approx(2.0, abs=5 * se_cond)
+    assert y_cond - y_do.mean().item() > 10 * (se_do + se_cond)
+
+
+def test_do_composes_with_condition_in_either_order():
+    cp.set_rng_seed(6)
+
+    def model():
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        x = cp.sample("x", cp.dist.Normal(z, 1.0))
+        return cp.sample("y", cp.dist.Normal(x + z, 0.5))
+
+    observed = {"z": torch.tensor(0.4), "y": torch.tensor(1.0)}
+    first = cp.condition(cp.do(model, data={"x": 2.0}), data=observed)
+    second = cp.do(cp.condition(model, data=observed), data={"x": 2.0})
+    expected = normal_logpdf(0.4, 0.0, 1.0) + normal_logpdf(1.0, 2.4, 0.5)
+    for fn in (first, second):
+        tr = handlers.trace(fn).get_trace()
+        assert tr.nodes["x"]["intervened"] and tr.nodes["y"]["is_observed"]
+        assert tr.nodes["x"]["value"].item() == 2.0
+        assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("handler", [cp.condition, cp.do])
+def test_unknown_keys_raise_naming_the_key_and_the_known_sites(handler):
+    with pytest.raises(KeyError) as info:
+        handler(chain, data={"zz": 1.0, "x": 0.0})()
+    assert isinstance(info.value, UnknownSiteError)
+    message = str(info.value)
+    assert "'zz'" in message and "z" in message and "x" in message
+    assert "sites are: z, x" in message
+
+
+def test_condition_data_must_be_a_dict():
+    with pytest.raises(TypeError, match="dict"):
+        cp.condition(chain, data=[1.0])
+
+
+# --- replay -------------------------------------------------------------------------------
+
+
+def test_replay_reuses_latent_values_but_not_observations():
+    cp.set_rng_seed(7)
+
+    def guide():
+        cp.sample("z", cp.dist.Normal(5.0, 0.1))
+        cp.sample("x", cp.dist.Normal(-5.0, 0.1))
+
+    guide_trace = handlers.trace(guide).get_trace()
+    conditioned = cp.condition(chain, data={"x": 0.25})
+    tr = handlers.trace(handlers.replay(conditioned, trace=guide_trace)).get_trace()
+    assert torch.equal(tr.nodes["z"]["value"], guide_trace.nodes["z"]["value"])
+    assert tr.nodes["x"]["value"].item() == 0.25  # observed: not replayed
+    with pytest.raises(ValueError, match="trace"):
+        handlers.replay(chain)
+
+
+# --- block --------------------------------------------------------------------------------
+
+
+def traced_names(fn):
+    return list(handlers.trace(fn).get_trace().nodes)
+
+
+def three_sites():
+    cp.param("p", torch.tensor(1.0))
+    cp.sample("a", cp.dist.Normal(0.0, 1.0))
+    cp.sample("b", cp.dist.Normal(0.0, 1.0))
+
+
+def test_block_hides_everything_by_default():
+    cp.set_rng_seed(8)
+    assert traced_names(handlers.block(three_sites)) == []
+
+
+def test_block_hide_expose_and_types():
+    cp.set_rng_seed(9)
+    assert traced_names(handlers.block(three_sites, hide=["a"])) == ["p", "b"]
+    assert traced_names(handlers.block(three_sites, expose=["a"])) == ["a"]
+    assert traced_names(handlers.block(three_sites, hide_types=["param"])) == ["a", "b"]
+    assert traced_names(handlers.block(three_sites, expose_types=["param"])) == ["p"]
+    assert traced_names(handlers.block(three_sites, hide_fn=lambda msg: msg["name"] == "b")) == ["p", "a"]
+
+
+def test_block_does_not_hide_from_handlers_inside_it():
+    with handlers.block():
+        with handlers.trace() as inner:
+            three_sites()
+    assert list(inner.trace.nodes) == ["p", "a", "b"]
+
+
+# --- seed ---------------------------------------------------------------------------------
+
+
+def test_seed_gives_the_same_draws():
+    first = handlers.trace(handlers.seed(chain, rng_seed=42)).get_trace()
+    second = handlers.trace(handlers.seed(chain, rng_seed=42)).get_trace()
+    third = handlers.trace(handlers.seed(chain, rng_seed=43)).get_trace()
+    for name in ("z", "x"):
+        assert torch.equal(first.nodes[name]["value"], second.nodes[name]["value"])
+    assert not torch.equal(first.nodes["z"]["value"], third.nodes["z"]["value"])
+
+
+def test_seed_restores_the_global_rng_afterwards():
+    cp.set_rng_seed(10)
+    expected = torch.rand(3)
+    cp.set_rng_seed(10)
+    handlers.seed(chain, rng_seed=0)()
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --- scale, mask, substitute ----------------------------------------------------------------
+
+
+def test_scale_multiplies_log_densities():
+    tr = handlers.trace(handlers.scale(cp.condition(chain, data={"z": 0.1, "x": 0.3}), scale=3.0)).get_trace()
+    expected = 3.0 * (normal_logpdf(0.1, 0.0, 1.0) + normal_logpdf(0.3, 0.1, 0.5))
+    assert tr.nodes["x"]["scale"] == 3.0
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="positive"):
+        handlers.scale(chain, scale=0.0)
+
+
+def test_mask_drops_masked_entries():
+    data = torch.tensor([0.0, 1.0, 2.0])
+
+    def model():
+        with cp.plate("rows", 3):
+            cp.sample("obs", cp.dist.Normal(0.0, 1.0), obs=data)
+
+    keep = torch.tensor([True, False, True])
+    tr = handlers.trace(handlers.mask(model, mask=keep)).get_trace()
+    expected = normal_logpdf(0.0, 0.0, 1.0) + normal_logpdf(2.0, 0.0, 1.0)
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
+    tr = handlers.trace(handlers.mask(model, mask=False)).get_trace()
+    assert tr.log_prob_sum().item() == 0.0
+
+
+def test_substitute_replaces_params_and_latents_not_observations():
+    def model():
+        loc = cp.param("loc", torch.tensor(0.0))
+        z = cp.sample("z", cp.dist.Normal(loc, 1.0))
+        return cp.sample("x", cp.dist.Normal(z, 1.0), obs=torch.tensor(1.0))
+
+    tr = handlers.trace(handlers.substitute(model, data={"loc": 3.0, "z": 2.5, "x": -9.0})).get_trace()
+    assert tr.nodes["loc"]["value"].item() == 3.0
+    assert tr.nodes["z"]["value"].item() == 2.5
+    assert tr.nodes["x"]["value"].item() == 1.0
+    assert tr.nodes["z"]["fn"].loc.item() == 3.0
+
+    by_fn = handlers.substitute(model, substitute_fn=lambda msg: 7.0 if msg["name"] == "z" else None)
+    tr = handlers.trace(by_fn).get_trace()
+    assert tr.nodes["z"]["value"].item() == 7.0 and tr.nodes["loc"]["value"].item() == 0.0
+    with pytest.raises(ValueError, match="substitute"):
+        handlers.substitute(model)

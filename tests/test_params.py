@@ -1,0 +1,167 @@
+"""Tests for causalppl.params: the param store, constraints, save/load, seeding."""
+
+import os
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl.params import ParamStore
+
+constraints = cp.constraints
+
+
+@pytest.mark.parametrize(
+    "constraint, init",
+    [
+        (constraints.positive, torch.tensor([0.5, 2.0])),
+        (constraints.interval(-1.0, 3.0), torch.tensor([-0.5, 2.5])),
+        (constraints.simplex, torch.tensor([0.2, 0.3, 0.5])),
+        (constraints.lower_cholesky, torch.tensor([[1.0, 0.0], [0.5, 2.0]])),
+    ],
+    ids=["positive", "interval", "simplex", "lower_cholesky"],
+)
+def test_constrained_params_stay_constrained_and_train_through_the_leaf(constraint, init):
+    value = cp.param("p", init, constraint=constraint)
+    assert torch.allclose(value, init, atol=1e-5)
+    leaf = value.unconstrained()
+    assert leaf is cp.get_param_store().leaf("p")
+    assert leaf.is_leaf and leaf.requires_grad
+
+    (value * torch.arange(1.0, value.numel() + 1).reshape(value.shape)).sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    assert leaf.grad.abs().sum() > 0
+
+    # Any step on the leaf keeps the constrained value valid.
+    with torch.no_grad():
+        leaf.add_(torch.randn(leaf.shape, generator=torch.Generator().manual_seed(0)) * 3.0)
+    assert constraint.check(cp.param("p")).all()
+
+
+def test_later_calls_ignore_init():
+    first = cp.param("w", torch.tensor(1.0))
+    second = cp.param("w", torch.tensor(10.0), constraint=constraints.positive)
+    assert first.item() == second.item() == 1.0
+    assert cp.param("w").item() == 1.0
+
+
+def test_callable_init_is_called_once():
+    calls = []
+
+    def init():
+        calls.append(1)
+        return torch.zeros(2)
+
+    cp.param("c", init)
+    cp.param("c", init)
+    assert len(calls) == 1
+
+
+def test_missing_param_without_init_raises_key_error_naming_it():
+    cp.param("known", torch.tensor(1.0))
+    with pytest.raises(KeyError, match="'missing'.*known"):
+        cp.param("missing")
+    with pytest.raises(KeyError, match="'missing'"):
+        cp.get_param_store()["missing"]
+
+
+def test_init_violating_the_constraint_raises_value_error():
+    with pytest.raises(ValueError, match="'neg'.*constraint"):
+        cp.param("neg", torch.tensor(-1.0), constraint=constraints.positive)
+    assert "neg" not in cp.get_param_store()
+
+
+def test_store_mapping_interface():
+    store = cp.get_param_store()
+    cp.param("a", torch.tensor(1.0))
+    cp.param("b", torch.tensor(2.0), constraint=constraints.positive)
+    assert store.keys() == ["a", "b"] and len(store) == 2 and list(store) == ["a", "b"]
+    assert [name for name, _ in store.named_parameters()] == ["a", "b"]
+    store["b"] = torch.tensor(5.0)  # keeps its positive constraint
+    assert store["b"].item() == pytest.approx(5.0)
+    assert store.get_constraint("b") is constraints.positive
+    del store["a"]
+    assert store.keys() == ["b"]
+    cp.clear_param_store()
+    assert len(store) == 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    cp.param("loc", torch.tensor([1.0, -2.0]))
+    cp.param("scale", torch.tensor(0.5), constraint=constraints.positive)
+    cp.param("prob", torch.tensor(0.25), constraint=constraints.interval(0.0, 1.0))
+    cp.param("weights", torch.tensor([0.1, 0.2, 0.7]), constraint=constraints.simplex)
+    expected = {name: value.detach().clone() for name, value in cp.get_param_store().items()}
+    path = tmp_path / "params.pt"
+    cp.get_param_store().save(path)
+
+    cp.clear_param_store()
+    cp.get_param_store().load(path, map_location="cpu")
+    store = cp.get_param_store()
+    assert store.keys() == list(expected)
+    for name, value in expected.items():
+        assert torch.allclose(store[name], value, atol=1e-6), name
+        assert store[name].device.type == "cpu"
+    assert store.get_constraint("scale") is constraints.positive
+    interval = store.get_constraint("prob")
+    assert (interval.lower_bound, interval.upper_bound) == (0.0, 1.0)
+    assert store.get_constraint("weights") is constraints.simplex
+    assert store.leaf("scale").requires_grad
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    cp.param("a", torch.tensor(1.0))
+    path = tmp_path / "params.pt"
+    cp.get_param_store().save(path)
+    before = path.read_bytes()
+
+    def crash(obj, file, *args, **kwargs):
+        file.write(b"half a file")
+        raise RuntimeError("disk full")
+
+    cp.get_param_store()["a"] = torch.tensor(2.0)
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        cp.get_param_store().save(path)
+    monkeypatch.undo()
+
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["params.pt"]  # no temporary file left behind
+    cp.clear_param_store()
+    cp.get_param_store().load(path)
+    assert cp.param("a").item() == 1.0
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04 truncated zip"])
+def test_loading_garbage_raises_value_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="garbage.pt"):
+        ParamStore().load(path)
+
+
+def test_loading_a_torch_file_that_is_not_a_store(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.ones(2)}, path)
+    with pytest.raises(ValueError, match="not a causalppl param store"):
+        ParamStore().load(path)
+
+
+def test_module_registers_nn_module_parameters():
+    net = cp.module("net", torch.nn.Linear(3, 2))
+    store = cp.get_param_store()
+    assert sorted(store.keys()) == ["net.bias", "net.weight"]
+    assert store.leaf("net.weight") is net.weight  # shared, not copied
+    with cp.trace(param_only=True) as capture:
+        cp.module("net", net)
+    assert sorted(capture.trace.nodes) == ["net.bias", "net.weight"]
+
+
+def test_set_rng_seed_reproduces_draws():
+    cp.set_rng_seed(123)
+    first = [cp.sample("x", cp.dist.Normal(0.0, 1.0)).item() for _ in range(3)]
+    cp.set_rng_seed(123)
+    second = [cp.sample("x", cp.dist.Normal(0.0, 1.0)).item() for _ in range(3)]
+    cp.set_rng_seed(124)
+    third = [cp.sample("x", cp.dist.Normal(0.0, 1.0)).item() for _ in range(3)]
+    assert first == second and first != third

@@ -1,0 +1,257 @@
+"""Tests for causalppl.runtime: the handler stack, primitives and plate."""
+
+import math
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl import runtime
+from causalppl.handlers import replay, trace
+
+
+def normal_logpdf(x, loc, scale):
+    return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale) - 0.5 * math.log(2 * math.pi)
+
+
+# --- primitives ---------------------------------------------------------------------------
+
+
+def test_sample_draws_and_records_a_site():
+    cp.set_rng_seed(0)
+
+    def model():
+        return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+
+    tr = trace(model).get_trace()
+    site = tr.nodes["x"]
+    assert site["type"] == "sample" and site["name"] == "x"
+    assert isinstance(site["fn"], cp.dist.Normal)
+    assert site["value"].shape == () and not site["is_observed"]
+
+
+def test_sample_with_obs_returns_obs_as_a_tensor():
+    value = cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
+    assert isinstance(value, torch.Tensor) and value.item() == 0.5
+    tr = trace(lambda: cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)).get_trace()
+    assert tr.nodes["x"]["is_observed"]
+    assert tr.log_prob_sum().item() == pytest.approx(normal_logpdf(0.5, 0.0, 1.0), abs=1e-6)
+
+
+def test_reparameterised_sample_carries_gradients():
+    cp.set_rng_seed(1)
+    loc = torch.tensor(0.3, requires_grad=True)
+    x = cp.sample("x", cp.dist.Normal(loc, 1.0))
+    x.backward()
+    assert loc.grad.item() == pytest.approx(1.0)
+
+
+def test_param_primitive_creates_then_reuses():
+    a = cp.param("a", torch.tensor(2.0))
+    assert a.item() == 2.0
+    assert cp.param("a", torch.tensor(5.0)).item() == 2.0  # init ignored on later calls
+    tr = trace(lambda: cp.param("a")).get_trace()
+    assert tr.nodes["a"]["type"] == "param" and tr.nodes["a"]["value"].item() == 2.0
+
+
+def test_factor_adds_its_log_factor_to_the_joint():
+    def model():
+        cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=1.0)
+        cp.factor("penalty", torch.tensor(-3.5))
+
+    tr = trace(model).get_trace()
+    assert tr.nodes["penalty"]["type"] == "sample" and tr.nodes["penalty"]["is_observed"]
+    assert tr.log_prob_sum().item() == pytest.approx(normal_logpdf(1.0, 0.0, 1.0) - 3.5, abs=1e-6)
+
+
+def test_deterministic_is_recorded_without_log_density():
+    cp.set_rng_seed(2)
+
+    def model():
+        x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+        return cp.deterministic("double", 2 * x)
+
+    tr = trace(model).get_trace()
+    assert torch.equal(tr.nodes["double"]["value"], 2 * tr.nodes["x"]["value"])
+    assert "double" not in tr.stochastic_nodes and "double" not in tr.observation_nodes
+    x = tr.nodes["x"]["value"].item()
+    assert tr.log_prob_sum().item() == pytest.approx(normal_logpdf(x, 0.0, 1.0), abs=1e-5)
+    assert cp.deterministic("d", 3.0).item() == 3.0  # no handlers: just the value
+
+
+def test_fast_path_without_handlers_skips_the_stack(monkeypatch):
+    cp.set_rng_seed(3)
+
+    def fail(msg):
+        raise AssertionError(f"apply_stack called for {msg['name']}")
+
+    monkeypatch.setattr(runtime, "apply_stack", fail)
+    assert not runtime.HANDLER_STACK
+    x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    assert x.shape == ()
+    assert cp.sample("y", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(1.5)).item() == 1.5
+    assert cp.param("p", torch.tensor(0.25)).item() == 0.25
+    with pytest.raises(AssertionError, match="apply_stack called for z"):
+        with trace():
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+
+def test_duplicate_sample_names_raise_value_error_naming_the_site():
+    def model():
+        cp.sample("dup", cp.dist.Normal(0.0, 1.0))
+        cp.sample("dup", cp.dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="'dup'"):
+        trace(model).get_trace()
+
+
+def test_sample_with_a_non_distribution_raises_type_error_naming_the_site():
+    with pytest.raises(TypeError, match="'w'.*Distribution"):
+        cp.sample("w", 3.0)
+    with pytest.raises(TypeError, match="'w'"):
+        with trace():
+            cp.sample("w", torch.tensor(1.0))
+
+
+# --- plate --------------------------------------------------------------------------------
+
+
+def test_plate_broadcasts_a_scalar_distribution():
+    cp.set_rng_seed(4)
+    with trace() as tr:
+        with cp.plate("data", 5) as idx:
+            x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    assert x.shape == (5,)
+    assert idx.tolist() == [0, 1, 2, 3, 4]
+    site = tr.trace.nodes["x"]
+    assert site["fn"].batch_shape == (5,)
+    (frame,) = site["cond_indep_stack"]
+    assert (frame.name, frame.dim, frame.size, frame.subsample_size) == ("data", -1, 5, 5)
+
+
+def test_nested_plates_allocate_dims_right_to_left():
+    cp.set_rng_seed(5)
+    with trace() as tr:
+        with cp.plate("outer", 3):
+            with cp.plate("inner", 4):
+                x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    assert x.shape == (4, 3)
+    dims = {frame.name: frame.dim for frame in tr.trace.nodes["x"]["cond_indep_stack"]}
+    assert dims == {"outer": -1, "inner": -2}
+
+
+def test_plate_with_explicit_dim():
+    cp.set_rng_seed(6)
+    with cp.plate("p", 2, dim=-3):
+        x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    assert x.shape == (2, 1, 1)
+    with cp.plate("a", 2, dim=-2):
+        with pytest.raises(ValueError, match="dim -2"):
+            with cp.plate("b", 3, dim=-2):
+                pass
+
+
+def test_plate_rescales_log_prob_by_size_over_subsample_size():
+    cp.set_rng_seed(7)
+    data = torch.randn(100) + 1.0
+
+    def model():
+        loc = cp.sample("loc", cp.dist.Normal(0.0, 2.0))
+        with cp.plate("rows", 100, subsample_size=10) as idx:
+            cp.sample("obs", cp.dist.Normal(loc, 1.0), obs=data[idx])
+        return idx
+
+    tr = trace(model).get_trace()
+    loc = tr.nodes["loc"]["value"]
+    idx = tr.nodes["rows"]["value"]
+    assert tr.nodes["obs"]["scale"] == pytest.approx(10.0)
+    manual = cp.dist.Normal(0.0, 2.0).log_prob(loc)
+    manual = manual + 10.0 * cp.dist.Normal(loc, 1.0).log_prob(data[idx]).sum()
+    assert tr.log_prob_sum().item() == pytest.approx(manual.item(), rel=1e-6)
+
+
+def test_subsample_indices_are_in_range_and_unique():
+    cp.set_rng_seed(8)
+    for _ in range(20):
+        with cp.plate("rows", 50, subsample_size=7) as idx:
+            pass
+        assert idx.shape == (7,)
+        assert 0 <= idx.min() and idx.max() < 50
+        assert len(set(idx.tolist())) == 7
+
+
+def test_plate_size_mismatch_names_site_and_plate():
+    def model():
+        with cp.plate("rows", 3):
+            cp.sample("x", cp.dist.Normal(torch.zeros(4), 1.0))
+
+    with pytest.raises(ValueError, match=r"'x'.*'rows'"):
+        model()
+
+
+def test_plate_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="'p'"):
+        cp.plate("p", 0)
+    with pytest.raises(ValueError, match="'p'"):
+        cp.plate("p", 3, subsample_size=5)
+
+
+def test_subsample_indices_are_replayed_from_guide_into_model():
+    cp.set_rng_seed(9)
+    data = torch.arange(100.0)
+
+    def guide():
+        with cp.plate("rows", 100, subsample_size=5):
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    def model():
+        with cp.plate("rows", 100, subsample_size=5) as idx:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=data[idx])
+        return idx
+
+    guide_trace = trace(guide).get_trace()
+    model_trace = trace(replay(model, trace=guide_trace)).get_trace()
+    assert torch.equal(model_trace.nodes["rows"]["value"], guide_trace.nodes["rows"]["value"])
+    assert torch.equal(model_trace.nodes["z"]["value"], guide_trace.nodes["z"]["value"])
+    assert torch.equal(model_trace.nodes["x"]["value"], data[guide_trace.nodes["rows"]["value"]])
+
+
+# --- messengers and the stack ----------------------------------------------------------------
+
+
+def test_messenger_as_decorator():
+    @cp.handlers.condition(data={"x": torch.tensor(2.0)})
+    def model():
+        return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+
+    assert model().item() == 2.0
+    assert model().item() == 2.0  # reusable
+
+    traced = cp.handlers.trace(param_only=False)(model)
+    tr = traced.get_trace()
+    assert tr.nodes["x"]["is_observed"]
+
+
+def test_messenger_without_a_function_cannot_be_called_with_arguments():
+    with pytest.raises(TypeError, match="no function"):
+        cp.handlers.trace()(1, 2)
+    with pytest.raises(TypeError, match="callable"):
+        cp.handlers.trace(42)
+
+
+def test_stack_is_restored_after_an_exception():
+    def model():
+        cp.sample("x", cp.dist.Normal(0.0, 1.0))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        cp.handlers.trace(cp.handlers.scale(model, scale=2.0)).get_trace()
+    assert runtime.HANDLER_STACK == []
+
+    # A handler entered by hand and never exited is dropped by the outer one.
+    with pytest.raises(RuntimeError, match="inner"):
+        with trace():
+            cp.handlers.scale(scale=2.0).__enter__()
+            raise RuntimeError("inner")
+    assert runtime.HANDLER_STACK == []

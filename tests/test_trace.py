@@ -1,0 +1,87 @@
+"""Tests for causalppl.trace: the record of one run."""
+
+import math
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl.handlers import trace
+
+
+def model(data):
+    loc = cp.param("loc", torch.tensor(0.5))
+    z = cp.sample("z", cp.dist.Normal(loc, 1.0))
+    with cp.plate("rows", len(data)):
+        cp.sample("x", cp.dist.Normal(z, 2.0), obs=data)
+    cp.deterministic("z_squared", z**2)
+    return z
+
+
+def test_log_prob_sum_matches_the_analytic_joint():
+    cp.set_rng_seed(0)
+    data = torch.tensor([0.0, 1.0, -1.5])
+    tr = trace(model).get_trace(data)
+    z = tr.nodes["z"]["value"].item()
+
+    def logpdf(x, loc, scale):
+        return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale) - 0.5 * math.log(2 * math.pi)
+
+    expected = logpdf(z, 0.5, 1.0) + sum(logpdf(x, z, 2.0) for x in data.tolist())
+    assert tr.log_prob_sum().item() == pytest.approx(expected, abs=1e-5)
+    only_x = tr.log_prob_sum(site_filter=lambda name, site: name == "x")
+    assert only_x.item() == pytest.approx(expected - logpdf(z, 0.5, 1.0), abs=1e-5)
+
+
+def test_log_prob_sum_of_an_empty_trace_is_a_zero_tensor():
+    total = trace(lambda: None).get_trace().log_prob_sum()
+    assert isinstance(total, torch.Tensor) and total.item() == 0.0
+
+
+def test_compute_log_prob_stores_per_site_densities():
+    cp.set_rng_seed(1)
+    data = torch.tensor([0.0, 1.0])
+    tr = trace(model).get_trace(data)
+    tr.compute_log_prob()
+    assert tr.nodes["x"]["log_prob"].shape == (2,)
+    assert "log_prob" not in tr.nodes["z_squared"]  # deterministic: no density
+    assert "log_prob" not in tr.nodes["loc"]
+
+
+def test_node_lists():
+    cp.set_rng_seed(2)
+    tr = trace(model).get_trace(torch.tensor([0.0]))
+    assert tr.stochastic_nodes == ["z"]
+    assert tr.observation_nodes == ["x"]
+    assert tr.param_nodes == ["loc"]
+    assert list(tr) == ["loc", "z", "x", "z_squared"]
+    assert len(tr) == 4 and "z" in tr and "nope" not in tr
+    assert "z" in repr(tr)
+
+
+def test_format_shapes_mentions_every_site():
+    cp.set_rng_seed(3)
+    table = trace(model).get_trace(torch.zeros(4)).format_shapes()
+    lines = table.splitlines()
+    assert lines[0].split() == ["site", "type", "batch_shape", "event_shape", "value_shape"]
+    for name in ("loc", "z", "x", "z_squared"):
+        assert any(line.startswith(name) for line in lines[1:]), name
+    x_line = next(line for line in lines if line.startswith("x "))
+    assert "(4,)" in x_line
+
+
+def test_log_prob_errors_name_the_site():
+    def bad():
+        cp.sample("coin", cp.dist.Bernoulli(0.5), obs=torch.tensor(2.0))
+
+    tr = trace(bad).get_trace()
+    with pytest.raises(ValueError, match="'coin'.*2"):
+        tr.log_prob_sum()
+
+
+def test_duplicate_site_names_are_rejected():
+    tr = cp.trace().trace
+    site = {"name": "a", "type": "sample"}
+    tr.add_site(site)
+    with pytest.raises(ValueError, match="'a'"):
+        tr.add_site(dict(site))
