@@ -75,6 +75,18 @@ class SCM:
                     f"(mechanism parents: {list(self._mechanisms[node].parents)})"
                 )
 
+    @classmethod
+    def from_graph(cls, graph, data=None, mechanisms="auto", bayesian=False):
+        """An SCM over ``graph`` with learnable mechanisms; see :func:`causalppl.causal.learn.from_graph`.
+
+        >>> import causalppl as cp
+        >>> cp.SCM.from_graph([("x", "y")]).mechanism("y").text
+        'LinearGaussian(x)'
+        """
+        from causalppl.causal.learn import from_graph  # the graph layer must not import causal/ eagerly
+
+        return from_graph(graph, data=data, mechanisms=mechanisms, bayesian=bayesian)
+
     def add(self, name, mechanism, latent=False):
         """Add node ``name`` with ``mechanism``; return the SCM (so calls chain).
 
