@@ -7,9 +7,10 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, distributions, handlers, infer, optim
+from causalppl import causal, distributions, graphs, handlers, infer, optim
 from causalppl import distributions as dist
 from causalppl.graph import SCM
+from causalppl.graph.dot import read_dot
 from causalppl.handlers import condition, do, trace
 from causalppl.params import (
     clear_param_store,
@@ -28,3 +29,4 @@ __all__ = [
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
+__all__ += ["graphs", "read_dot"]

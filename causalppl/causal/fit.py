@@ -143,7 +143,8 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         Columns are observed nodes, rows are i.i.d. (in a plate).
     guide : "normal" | "mvn" | "delta" | callable
         Automatic guide over the latent ancestors of observed nodes, or your own.
-    steps, lr, optim : SVI steps and optimiser (default ``cp.optim.Adam({"lr": lr})``).
+    steps, lr, optim : SVI steps and optimiser (default: ClippedAdam from ``lr`` decaying to
+        ``lr / 10`` over the run).
     subsample_size : int, optional
         Mini-batch rows per step (plate subsampling, rescaled to the full data).
     device : str or torch.device, optional
@@ -179,7 +180,9 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         elif not callable(guide):
             raise TypeError(f"guide must be one of {', '.join(GUIDES)} or a callable, got {guide!r}")
         if optim is None:
-            optim = optim_module.Adam({"lr": lr})
+            # Adam whose step size decays to a tenth over the run: fast early
+            # progress, then small steps that settle on the optimum.
+            optim = optim_module.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1 / max(steps, 1))})
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
         svi = SVI(svi_model, guide, optim, elbo)
         result = FitResult(scm, model, guide, device=device)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 
@@ -335,8 +335,15 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     ValueError
         If treatment equals outcome, or the search would range over too many
         candidate nodes (more than 18 for minimal sets, 15 for all sets).
-        Candidates are first narrowed to the observed nodes that satisfy
-        condition (ii) on their own, which is usually few.
+
+    Notes
+    -----
+    Candidates are narrowed before any subset is tried: condition (ii)
+    holds for a set iff it holds for each member, and the sets meeting (ii)
+    and (iii) are closed under union, so every valid set lies within the
+    largest one, found by repeatedly dropping failing nodes. Minimal sets
+    also lie among the ancestors of the outcome. Subsets of what is left are
+    then tried, smallest first.
 
     Examples
     --------
@@ -351,35 +358,36 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     y = _one_node(G, outcome, "outcome")
     _require_disjoint(("treatment", {x}), ("outcome", {y}))
     hidden = _latent(G, latent)
+    if _intercepts(G, x, y, ()):
+        # no directed path from x to y: {} is valid (and the one minimal set)
+        if minimal:
+            return [frozenset()]
     Gx = _cut_out_edges(G, {x})
     # Condition (ii) holds for a set iff it holds for each member.
-    candidates = [n for n in _sorted(set(G) - {x, y} - hidden)
-                  if nx.is_d_separator(Gx, {x}, {n}, set())]
+    pool = [n for n in _sorted(set(G) - {x, y} - hidden)
+            if nx.is_d_separator(Gx, {x}, {n}, set())]
+    pool = _frontdoor_pool(G, x, y, pool)
+    # Condition (i) only gets easier as a set grows.
+    if not _intercepts(G, x, y, pool):
+        return []
     if minimal:
         # A valid set stays valid when cut down to the ancestors of the
-        # outcome (when x has a directed path to y; otherwise {} is the one
-        # minimal set), so minimal sets lie among those ancestors.
+        # outcome, so minimal sets lie among them.
         above = nx.ancestors(G, y)
-        candidates = [n for n in candidates if n in above]
-    # Condition (i) only gets easier as a set grows: if all the candidates
-    # together leave a directed path open, no set is valid.
-    if not _intercepts(G, x, y, candidates):
-        return []
-    if minimal and _frontdoor(G, x, y, frozenset(), hidden):
-        return [frozenset()]
+        pool = [n for n in pool if n in above]
     limit = _FRONTDOOR_LIMIT if minimal else _ALL_SETS_LIMIT
-    if len(candidates) > limit:
-        raise ValueError(
-            f"frontdoor_sets would search subsets of {len(candidates)} candidate "
+    if len(pool) > limit:
+        raise _SearchTooLarge(
+            f"frontdoor_sets would search subsets of {len(pool)} candidate "
             f"nodes for {x!r} -> {y!r} (more than {limit}); "
             "test a given set with check_frontdoor instead")
     found = []
-    for k in range(len(candidates) + 1):
-        for combo in itertools.combinations(candidates, k):
+    for k in range(len(pool) + 1):
+        for combo in itertools.combinations(pool, k):
             M = frozenset(combo)
             if minimal and any(f <= M for f in found):
                 continue
-            if _intercepts(G, x, y, M) and _frontdoor(G, x, y, M, hidden):
+            if _intercepts(G, x, y, M) and _backdoor_blocked_by(G, M, x, y):
                 found.append(M)
     return sorted(found, key=_set_key)
 
@@ -492,7 +500,7 @@ class Identification:
     """What the graph alone says about the effect of `treatment` on `outcome`.
 
     ``backdoor`` and ``frontdoor`` hold the minimal valid sets, ``instruments``
-    the unconditional instruments. The effect is identifiable (here: by an
+    the unconditional instruments, ``notes`` any search that was skipped. The effect is identifiable (here: by an
     adjustment formula) when a backdoor or frontdoor set exists; `estimand`
     writes the formula for the first (smallest) one, preferring backdoor.
     """
@@ -502,6 +510,7 @@ class Identification:
     backdoor: list[frozenset]
     frontdoor: list[frozenset]
     instruments: list[str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def identifiable(self) -> bool:
@@ -556,6 +565,7 @@ class Identification:
             f"  instruments:    {', '.join(map(repr, self.instruments)) or 'none'}",
             f"  strategy:       {self.strategy()}",
             f"  estimand:       {self.estimand()}",
+            *(f"  note:           {note}" for note in self.notes),
         ])
 
 
@@ -584,8 +594,8 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
     networkx.NetworkXUnfeasible
         If the graph has a cycle.
     ValueError
-        If treatment equals outcome (or, see `frontdoor_sets`, the frontdoor
-        search is too large).
+        If treatment equals outcome. (A frontdoor search too large to run,
+        see `frontdoor_sets`, is skipped and reported in ``notes``.)
 
     Examples
     --------
@@ -600,12 +610,19 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
     G = _dag(graph)
     x = _one_node(G, treatment, "treatment")
     y = _one_node(G, outcome, "outcome")
+    notes = []
+    try:
+        frontdoor = frontdoor_sets(G, x, y, latent=latent)
+    except _SearchTooLarge as too_large:
+        frontdoor = []
+        notes.append(f"frontdoor sets not searched: {too_large}")
     return Identification(
         treatment=x,
         outcome=y,
         backdoor=backdoor_sets(G, x, y, latent=latent),
-        frontdoor=frontdoor_sets(G, x, y, latent=latent),
+        frontdoor=frontdoor,
         instruments=instruments(G, x, y, latent=latent),
+        notes=notes,
     )
 
 
@@ -638,6 +655,32 @@ def _frontdoor(G, x, y, M, hidden) -> Check:
     return Check(True, f"{_fmt_set(M)} intercepts every directed path from {x!r} "
                        f"to {y!r}, has no open backdoor path from {x!r}, and "
                        f"{x!r} blocks every backdoor path from it to {y!r}")
+
+
+def _frontdoor_pool(G, x, y, pool):
+    """The largest subset of `pool` that meets frontdoor condition (iii).
+
+    `pool` holds nodes meeting condition (ii), so none is an ancestor of x.
+    Then in G without the edges out of a set M, a backdoor path from one
+    member m to y can only pass another member as a blocked collider, so
+    (iii) holds for M iff it holds for each m, and a path that dooms m
+    given M dooms it given any subset of M. Hence the valid sets are closed
+    under union: drop the members that fail until none does, and what is
+    left contains every set that meets (ii) and (iii).
+    """
+    pool = set(pool)
+    while pool:
+        cut = _cut_out_edges(G, pool)
+        failing = {m for m in pool if not nx.is_d_separator(cut, {m}, {y}, {x})}
+        if not failing:
+            break
+        pool -= failing
+    return _sorted(pool)
+
+
+def _backdoor_blocked_by(G, M, x, y):
+    """Frontdoor condition (iii): x blocks every backdoor path from M to y."""
+    return not M or nx.is_d_separator(_cut_out_edges(G, M), set(M), {y}, {x})
 
 
 def _intercepts(G, x, y, M):
@@ -765,7 +808,7 @@ def _all_separators(G, X, Y, allowed):
     reached is an answer.
     """
     if len(allowed) > _ALL_SETS_LIMIT:
-        raise ValueError(
+        raise _SearchTooLarge(
             f"minimal=False would list subsets of {len(allowed)} candidate nodes "
             f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
     found = []
@@ -782,6 +825,10 @@ def _all_separators(G, X, Y, allowed):
 
     split(set(), _sorted(allowed))
     return found
+
+
+class _SearchTooLarge(ValueError):
+    """A listing would have to try too many subsets."""
 
 
 class _Terminal:

@@ -42,6 +42,7 @@ import io
 import math
 import re
 import threading
+import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -242,15 +243,26 @@ def _read_file(path):
     try:
         return path.read_text(encoding="utf-8"), f"DOT file '{path}'"
     except FileNotFoundError:
-        raise FileNotFoundError(f"read_dot: no such file '{path}' (and the text is not DOT: it has no '{{')") \
-            from None
+        raise FileNotFoundError(
+            f"read_dot: no such file '{path}' (and the text is not DOT: it has no '{{')") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"read_dot: cannot read '{path}': {err}") from err
 
 
+def _graph_parser():
+    """pydot's pyparsing grammar (its import warns about pyparsing deprecations: not ours to fix)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import pydot.dot_parser
+        except ImportError:
+            return None
+    return getattr(pydot.dot_parser, "GraphParser", None)
+
+
 def _parse(text, where):
     """The one pydot graph in ``text``; parse errors become ``ValueError`` with line and column."""
-    parser = getattr(getattr(pydot, "dot_parser", None), "GraphParser", None)
+    parser = _graph_parser()
     with _PARSE_LOCK:
         if parser is not None and hasattr(parser, "parser"):
             from pyparsing import ParseBaseException
@@ -319,7 +331,8 @@ def parse_value(text, node, key, where):
         raise ValueError(f"{where}: node '{node}': {key}={text!r} must be a number or a nested list "
                          f"of numbers ({err})") from None
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{where}: node '{node}': {key}={text!r} must be a number or a nested list of numbers")
+        raise ValueError(f"{where}: node '{node}': {key}={text!r} must be a number or a nested list "
+                         "of numbers")
     if not value.is_floating_point():
         value = value.to(torch.get_default_dtype())
     return value
