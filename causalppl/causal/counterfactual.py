@@ -174,13 +174,15 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
     if scm.interventions or scm.observed:
         raise ValueError("counterfactual() needs the original SCM, without do/condition surgery")
     factual_scm = scm.condition(**evidence) if evidence else scm
-    with torch.no_grad():
-        if method == "importance":
+    if method == "importance":
+        with torch.no_grad():
             factual = posterior_samples(factual_scm, n, **inputs) if evidence else scm.sample(n, **inputs)
-        elif method == "svi":
-            factual = factual_scm.fit(steps=steps, progress=False, **inputs).sample(n)
-        else:
-            raise ValueError(f"method must be 'importance' or 'svi', got {method!r}")
+    elif method == "svi":
+        # SVI needs gradients: fit outside no_grad (FitResult.sample is no_grad itself).
+        factual = factual_scm.fit(steps=steps, progress=False, **inputs).sample(n)
+    else:
+        raise ValueError(f"method must be 'importance' or 'svi', got {method!r}")
+    with torch.no_grad():
         noise = {node: abduct(node, _mechanism_dist(scm, node, factual, inputs), factual[node])
                  for node in scm.nodes}
         world = {}

@@ -45,7 +45,9 @@ class _Learnable:
         parents = tuple(parents)
         for parent in parents:
             if not isinstance(parent, str):
-                raise TypeError(f"{self.name} for node '{node}': parent names must be strings, got {parent!r}")
+                raise TypeError(
+                    f"{self.name} for node '{node}': parent names must be strings, got {parent!r}"
+                )
         if len(set(parents)) != len(parents):
             raise ValueError(f"{self.name} for node '{node}': parents {list(parents)} contain duplicates")
         if node in parents:
@@ -91,7 +93,9 @@ class _Linear(_Learnable):
     def __init__(self, node, parents, bayesian=False, prior_scale=1.0):
         super().__init__(node, parents)
         if not float(prior_scale) > 0:
-            raise ValueError(f"{self.name} for node '{node}': prior_scale must be positive, got {prior_scale!r}")
+            raise ValueError(
+                f"{self.name} for node '{node}': prior_scale must be positive, got {prior_scale!r}"
+            )
         self.bayesian = bool(bayesian)
         self.prior_scale = float(prior_scale)
         self._drawn = None  # (weight, bias) of the current run, in Bayesian mode
@@ -112,7 +116,7 @@ class _Linear(_Learnable):
         prior = dist.Normal(zero, torch.full((), self.prior_scale, device=device))
         weight = None
         if self.parents:
-            weight = sample(f"{self.node}.weight", prior.expand([len(self.parents)]).to_event(1))
+            weight = sample(f"{self.node}.weight", dist.Independent(prior.expand([len(self.parents)]), 1))
         bias = sample(f"{self.node}.bias", prior)
         self._drawn = (weight, bias)
 
@@ -126,7 +130,9 @@ class _Linear(_Learnable):
             weight, bias = self._drawn
         else:
             size = len(self.parents)
-            weight = self._param("weight", lambda d: torch.zeros(size, device=d), values=values) if size else None
+            weight = None
+            if size:
+                weight = self._param("weight", lambda d: torch.zeros(size, device=d), values=values)
             bias = self._param("bias", lambda d: torch.zeros((), device=d), values=values)
         out = bias
         for i, value in enumerate(values):
@@ -185,12 +191,15 @@ class CategoricalTable(_Learnable):
 
     name = "CategoricalTable"
 
-    def __init__(self, node, parents, num_categories, parent_cardinalities=(), bayesian=False, concentration=1.0):
+    def __init__(self, node, parents, num_categories, parent_cardinalities=(), bayesian=False,
+                 concentration=1.0):
         super().__init__(node, parents)
         if isinstance(parent_cardinalities, dict):
             missing = [p for p in self.parents if p not in parent_cardinalities]
             if missing:
-                raise ValueError(f"CategoricalTable for node '{node}': no cardinality for parent(s) {missing}")
+                raise ValueError(
+                    f"CategoricalTable for node '{node}': no cardinality for parent(s) {missing}"
+                )
             parent_cardinalities = [parent_cardinalities[p] for p in self.parents]
         cards = tuple(int(c) for c in parent_cardinalities)
         if len(cards) != len(self.parents):
@@ -221,7 +230,7 @@ class CategoricalTable(_Learnable):
         if not self.bayesian:
             return
         alpha = torch.full(self._shape(), self.concentration, device=self._device_for())
-        self._drawn = sample(f"{self.node}.probs", dist.Dirichlet(alpha).to_event(len(self.parents)))
+        self._drawn = sample(f"{self.node}.probs", _to_event(dist.Dirichlet(alpha), len(self.parents)))
 
     def __call__(self, **parent_values):
         values = self._values(parent_values)
@@ -243,7 +252,8 @@ class CategoricalTable(_Learnable):
         # which broadcasts a (particles, 1, ...) table against (particles, n) parents.
         flat = 0
         stride = 1
-        for parent, value, card in reversed(list(zip(self.parents, values, self.parent_cardinalities))):
+        triples = zip(self.parents, values, self.parent_cardinalities, strict=True)
+        for parent, value, card in reversed(list(triples)):
             index = value.long()
             if index.device.type == "cpu" and index.numel() and (index.min() < 0 or index.max() >= card):
                 raise ValueError(
@@ -259,6 +269,10 @@ class CategoricalTable(_Learnable):
         index = flat.reshape((1,) * (batch_dims - flat.dim()) + flat.shape)[..., None, None]
         probs = torch.take_along_dim(table, index, dim=-2).squeeze(-2)
         return dist.Categorical(probs=probs)
+
+
+def _to_event(fn, dims):
+    return dist.Independent(fn, dims) if dims else fn
 
 
 class MLPGaussian(_Learnable):
@@ -280,9 +294,13 @@ class MLPGaussian(_Learnable):
     def __init__(self, node, parents, hidden=16):
         super().__init__(node, parents)
         if not self.parents:
-            raise ValueError(f"MLPGaussian for node '{node}': needs at least one parent (use LinearGaussian for a root)")
+            raise ValueError(
+                f"MLPGaussian for node '{node}': needs at least one parent (use LinearGaussian for a root)"
+            )
         if int(hidden) < 1:
-            raise ValueError(f"MLPGaussian for node '{node}': hidden must be a positive integer, got {hidden!r}")
+            raise ValueError(
+                f"MLPGaussian for node '{node}': hidden must be a positive integer, got {hidden!r}"
+            )
         self.hidden = int(hidden)
         self.net = None  # built on first use, on the device in use then
 
@@ -353,7 +371,9 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     nodes = list(graph.nodes)
     for name in columns:
         if name not in graph:
-            raise ValueError(f"data column '{name}' is not a node of the graph (nodes: {', '.join(map(str, nodes))})")
+            raise ValueError(
+                f"data column '{name}' is not a node of the graph (nodes: {', '.join(map(str, nodes))})"
+            )
     if not nx.is_directed_acyclic_graph(graph):
         cycle = nx.find_cycle(graph)
         path = " -> ".join([str(edge[0]) for edge in cycle] + [str(cycle[0][0])])
@@ -379,11 +399,15 @@ def _as_graph(G):
     if isinstance(G, nx.DiGraph):
         return G
     if isinstance(G, nx.Graph):
-        raise TypeError("from_graph needs a directed graph (networkx.DiGraph), got an undirected networkx.Graph")
+        raise TypeError(
+            "from_graph needs a directed graph (networkx.DiGraph), got an undirected networkx.Graph"
+        )
     if isinstance(G, (list, tuple)):
         for edge in G:
             if not (isinstance(edge, (list, tuple)) and len(edge) == 2):
-                raise TypeError(f"from_graph: expected a list of (parent, child) edges, got the item {edge!r}")
+                raise TypeError(
+                    f"from_graph: expected a list of (parent, child) edges, got the item {edge!r}"
+                )
         return nx.DiGraph(list(G))
     raise TypeError(f"from_graph needs a networkx.DiGraph, an SCM or a list of edges, got {type(G).__name__}")
 
@@ -399,8 +423,9 @@ class _Column:
         self.binary = values.dtype == torch.bool or (
             len(finite) == len(values) and bool(((distinct == 0) | (distinct == 1)).all())
         )
-        integral = len(finite) == len(values) and bool((distinct == torch.round(distinct.double()).to(distinct.dtype)).all())
-        self.integer_dtype = values.dtype == torch.bool or not (values.is_floating_point() or values.is_complex())
+        whole = distinct.double() == torch.round(distinct.double())
+        integral = len(finite) == len(values) and bool(whole.all())
+        self.integer_dtype = not values.is_floating_point()
         low = int(distinct.min()) if integral and distinct.numel() else 0
         high = int(distinct.max()) if integral and distinct.numel() else 0
         # Non-negative integer codes: usable as a categorical (0..cardinality-1).
@@ -426,9 +451,11 @@ def _describe_columns(data):
     columns = {}
     for name, value in raw.items():
         try:
-            tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"data column '{name}': expected numbers, got {type(value).__name__} ({err})") from err
+            raise TypeError(
+                f"data column '{name}': expected numbers, got {type(value).__name__} ({err})"
+            ) from err
         if tensor.is_complex() or tensor.dim() != 1:
             raise ValueError(
                 f"data column '{name}': expected a 1-d column of real numbers, got shape "
@@ -450,7 +477,8 @@ def _overrides(mechanisms, nodes):
     for node, choice in mechanisms.items():
         if node not in nodes:
             raise KeyError(
-                f"mechanisms names '{node}', which is not a node of the graph (nodes: {', '.join(map(str, nodes))})"
+                f"mechanisms names '{node}', which is not a node of the graph "
+                f"(nodes: {', '.join(map(str, nodes))})"
             )
         if isinstance(choice, str):
             _check_kind(node, choice)
@@ -460,7 +488,8 @@ def _overrides(mechanisms, nodes):
 def _check_kind(node, kind):
     if kind != "auto" and kind not in KINDS:
         where = f"node '{node}': " if node is not None else ""
-        raise ValueError(f"{where}unknown mechanism kind {kind!r}; known kinds: {', '.join(('auto',) + KINDS)}")
+        known = ", ".join(("auto",) + KINDS)
+        raise ValueError(f"{where}unknown mechanism kind {kind!r}; known kinds: {known}")
 
 
 def _build(node, parents, kind, columns, have_data, bayesian):
@@ -471,7 +500,9 @@ def _build(node, parents, kind, columns, have_data, bayesian):
         return LinearGaussian(node, parents, bayesian=bayesian)
     if kind == "logistic":
         if column is not None and not column.binary:
-            raise ValueError(f"node '{node}': a logistic mechanism needs a binary {{0, 1}} column, got {column.describe()}")
+            raise ValueError(
+                f"node '{node}': a logistic mechanism needs a binary {{0, 1}} column, got {column.describe()}"
+            )
         return Logistic(node, parents, bayesian=bayesian)
     if kind == "mlp":
         return MLPGaussian(node, parents)
@@ -483,7 +514,9 @@ def _build(node, parents, kind, columns, have_data, bayesian):
             "pass data= or give a CategoricalTable(...) yourself"
         )
     if not column.codes:
-        raise ValueError(f"node '{node}': a categorical node needs non-negative integer values, got {column.describe()}")
+        raise ValueError(
+            f"node '{node}': a categorical node needs non-negative integer values, got {column.describe()}"
+        )
     cards = []
     for parent in parents:
         parent_column = columns.get(parent)

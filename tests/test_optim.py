@@ -1,0 +1,165 @@
+"""Optimisers: ClippedAdam and the Pyro-style learning-rate schedulers."""
+
+import math
+
+import pytest
+import torch
+
+import causalppl as cp
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
+    cp.clear_param_store()
+    cp.set_rng_seed(0)
+    yield
+    cp.clear_param_store()
+    torch.set_num_threads(threads)
+
+
+def run_steps(optim, grads):
+    """Apply ``optim`` to one 3-vector for each gradient in ``grads``; return the trajectory."""
+    w = torch.zeros(3, requires_grad=True)
+    path = []
+    for grad in grads:
+        w.grad = grad.clone()
+        optim([w])
+        path.append(w.detach().clone())
+    return torch.stack(path)
+
+
+def test_clipped_adam_equals_adam_when_nothing_is_clipped():
+    grads = torch.randn(20, 3)
+    args = {"lr": 0.05, "betas": (0.8, 0.99), "weight_decay": 0.1}
+    ours = run_steps(cp.optim.ClippedAdam({**args, "clip_norm": 1e6}), grads)
+    reference = run_steps(cp.optim.PyroOptim(torch.optim.Adam, args), grads)
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_clipped_adam_clamps_each_gradient_entry():
+    w = torch.zeros(3, requires_grad=True)
+    w.grad = torch.tensor([1000.0, -1000.0, 0.5])
+    cp.optim.ClippedAdam({"lr": 0.1, "clip_norm": 2.0})([w])
+    assert w.grad.tolist() == [2.0, -2.0, 0.5]
+    # Adam's first step moves every entry by lr against its gradient's sign.
+    assert torch.allclose(w.detach(), torch.tensor([-0.1, 0.1, -0.1]), atol=1e-6)
+    # Clamped: a huge gradient later in training is the same as clip_norm.
+    big = run_steps(cp.optim.ClippedAdam({"lr": 0.1, "clip_norm": 1.0}), torch.full((5, 3), 1e9))
+    small = run_steps(cp.optim.ClippedAdam({"lr": 0.1, "clip_norm": 1.0}), torch.full((5, 3), 1.0))
+    assert torch.allclose(big, small)
+
+
+def test_clipped_adam_decays_the_learning_rate_each_step():
+    optim = cp.optim.ClippedAdam({"lr": 0.1, "lrd": 0.9})
+    run_steps(optim, torch.ones(5, 3))
+    assert optim.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.9**5)
+
+
+def test_clipped_adam_rejects_bad_arguments():
+    w = torch.zeros(1, requires_grad=True)
+    w.grad = torch.ones(1)
+    with pytest.raises(ValueError, match="clip_norm"):
+        cp.optim.ClippedAdam({"clip_norm": -1.0})([w])
+    with pytest.raises(ValueError, match="lrd"):
+        cp.optim.ClippedAdam({"lrd": 1.5})([w])
+
+
+def test_svi_with_clipped_adam_fits_a_mean():
+    def model():
+        cp.sample("x", cp.dist.Normal(cp.param("mu", torch.tensor(0.0)), 1.0), obs=torch.tensor(3.0))
+
+    def guide():
+        pass
+
+    svi = cp.infer.SVI(model, guide, cp.optim.ClippedAdam({"lr": 0.1}), cp.infer.Trace_ELBO())
+    for _ in range(300):
+        svi.step()
+    assert cp.param("mu").item() == pytest.approx(3.0, abs=0.05)
+
+
+def lrs_after(scheduler, steps, *step_args):
+    """Take one optimiser step, then ``steps`` scheduler steps; return the lr after each."""
+    w = torch.zeros(1, requires_grad=True)
+    w.grad = torch.ones(1)
+    scheduler([w])
+    lrs = []
+    for _ in range(steps):
+        scheduler.step(*step_args)
+        lrs.append(scheduler.get_last_lr()[0])
+    return lrs
+
+
+SGD = {"optimizer": torch.optim.SGD, "optim_args": {"lr": 1.0}}
+
+
+def test_exponential_and_step_schedules():
+    assert lrs_after(cp.optim.ExponentialLR({**SGD, "gamma": 0.5}), 3) == pytest.approx([0.5, 0.25, 0.125])
+    assert lrs_after(cp.optim.StepLR({**SGD, "step_size": 2, "gamma": 0.1}), 4) == (
+        pytest.approx([1.0, 0.1, 0.1, 0.01])
+    )
+    assert lrs_after(cp.optim.MultiStepLR({**SGD, "milestones": [1, 3], "gamma": 0.5}), 4) == (
+        pytest.approx([0.5, 0.5, 0.25, 0.25])
+    )
+
+
+def test_cosine_and_one_cycle_schedules():
+    lrs = lrs_after(cp.optim.CosineAnnealingLR({**SGD, "T_max": 4, "eta_min": 0.0}), 4)
+    assert lrs == pytest.approx([0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(1, 5)], abs=1e-6)
+    lrs = lrs_after(cp.optim.OneCycleLR({**SGD, "max_lr": 1.0, "total_steps": 10}), 8)
+    assert max(lrs) == pytest.approx(1.0, abs=0.05) and lrs[-1] < 0.2
+
+
+def test_reduce_on_plateau_takes_the_loss():
+    sched = cp.optim.ReduceLROnPlateau({**SGD, "factor": 0.5, "patience": 1})
+    assert lrs_after(sched, 4, 1.0) == pytest.approx([1.0, 1.0, 0.5, 0.5])
+
+
+def test_scheduler_accepts_a_causalppl_factory_and_trains_with_svi():
+    def model():
+        cp.sample("x", cp.dist.Normal(cp.param("mu", torch.tensor(0.0)), 1.0), obs=torch.tensor(3.0))
+
+    def guide():
+        pass
+
+    sched = cp.optim.StepLR({"optimizer": cp.optim.ClippedAdam, "optim_args": {"lr": 0.1},
+                             "step_size": 100, "gamma": 0.5})
+    svi = cp.infer.SVI(model, guide, sched, cp.infer.Trace_ELBO())
+    for _ in range(300):
+        svi.step()
+        sched.step()
+    assert type(sched.optimizer).__name__ == "_ClippedAdamOptimizer"
+    assert sched.get_last_lr() == pytest.approx([0.1 * 0.5**3])
+    assert cp.param("mu").item() == pytest.approx(3.0, abs=0.05)
+
+
+def test_parameters_added_later_join_the_schedule():
+    sched = cp.optim.ExponentialLR({**SGD, "gamma": 0.5})
+    a = torch.zeros(1, requires_grad=True)
+    a.grad = torch.ones(1)
+    sched([a])
+    sched.step()
+    b = torch.zeros(1, requires_grad=True)
+    b.grad = torch.ones(1)
+    sched([a, b])
+    assert len(sched.optimizer.param_groups) == 2
+    sched.step()
+    assert sched.get_last_lr() == pytest.approx([0.25, 0.25])
+
+
+def test_scheduler_arguments_are_checked():
+    with pytest.raises(TypeError, match="optimizer"):
+        cp.optim.StepLR({"optim_args": {"lr": 0.1}, "step_size": 1})
+    with pytest.raises(TypeError, match="optimizer"):
+        cp.optim.StepLR({"optimizer": "sgd", "step_size": 1})
+
+
+def test_scheduler_state_round_trips():
+    sched = cp.optim.ExponentialLR({**SGD, "gamma": 0.5})
+    lrs_after(sched, 2)
+    state = sched.get_state()
+    other = cp.optim.ExponentialLR({**SGD, "gamma": 0.5})
+    lrs_after(other, 0)
+    other.set_state(state)
+    assert other.get_last_lr() == pytest.approx([0.25])

@@ -1,0 +1,415 @@
+"""SCM construction, structure, errors, surgery, lowering and log densities."""
+
+import math
+
+import networkx as nx
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl.graph import MechanismError
+from causalppl.graph.expr import ExpressionError
+
+N = 20_000
+
+
+def confounded():
+    """Z ~ N(0,1), X ~ N(Z,1), Y ~ N(2X + 3Z, 1), built with add()."""
+    return (cp.SCM()
+            .add("z", "Normal(0.0, 1.0)")
+            .add("x", "Normal(z, 1.0)")
+            .add("y", "Normal(2*x + 3*z, 1.0)"))
+
+
+def assert_mean(samples, expected, std, n, sigmas=4.0):
+    tolerance = sigmas * std / math.sqrt(n)
+    mean = float(samples.mean())
+    assert abs(mean - expected) < tolerance, f"mean {mean:.4f}, expected {expected} +- {tolerance:.4f}"
+
+
+# -- construction -------------------------------------------------------------------
+
+
+def test_add_builds_the_dag_in_topological_order():
+    scm = confounded()
+    assert scm.nodes == ("z", "x", "y")
+    assert set(scm.graph.edges) == {("z", "x"), ("z", "y"), ("x", "y")}
+    assert set(scm.parents("y")) == {"z", "x"}
+    assert scm.parents("z") == ()
+    assert scm.inputs == ()
+    assert len(scm) == 3 and "x" in scm and "w" not in scm
+    assert list(scm) == ["z", "x", "y"]
+
+
+def test_nodes_are_topologically_sorted_even_when_added_out_of_order():
+    scm = cp.SCM().add("y", "Normal(x, 1.0)").add("x", "Normal(0.0, 1.0)")
+    assert scm.nodes == ("x", "y")
+    assert scm.inputs == ()
+
+
+def test_callable_mechanisms_parents_are_parameter_names():
+    scm = (cp.SCM()
+           .add("weight", lambda guess: cp.dist.Normal(guess, 1.0))
+           .add("measurement", lambda weight: cp.dist.Normal(weight, 0.75)))
+    assert scm.inputs == ("guess",)
+    assert scm.parents("measurement") == ("weight",)
+    values = scm.sample(50, guess=torch.tensor(8.5))
+    assert values["weight"].shape == (50,) and values["measurement"].shape == (50,)
+
+
+def test_from_networkx_graph_with_string_and_callable_mechanisms():
+    G = nx.DiGraph()
+    G.add_node("z", mechanism="Normal(0.0, 1.0)")
+    G.add_node("x", mechanism=lambda z: cp.dist.Normal(z, 1.0))
+    G.add_node("y", mechanism="Normal(2*x + 3*z, 1.0)", latent=True)
+    G.add_edges_from([("z", "x"), ("z", "y"), ("x", "y")])
+    scm = cp.SCM(G)
+    assert scm.nodes == ("z", "x", "y")
+    assert set(scm.graph.edges) == set(G.edges)
+    assert scm.latent == {"y"}
+    assert scm.mechanism("y").text == "Normal(2*x + 3*z, 1.0)"
+
+
+def test_inputs_are_names_that_are_not_nodes():
+    scm = cp.graphs.load("scale")
+    assert scm.inputs == ("guess",)
+    assert scm.parents("weight") == ()  # inputs are not parent nodes
+    with pytest.raises(TypeError, match="missing input.*'guess'"):
+        scm.model()
+    with pytest.raises(TypeError, match="unknown keyword.*'gues'"):
+        scm.model(guess=8.5, gues=1.0)
+    # do() on the only node that reads the input drops it
+    assert scm.do(weight=9.0).inputs == ()
+
+
+def test_graph_is_a_frozen_networkx_digraph_with_attributes():
+    scm = confounded().do(x=1.0).condition(y=2.0)
+    graph = scm.graph
+    assert isinstance(graph, nx.DiGraph) and nx.is_frozen(graph)
+    assert float(graph.nodes["x"]["intervened"]) == 1.0
+    assert float(graph.nodes["y"]["observed"]) == 2.0
+    assert nx.is_directed_acyclic_graph(graph)
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+def test_cycle_is_refused_naming_the_cycle():
+    scm = cp.SCM().add("a", "Normal(c, 1.0)").add("b", "Normal(a, 1.0)")
+    with pytest.raises(nx.NetworkXUnfeasible, match=r"cycle .*c -> a -> b -> c|cycle .*a -> b -> c -> a"
+                       r"|cycle .*b -> c -> a -> b"):
+        scm.add("c", "Normal(b, 1.0)")
+    assert "c" not in scm  # the failed add left the SCM as it was
+    assert scm.inputs == ("c",)
+
+
+def test_self_loop_is_a_cycle():
+    with pytest.raises(nx.NetworkXUnfeasible, match="x -> x"):
+        cp.SCM().add("x", "Normal(x, 1.0)")
+
+
+def test_cycle_in_networkx_graph_is_refused():
+    G = nx.DiGraph()
+    G.add_node("a", mechanism="Normal(b, 1.0)")
+    G.add_node("b", mechanism="Normal(a, 1.0)")
+    G.add_edges_from([("a", "b"), ("b", "a")])
+    with pytest.raises(nx.NetworkXUnfeasible, match="cycle .*(a -> b -> a|b -> a -> b)"):
+        cp.SCM(G)
+
+
+def test_edges_must_agree_with_mechanism_parameters():
+    G = nx.DiGraph()
+    G.add_node("z", mechanism="Normal(0.0, 1.0)")
+    G.add_node("x", mechanism="Normal(0.0, 1.0)")
+    G.add_edge("z", "x")
+    with pytest.raises(ValueError, match=r"node 'x'.*edges from \['z'\] that its mechanism does not use"):
+        cp.SCM(G)
+
+    H = nx.DiGraph()
+    H.add_node("z", mechanism="Normal(0.0, 1.0)")
+    H.add_node("x", mechanism=lambda z: cp.dist.Normal(z, 1.0))
+    with pytest.raises(ValueError, match=r"node 'x'.*no edges from \['z'\]"):
+        cp.SCM(H)
+
+
+def test_node_without_mechanism_in_networkx_graph():
+    G = nx.DiGraph()
+    G.add_node("z")
+    with pytest.raises(ValueError, match="node 'z' has no 'mechanism'"):
+        cp.SCM(G)
+    with pytest.raises(TypeError, match="networkx.DiGraph"):
+        cp.SCM(nx.Graph())
+
+
+def test_duplicate_node_is_refused():
+    with pytest.raises(ValueError, match="node 'z' already exists"):
+        confounded().add("z", "Normal(0.0, 1.0)")
+
+
+@pytest.mark.parametrize("name", ["n", "data", "subsample_size"])
+def test_reserved_names_are_refused(name):
+    with pytest.raises(ValueError, match=f"'{name}' is reserved"):
+        cp.SCM().add(name, "Normal(0.0, 1.0)")
+    with pytest.raises(ValueError, match=f"'{name}' is reserved"):
+        cp.SCM().add("x", f"Normal({name}, 1.0)")  # as an input, too
+
+
+@pytest.mark.parametrize("name", ["1x", "a b", "_private", "a-b", "", 3])
+def test_invalid_names_are_refused(name):
+    with pytest.raises(ValueError, match="identifier"):
+        cp.SCM().add(name, "Normal(0.0, 1.0)")
+
+
+def test_bad_mechanisms():
+    with pytest.raises(TypeError, match="node 'x'.*mechanism must be"):
+        cp.SCM().add("x", 3.0)
+    with pytest.raises(ExpressionError, match="attribute access"):
+        cp.SCM().add("x", "z.__class__")
+    with pytest.raises(TypeError, match=r"node 'x'.*\*args"):
+        cp.SCM().add("x", lambda *args: cp.dist.Normal(0.0, 1.0))
+
+
+def test_mechanism_that_does_not_return_a_distribution_names_the_node():
+    scm = cp.SCM().add("z", "Normal(0.0, 1.0)").add("x", lambda z: z + 1)
+    with pytest.raises(MechanismError, match="node 'x'.*must return a torch Distribution"):
+        scm.sample(3)
+    scm = cp.SCM().add("x", "exp(1.0)")  # a valid expression, but not a distribution
+    with pytest.raises(MechanismError, match="node 'x'"):
+        scm.sample()
+
+
+def test_mechanism_that_raises_names_the_node():
+    scm = cp.SCM().add("z", "Normal(0.0, 1.0)").add("x", lambda z: cp.dist.Normal(z, -1.0))
+    with pytest.raises(MechanismError, match="node 'x'"):
+        scm.sample(3)
+
+
+def test_unknown_names_in_do_condition_and_parents():
+    scm = confounded()
+    for call in (lambda: scm.do(w=1.0), lambda: scm.condition(w=1.0), lambda: scm.parents("w"),
+                 lambda: scm.mechanism("w")):
+        with pytest.raises(KeyError, match=r"'w' is not a node.*nodes: z, x, y"):
+            call()
+
+
+def test_a_node_cannot_be_both_observed_and_intervened():
+    scm = confounded()
+    with pytest.raises(ValueError, match="node 'x' is observed"):
+        scm.condition(x=1.0).do(x=1.0)
+    with pytest.raises(ValueError, match="node 'x' is intervened"):
+        scm.do(x=1.0).condition(x=1.0)
+
+
+# -- surgery ------------------------------------------------------------------------------
+
+
+def test_surgery_returns_new_scms_and_leaves_the_original_untouched():
+    scm = confounded()
+    edges = set(scm.graph.edges)
+    intervened = scm.do(x=1.0)
+    conditioned = scm.condition(y=2.0)
+    assert intervened is not scm and conditioned is not scm
+    assert set(scm.graph.edges) == edges
+    assert scm.interventions == {} and scm.observed == {}
+    assert set(intervened.graph.edges) == {("z", "y"), ("x", "y")}  # z -> x cut
+    assert intervened.parents("x") == ()
+    assert set(conditioned.graph.edges) == edges
+    assert conditioned.observed.keys() == {"y"}
+    # the returned dicts are copies
+    intervened.interventions["z"] = torch.tensor(0.0)
+    assert "z" not in intervened.interventions
+
+
+def test_do_and_condition_compose_in_any_order():
+    scm = confounded()
+    a = scm.do(x=1.0).condition(y=2.0)
+    b = scm.condition(y=2.0).do(x=1.0)
+    assert a.interventions.keys() == b.interventions.keys() == {"x"}
+    assert a.observed.keys() == b.observed.keys() == {"y"}
+    assert set(a.graph.edges) == set(b.graph.edges)
+    values = {"z": torch.tensor(0.3), "y": torch.tensor(2.0)}
+    assert torch.allclose(a.log_prob(values), b.log_prob(values))
+    # repeated surgery accumulates
+    c = scm.do(x=1.0).do(z=0.5)
+    assert c.interventions.keys() == {"x", "z"}
+    assert set(c.graph.edges) == {("z", "y"), ("x", "y")}
+
+
+def test_batch_values_in_do():
+    cp.set_rng_seed(0)
+    scm = confounded()
+    xs = torch.arange(4.0)
+    values = scm.do(x=xs).sample(4)
+    assert torch.equal(values["x"], xs)
+    assert values["z"].shape == values["y"].shape == (4,)
+    # batched rows: E[y | do(x)] = 2x, row by row
+    n = 5_000
+    xs = torch.tensor([-1.0, 0.0, 2.0]).repeat(n)
+    y = scm.do(x=xs).sample(3 * n)["y"].reshape(n, 3)
+    for column, x in enumerate([-1.0, 0.0, 2.0]):
+        assert_mean(y[:, column], 2 * x, math.sqrt(10.0), n)
+
+
+# -- sampling and causal semantics -----------------------------------------------------
+
+
+def test_interventional_mean_is_the_causal_effect():
+    cp.set_rng_seed(1)
+    y = confounded().do(x=1.0).sample(N)["y"]
+    assert y.shape == (N,)
+    # Y | do(X=1) = 2 + 3Z + noise: mean 2, variance 9 + 1
+    assert_mean(y, 2.0, math.sqrt(10.0), N)
+    assert abs(float(y.std()) - math.sqrt(10.0)) < 0.1
+
+
+def test_conditioning_differs_from_intervening():
+    cp.set_rng_seed(2)
+    n = 4_000
+    y = confounded().condition(x=1.0).sample(n)["y"]
+    # E[Y | X=1] = 2 + 3 E[Z | X=1] = 3.5; Var = 9 Var(Z|X) + 1 = 5.5 (resampled draws: loose tolerance)
+    assert_mean(y, 3.5, math.sqrt(5.5), n, sigmas=8.0)
+
+
+def test_graph_do_and_handler_do_agree_in_distribution():
+    cp.set_rng_seed(3)
+    scm = confounded()
+    for v in (-1.0, 2.0):
+        with torch.no_grad():
+            by_graph = scm.do(x=v).model(n=N)
+            by_handler = cp.do(scm.model, {"x": torch.tensor(v)})(n=N)
+        assert torch.all(by_graph["x"] == v) and torch.all(by_handler["x"] == v)
+        exact = {"z": (0.0, 1.0), "y": (2 * v, math.sqrt(10.0))}
+        for node, (mean, std) in exact.items():
+            for values in (by_graph, by_handler):
+                assert_mean(values[node], mean, std, N)
+                assert abs(float(values[node].std()) - std) < 5 * std / math.sqrt(2 * N)
+            # and against each other: difference of two independent means
+            gap = float(by_graph[node].mean() - by_handler[node].mean())
+            assert abs(gap) < 4 * std * math.sqrt(2 / N)
+
+
+def test_do_cuts_the_upstream_influence():
+    cp.set_rng_seed(4)
+    values = confounded().do(x=1.0).sample(N)
+    # z no longer drives x, so z is still N(0, 1) and independent of x
+    assert_mean(values["z"], 0.0, 1.0, N)
+    correlation = torch.corrcoef(torch.stack([values["z"], values["y"]]))[0, 1]
+    assert abs(float(correlation) - 3 / math.sqrt(10.0)) < 0.03
+
+
+# -- log densities ------------------------------------------------------------------------
+
+
+def normal(loc, scale, value):
+    return torch.distributions.Normal(loc, scale).log_prob(torch.tensor(value))
+
+
+def test_log_prob_matches_the_analytic_normal_densities():
+    scm = confounded()
+    z, x, y = 0.3, -0.2, 1.0
+    expected = normal(0.0, 1.0, z) + normal(z, 1.0, x) + normal(2 * x + 3 * z, 1.0, y)
+    got = scm.log_prob({"z": z, "x": x, "y": y})
+    assert torch.allclose(got, expected)
+    # conditioning does not change the joint density of a full assignment
+    assert torch.allclose(scm.condition(y=y).log_prob({"z": z, "x": x, "y": y}), expected)
+
+
+def test_log_prob_after_do_drops_the_intervened_factor():
+    scm = confounded().do(x=1.0)
+    z, y = 0.3, 1.0
+    expected = normal(0.0, 1.0, z) + normal(2 * 1.0 + 3 * z, 1.0, y)
+    assert torch.allclose(scm.log_prob({"z": z, "y": y}), expected)
+
+
+def test_log_prob_batched_and_errors():
+    scm = confounded()
+    values = {"z": torch.tensor([0.1, 0.2]), "x": torch.tensor([0.0, 1.0]), "y": torch.tensor([1.0, 2.0])}
+    got = scm.log_prob(values)
+    assert got.shape == (2,)
+    for row in range(2):
+        single = scm.log_prob({k: v[row] for k, v in values.items()})
+        assert torch.allclose(got[row], single)
+    with pytest.raises(ValueError, match="missing: y"):
+        scm.log_prob({"z": 0.0, "x": 0.0})
+    with pytest.raises(KeyError, match="'w'"):
+        scm.log_prob({"z": 0.0, "x": 0.0, "y": 0.0, "w": 1.0})
+
+
+def test_log_prob_with_inputs():
+    scm = cp.graphs.load("scale")
+    expected = normal(8.5, 1.0, 9.0) + normal(9.0, 0.75, 9.5)
+    assert torch.allclose(scm.log_prob({"weight": 9.0, "measurement": 9.5}, guess=8.5), expected)
+
+
+# -- the lowered model --------------------------------------------------------------------
+
+
+def test_model_calls_sample_once_per_node_in_order():
+    with cp.trace() as tr:
+        returned = confounded().model()
+    assert list(tr.trace.nodes) == ["z", "x", "y"]
+    assert all(site["type"] == "sample" for site in tr.trace.nodes.values())
+    assert set(returned) == {"z", "x", "y"} and returned["y"].shape == ()
+    assert confounded().to_function() is not None
+
+
+def test_model_with_n_runs_in_a_plate():
+    with cp.trace() as tr:
+        values = confounded().model(n=7)
+    for node in ("z", "x", "y"):
+        site = tr.trace.nodes[node]
+        assert site["value"].shape == (7,) and values[node].shape == (7,)
+        assert [frame.size for frame in site["cond_indep_stack"]] == [7]
+    with cp.trace() as tr:
+        confounded().model(n=100, subsample_size=10)
+    site = tr.trace.nodes["y"]
+    assert site["value"].shape == (10,)
+    assert site["scale"] == pytest.approx(10.0)
+
+
+def test_intervened_site_is_recorded_but_not_scored():
+    with cp.trace() as tr:
+        confounded().do(x=1.0).model(n=5)
+    site = tr.trace.nodes["x"]
+    assert site["intervened"] and site["value"].shape == (5,)
+    total = tr.trace.log_prob_sum()
+    expected = sum(tr.trace.nodes[n]["fn"].log_prob(tr.trace.nodes[n]["value"]).sum() for n in ("z", "y"))
+    assert torch.allclose(total, expected)
+
+
+def test_condition_marks_the_site_observed():
+    with cp.trace() as tr:
+        confounded().condition(y=2.0).model()
+    assert tr.trace.nodes["y"]["is_observed"]
+    assert float(tr.trace.nodes["y"]["value"]) == 2.0
+
+
+def test_data_dict_conditions_rows():
+    data = {"x": torch.tensor([1.0, 2.0, 3.0])}
+    with cp.trace() as tr:
+        values = confounded().model(data=data)
+    assert tr.trace.nodes["x"]["is_observed"]
+    assert torch.equal(values["x"], data["x"])
+    assert values["z"].shape == values["y"].shape == (3,)
+    with pytest.raises(KeyError, match="'w' is not a node"):
+        confounded().model(data={"w": torch.zeros(3)})
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        confounded().model(data={"x": torch.zeros(3), "y": torch.zeros(4)})
+    with pytest.raises(ValueError, match="intervened"):
+        confounded().do(x=1.0).model(data=data)
+
+
+def test_dataframe_conditions_rows():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0]})
+    with cp.trace() as tr:
+        values = confounded().model(data=frame)
+    assert tr.trace.nodes["x"]["is_observed"] and tr.trace.nodes["y"]["is_observed"]
+    assert not tr.trace.nodes["z"]["is_observed"]
+    assert torch.allclose(values["y"].double(), torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    assert values["z"].shape == (3,)
+
+
+def test_repr_names_surgery():
+    text = repr(cp.graphs.load("scale").do(weight=9.0))
+    assert "weight" in text and "do=['weight']" in text
