@@ -147,8 +147,9 @@ def table_to_tensors(data):
     tensors = {}
     for name, value in data.items():
         if not isinstance(value, torch.Tensor):
-            value = torch.as_tensor(value)
-        if not value.is_floating_point():
+            # A copy: DataFrame columns can be read-only views.
+            value = torch.tensor(value, dtype=torch.get_default_dtype())
+        elif not value.is_floating_point():
             value = value.to(torch.get_default_dtype())
         tensors[name] = value
     return tensors

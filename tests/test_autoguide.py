@@ -1,0 +1,219 @@
+"""Automatic guides: AutoNormal, AutoDelta, AutoMultivariateNormal."""
+
+import math
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl.infer.autoguide import (
+    AutoDelta,
+    AutoMultivariateNormal,
+    AutoNormal,
+    init_to_feasible,
+    init_to_mean,
+    init_to_value,
+)
+
+POST_LOC = (9.5 + 0.75**2 * 8.5) / (1 + 0.75**2)
+POST_SD = math.sqrt(0.75**2 / (1 + 0.75**2))
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
+    cp.clear_param_store()
+    cp.set_rng_seed(0)
+    yield
+    cp.clear_param_store()
+    torch.set_num_threads(threads)
+
+
+def scale(guess):
+    weight = cp.sample("weight", cp.dist.Normal(guess, 1.0))
+    return cp.sample("measurement", cp.dist.Normal(weight, 0.75))
+
+
+conditioned_scale = cp.condition(scale, data={"measurement": torch.tensor(9.5)})
+
+
+def fit(model, guide, steps, *args, lr=0.1, particles=8, loss=cp.infer.Trace_ELBO):
+    """SVI with a decaying learning rate (the last steps average out the gradient noise)."""
+    optim = cp.optim.ClippedAdam({"lr": lr, "lrd": 0.02 ** (1 / steps)})
+    svi = cp.infer.SVI(model, guide, optim, loss(num_particles=particles, vectorize_particles=True))
+    for _ in range(steps):
+        svi.step(*args)
+    return guide
+
+
+@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal])
+def test_scale_model_reaches_the_analytic_posterior(auto):
+    guide = fit(conditioned_scale, auto(conditioned_scale), 600, 8.5)
+    loc = guide.median(8.5)["weight"].item()
+    lo, hi = guide.quantiles([0.15865525, 0.84134475], 8.5)["weight"].tolist()
+    assert loc == pytest.approx(POST_LOC, abs=0.1)
+    assert (hi - lo) / 2 == pytest.approx(POST_SD, abs=0.08)
+
+
+def test_auto_delta_reaches_the_map():
+    guide = fit(conditioned_scale, AutoDelta(conditioned_scale), 600, 8.5, particles=1)
+    assert guide.median(8.5)["weight"].item() == pytest.approx(POST_LOC, abs=0.02)
+    quantiles = guide.quantiles([0.1, 0.9], 8.5)["weight"]
+    assert quantiles[0] == quantiles[1]
+    assert sorted(cp.get_param_store().keys()) == ["AutoDelta.weight"]
+
+
+def test_auto_normal_param_names_and_returned_values():
+    guide = AutoNormal(conditioned_scale, init_loc_fn=init_to_mean, init_scale=0.3)
+    values = guide(8.5)
+    assert list(values) == ["weight"]
+    store = cp.get_param_store()
+    assert sorted(store.keys()) == ["AutoNormal.locs.weight", "AutoNormal.scales.weight"]
+    assert store["AutoNormal.locs.weight"].item() == pytest.approx(8.5)
+    assert store["AutoNormal.scales.weight"].item() == pytest.approx(0.3)
+    assert cp.get_param_store().get_constraint("AutoNormal.scales.weight") is cp.constraints.positive
+    assert set(guide.sample_posterior(8.5)) == {"weight"}
+
+
+def lognormal_prior():
+    cp.sample("s", cp.dist.LogNormal(0.5, 0.4))
+
+
+@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal])
+def test_positive_site_density_includes_the_jacobian(auto):
+    # No data: the posterior is the prior, LogNormal(0.5, 0.4), i.e. Normal(0.5, 0.4) in log space,
+    # which both guides can represent exactly -- only if log q carries log|det J|.
+    guide = fit(lognormal_prior, auto(lognormal_prior), 600)
+    quantiles = guide.quantiles([0.15865525, 0.5, 0.84134475])["s"].log()
+    assert quantiles[1].item() == pytest.approx(0.5, abs=0.05)
+    assert ((quantiles[2] - quantiles[0]) / 2).item() == pytest.approx(0.4, abs=0.05)
+    assert bool((guide()["s"] > 0).all())
+
+
+def test_auto_delta_on_a_positive_site_finds_the_mode():
+    def model():
+        cp.sample("s", cp.dist.Gamma(3.0, 1.0))
+
+    guide = fit(model, AutoDelta(model, init_loc_fn=init_to_feasible), 500, particles=1)
+    # MAP in the constrained space: the Gamma(3, 1) mode, (3 - 1) / 1.
+    assert guide.median()["s"].item() == pytest.approx(2.0, abs=0.05)
+
+
+def test_auto_multivariate_normal_learns_correlations():
+    def model():
+        a = cp.sample("a", cp.dist.Normal(0.0, 1.0))
+        cp.sample("b", cp.dist.Normal(a, 0.5))
+
+    guide = fit(model, AutoMultivariateNormal(model), 800)
+    scale_tril = cp.param("AutoMultivariateNormal.scale_tril").detach()
+    cov = scale_tril @ scale_tril.T
+    assert torch.allclose(cov, torch.tensor([[1.0, 1.0], [1.0, 1.25]]), atol=0.12)
+    assert "_AutoMultivariateNormal_latent" not in guide()
+    posterior = guide.get_posterior()
+    assert posterior.event_shape == (2,)
+
+
+def plated_model(data):
+    with cp.plate("rows", len(data)):
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("x", cp.dist.Normal(z, 1.0), obs=data)
+
+
+def test_auto_normal_in_a_plate_learns_each_row():
+    data = torch.linspace(-2.0, 2.0, 5)
+    guide = fit(plated_model, AutoNormal(plated_model), 600, data)
+    # Posterior of each z_i: Normal(x_i / 2, sqrt(1/2)).
+    assert torch.allclose(guide.median(data)["z"], data / 2, atol=0.1)
+    tr = cp.handlers.trace(guide).get_trace(data)
+    assert tr.nodes["z"]["cond_indep_stack"][0].name == "rows"
+
+
+@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal, AutoDelta])
+def test_vectorized_particles_with_plates(auto):
+    data = torch.tensor([0.0, 1.0, 2.0])
+    guide = auto(plated_model)
+    elbo = cp.infer.Trace_ELBO(num_particles=7, vectorize_particles=True)
+    assert math.isfinite(elbo.loss(plated_model, guide, data))
+    model_trace, guide_trace = (tr for _, tr in elbo.last_traces)
+    assert guide_trace.nodes["z"]["value"].shape == (7, 3)
+    assert model_trace.nodes["z"]["value"].shape == (7, 3)
+
+
+def test_subsampled_plates_need_matching_indices():
+    full = torch.linspace(-2.0, 2.0, 20)
+
+    def model(idx):
+        with cp.plate("rows", 20, subsample=idx):
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=full[idx])
+
+    with pytest.raises(ValueError, match="create_plates"):
+        AutoNormal(model)(torch.arange(5))
+    with pytest.raises(ValueError, match="subsamples plate 'rows'"):
+        AutoMultivariateNormal(model)(torch.arange(5))
+
+    guide = AutoNormal(model, create_plates=lambda idx: cp.plate("rows", 20, subsample=idx))
+    optim = cp.optim.ClippedAdam({"lr": 0.1, "lrd": 0.05 ** (1 / 800)})
+    svi = cp.infer.SVI(model, guide, optim, cp.infer.Trace_ELBO(num_particles=8, vectorize_particles=True))
+    for _ in range(800):
+        svi.step(torch.randperm(20)[:5])
+    # Params have the full plate size; each row learned its own posterior mean x_i / 2.
+    assert cp.param("AutoNormal.locs.z").shape == (20,)
+    assert torch.allclose(guide.median(torch.arange(5))["z"], full / 2, atol=0.15)
+    tr = cp.handlers.trace(guide).get_trace(torch.tensor([3, 7]))
+    assert tr.nodes["z"]["scale"] == pytest.approx(10.0)
+
+
+def test_event_dims_and_simplex_support():
+    def model():
+        cp.sample("p", cp.dist.Dirichlet(torch.ones(3)))
+        cp.sample("v", cp.dist.MultivariateNormal(torch.zeros(2), torch.eye(2)))
+
+    for auto in (AutoNormal, AutoMultivariateNormal, AutoDelta):
+        cp.clear_param_store()
+        guide = auto(model)
+        values = guide()
+        assert values["p"].shape == (3,) and values["v"].shape == (2,)
+        assert values["p"].sum().item() == pytest.approx(1.0, abs=1e-5)
+        assert math.isfinite(cp.infer.Trace_ELBO().loss(model, guide))
+        assert guide.quantiles([0.25, 0.75])["v"].shape == (2, 2)
+    assert cp.param("AutoDelta.p").shape == (3,)
+
+
+def test_only_latent_sites_get_a_guide():
+    def model():
+        a = cp.sample("a", cp.dist.Normal(0.0, 1.0))
+        b = cp.sample("b", cp.dist.Normal(a, 1.0))
+        cp.deterministic("c", 2 * b)
+        cp.sample("d", cp.dist.Normal(b, 1.0), obs=torch.tensor(1.0))
+
+    guide = AutoNormal(cp.do(model, {"b": torch.tensor(0.5)}))
+    assert list(guide()) == ["a"]
+
+
+def test_discrete_latent_sites_are_refused_by_name():
+    def model():
+        cp.sample("coin", cp.dist.Bernoulli(0.5))
+
+    with pytest.raises(ValueError, match="'coin'.*discrete"):
+        AutoNormal(model)()
+
+
+def test_setup_leaks_no_sites_and_init_to_value():
+    guide = AutoNormal(conditioned_scale, init_loc_fn=init_to_value(values={"weight": 9.0}))
+    tr = cp.handlers.trace(guide).get_trace(8.5)
+    assert [name for name in tr.nodes if tr.nodes[name]["type"] == "sample"] == ["weight"]
+    assert cp.param("AutoNormal.locs.weight").item() == pytest.approx(9.0)
+
+
+def test_mean_field_elbo_uses_the_analytic_kl_with_auto_normal():
+    guide = AutoNormal(conditioned_scale)
+    guide(8.5)
+    model_trace = cp.handlers.trace(cp.handlers.replay(conditioned_scale, trace=cp.handlers.trace(guide)
+                                                       .get_trace(8.5))).get_trace(8.5)
+    guide_site = cp.handlers.trace(guide).get_trace(8.5).nodes["weight"]
+    # The guide's distribution for a real site is a plain Normal, so torch's KL applies.
+    torch.distributions.kl_divergence(guide_site["fn"], model_trace.nodes["weight"]["fn"])
+    guide = fit(conditioned_scale, guide, 600, 8.5, loss=cp.infer.TraceMeanField_ELBO)
+    assert guide.median(8.5)["weight"].item() == pytest.approx(POST_LOC, abs=0.1)
