@@ -13,6 +13,7 @@ from causalppl.causal.identify import (
     identify,
     instruments,
 )
+from causalppl.causal.learn import CategoricalTable, LinearGaussian, Logistic, MLPGaussian, from_graph
 from causalppl.causal.queries import (
     EffectResult,
     QueryResult,
@@ -24,7 +25,8 @@ from causalppl.causal.queries import (
 )
 
 __all__ = [
-    "Check", "CounterfactualError", "CounterfactualResult", "EffectResult", "Identification",
+    "CategoricalTable", "Check", "CounterfactualError", "LinearGaussian", "Logistic", "MLPGaussian",
+    "from_graph", "CounterfactualResult", "EffectResult", "Identification",
     "QueryResult", "Summary", "association", "ate", "backdoor_sets", "check_backdoor",
     "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "frontdoor_sets",
     "identify", "instruments", "interventional", "posterior_samples",

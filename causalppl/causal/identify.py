@@ -18,6 +18,7 @@ open) is not an error: the ``check_*`` functions return a false `Check` whose
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,8 +39,8 @@ __all__ = [
 
 # minimal=False lists every valid subset of the candidates: 2**15 at most.
 _ALL_SETS_LIMIT = 15
-# minimal frontdoor sets are found by a search over subsets of the candidates.
-_FRONTDOOR_LIMIT = 18
+# minimal frontdoor sets: at most this many sets are tried.
+_FRONTDOOR_STATES = 20000
 # Simple paths examined (shortest first) to name an open path in a reason.
 _PATH_SEARCH_LIMIT = 1000
 
@@ -333,8 +334,8 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     networkx.NetworkXUnfeasible
         If the graph has a cycle.
     ValueError
-        If treatment equals outcome, or the search would range over too many
-        candidate nodes (more than 18 for minimal sets, 15 for all sets).
+        If treatment equals outcome, or the search is too large (minimal
+        sets: more than 20000 sets tried; all sets: more than 15 candidates).
 
     Notes
     -----
@@ -342,8 +343,8 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     holds for a set iff it holds for each member, and the sets meeting (ii)
     and (iii) are closed under union, so every valid set lies within the
     largest one, found by repeatedly dropping failing nodes. Minimal sets
-    also lie among the ancestors of the outcome. Subsets of what is left are
-    then tried, smallest first.
+    also lie among the ancestors of the outcome; they are found by growing
+    sets one node at a time along a path each leaves open, smallest first.
 
     Examples
     --------
@@ -358,7 +359,7 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     y = _one_node(G, outcome, "outcome")
     _require_disjoint(("treatment", {x}), ("outcome", {y}))
     hidden = _latent(G, latent)
-    if _intercepts(G, x, y, ()):
+    if _directed_path(G, x, y, ()) is None:
         # no directed path from x to y: {} is valid (and the one minimal set)
         if minimal:
             return [frozenset()]
@@ -368,27 +369,21 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
             if nx.is_d_separator(Gx, {x}, {n}, set())]
     pool = _frontdoor_pool(G, x, y, pool)
     # Condition (i) only gets easier as a set grows.
-    if not _intercepts(G, x, y, pool):
+    if _directed_path(G, x, y, pool) is not None:
         return []
     if minimal:
         # A valid set stays valid when cut down to the ancestors of the
         # outcome, so minimal sets lie among them.
         above = nx.ancestors(G, y)
-        pool = [n for n in pool if n in above]
-    limit = _FRONTDOOR_LIMIT if minimal else _ALL_SETS_LIMIT
-    if len(pool) > limit:
+        return sorted(_minimal_frontdoor_sets(G, x, y, [n for n in pool if n in above]),
+                      key=_set_key)
+    if len(pool) > _ALL_SETS_LIMIT:
         raise _SearchTooLarge(
-            f"frontdoor_sets would search subsets of {len(pool)} candidate "
-            f"nodes for {x!r} -> {y!r} (more than {limit}); "
-            "test a given set with check_frontdoor instead")
-    found = []
-    for k in range(len(pool) + 1):
-        for combo in itertools.combinations(pool, k):
-            M = frozenset(combo)
-            if minimal and any(f <= M for f in found):
-                continue
-            if _intercepts(G, x, y, M) and _backdoor_blocked_by(G, M, x, y):
-                found.append(M)
+            f"minimal=False would list subsets of {len(pool)} candidate nodes "
+            f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
+    found = [M for k in range(len(pool) + 1)
+             for M in map(frozenset, itertools.combinations(pool, k))
+             if _directed_path(G, x, y, M) is None and _backdoor_blocked_by(G, M, x, y)]
     return sorted(found, key=_set_key)
 
 
@@ -500,9 +495,10 @@ class Identification:
     """What the graph alone says about the effect of `treatment` on `outcome`.
 
     ``backdoor`` and ``frontdoor`` hold the minimal valid sets, ``instruments``
-    the unconditional instruments, ``notes`` any search that was skipped. The effect is identifiable (here: by an
-    adjustment formula) when a backdoor or frontdoor set exists; `estimand`
-    writes the formula for the first (smallest) one, preferring backdoor.
+    the unconditional instruments, ``notes`` any search that was skipped.
+    The effect is identifiable (here: by an adjustment formula) when a
+    backdoor or frontdoor set exists; `estimand` writes the formula for the
+    first (smallest) one, preferring backdoor.
     """
 
     treatment: str
@@ -678,22 +674,81 @@ def _frontdoor_pool(G, x, y, pool):
     return _sorted(pool)
 
 
+def _minimal_frontdoor_sets(G, x, y, pool):
+    """All minimal frontdoor sets within `pool` (nodes meeting (ii)).
+
+    Breadth-first over sets, smallest first: a set that leaves a directed
+    path, or a backdoor path from a member, open grows by one pool node on
+    that path (any valid superset must contain one of them), so every
+    minimal set is reached, and a set reached after a smaller valid subset
+    was found is skipped.
+    """
+    pool = frozenset(pool)
+    found = []
+    level, seen = [frozenset()], {frozenset()}
+    while level:
+        grown = []
+        for M in level:
+            if any(f <= M for f in found):
+                continue
+            options = _frontdoor_violation(G, x, y, M, pool)
+            if options is None:
+                found.append(M)
+                continue
+            for n in _sorted(options):
+                bigger = M | {n}
+                if bigger not in seen:
+                    seen.add(bigger)
+                    grown.append(bigger)
+        if len(seen) > _FRONTDOOR_STATES:
+            raise _SearchTooLarge(
+                f"frontdoor_sets gave up after trying {len(seen)} sets for "
+                f"{x!r} -> {y!r}; test a given set with check_frontdoor instead")
+        level = grown
+    return found
+
+
+def _frontdoor_violation(G, x, y, M, pool):
+    """None if M meets (i) and (iii); else the pool nodes that could fix one
+    open path (a directed x -> y path avoiding M, or a backdoor path from a
+    member to y that x does not block)."""
+    path = _directed_path(G, x, y, M)
+    if path is not None:
+        return pool.intersection(path[1:-1])
+    if not M:
+        return None
+    cut = _cut_out_edges(G, M)
+    if nx.is_d_separator(cut, set(M), {y}, {x}):
+        return None
+    m = next(m for m in _sorted(M) if not nx.is_d_separator(cut, {m}, {y}, {x}))
+    path = _open_path(cut, {m}, {y}, {x})
+    if path is None:  # search gave up: any pool node may be needed
+        return pool - M
+    # colliders on an open path are ancestors of x, never in the pool
+    return pool.intersection(path[1:-1]) - M
+
+
+def _directed_path(G, x, y, M):
+    """A directed path from x to y that avoids M, or None."""
+    parent, todo = {x: None}, deque([x])
+    while todo:
+        u = todo.popleft()
+        for w in G.succ[u]:
+            if w in parent or w in M:
+                continue
+            parent[w] = u
+            if w == y:
+                path = [y]
+                while parent[path[-1]] is not None:
+                    path.append(parent[path[-1]])
+                return path[::-1]
+            todo.append(w)
+    return None
+
+
 def _backdoor_blocked_by(G, M, x, y):
     """Frontdoor condition (iii): x blocks every backdoor path from M to y."""
     return not M or nx.is_d_separator(_cut_out_edges(G, M), set(M), {y}, {x})
-
-
-def _intercepts(G, x, y, M):
-    """True if every directed path from x to y passes through M."""
-    seen, todo = {x}, [x]
-    while todo:
-        for w in G.succ[todo.pop()]:
-            if w == y:
-                return False
-            if w not in seen and w not in M:
-                seen.add(w)
-                todo.append(w)
-    return True
 
 
 def _instrument(G, z, x, y, W, hidden) -> Check:

@@ -41,11 +41,7 @@ class LoweredModel:
 
     def __call__(self, n=None, data=None, subsample_size=None, **inputs):
         self._check_inputs(inputs)
-        for node, mechanism in self.mechanisms.items():
-            # Mechanisms with global latent sites (Bayesian weights) draw them
-            # here, once per run, outside the plate over rows.
-            if mechanism.prepare is not None and node not in self.interventions:
-                mechanism.prepare()
+        self._prepare()
         observed = self.observed
         if data is not None:
             data = self._check_data(data)
@@ -86,6 +82,13 @@ class LoweredModel:
             values[node] = sample(node, fn, obs=observed.get(node))
         return {node: values[node] for node in self.order}
 
+    def _prepare(self):
+        for node, mechanism in self.mechanisms.items():
+            # Mechanisms with global latent sites (Bayesian weights) draw them
+            # here, once per run, outside the plate over rows.
+            if mechanism.prepare is not None and node not in self.interventions:
+                mechanism.prepare()
+
     def _check_inputs(self, inputs):
         missing = [name for name in self.inputs if name not in inputs]
         unknown = [name for name in inputs if name not in self.inputs]
@@ -123,6 +126,7 @@ class LoweredModel:
         self._check_inputs(inputs)
         observed = {name: as_tensor(value) for name, value in values.items() if name not in self.interventions}
         with trace() as tr:
+            self._prepare()
             self.run(inputs, observed)
         total = 0.0
         for site in tr.trace.nodes.values():

@@ -57,7 +57,8 @@ def as_mechanism(mechanism, node="?"):
     if isinstance(mechanism, torch.distributions.Distribution):
         return Mechanism(lambda: mechanism, (), text=None)
     if hasattr(mechanism, "parents") and callable(mechanism):
-        return Mechanism(mechanism, mechanism.parents, text=getattr(mechanism, "text", None))
+        # Learnable mechanisms have no expression text: DOT writes them as callables.
+        return Mechanism(mechanism, mechanism.parents)
     if callable(mechanism):
         return Mechanism(mechanism, _parameter_names(mechanism, node))
     raise TypeError(

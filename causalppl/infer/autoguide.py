@@ -156,7 +156,7 @@ def _subsample(value, info, indices):
     for frame in info["frames"]:
         idx = indices.get(frame.name)
         if idx is not None:
-            value = value.index_select(frame.dim - info["event_dim"], idx)
+            value = value.index_select(frame.dim - info["event_dim"], idx.to(value.device))
     return value
 
 
@@ -188,6 +188,7 @@ class AutoGuide:
         with torch.no_grad():
             block(tracer)(*args, **kwargs)
         self.prototype_trace = tracer.trace
+        self._device = None
         for name in self.prototype_trace.stochastic_nodes:
             site = self.prototype_trace.nodes[name]
             if site["infer"].get("is_auxiliary"):
@@ -200,6 +201,7 @@ class AutoGuide:
                     "or observe it)"
                 )
             transform = biject_to(support)
+            self._device = site["value"].device
             with torch.no_grad():
                 init = torch.as_tensor(self.init_loc_fn(site)).detach()
                 init = transform.inv(init.expand(site["value"].shape))
@@ -260,7 +262,7 @@ class AutoGuide:
                     )
                 indices[name] = idx if user[name].subsample_size < user[name].size else None
             elif frame.subsample_size < frame.size:
-                indices[name] = torch.randperm(frame.size)[: frame.subsample_size]
+                indices[name] = torch.randperm(frame.size, device=self._device)[: frame.subsample_size]
             else:
                 indices[name] = None
         return indices
@@ -448,7 +450,7 @@ def _subsample_constrained(value, info, indices):
     for frame in info["frames"]:
         idx = indices.get(frame.name)
         if idx is not None:
-            value = value.index_select(frame.dim - info["site_event_dim"], idx)
+            value = value.index_select(frame.dim - info["site_event_dim"], idx.to(value.device))
     return value
 
 

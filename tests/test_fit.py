@@ -1,0 +1,190 @@
+"""Tests of causalppl.causal.fit: SVI on SCMs with the graph-aware guide."""
+
+import math
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl import dist
+from causalppl.causal.fit import FitResult, guided_nodes
+from causalppl.handlers import trace
+
+
+@pytest.fixture
+def confounded():
+    return cp.graphs.load("confounded")
+
+
+def guide_sites(guide):
+    """The sample sites one run of ``guide`` records (auxiliary sites excluded)."""
+    tr = trace(guide).get_trace()
+    return {name for name, site in tr.nodes.items()
+            if site["type"] == "sample" and not site["infer"].get("is_auxiliary")}
+
+
+# -- the DESIGN's semantic test ------------------------------------------------------------
+
+
+def test_guide_covers_only_the_latent_ancestors(confounded):
+    conditioned = confounded.condition(x=1.0)
+    assert guided_nodes(conditioned, conditioned.observed) == ["z"]  # y is latent but downstream
+    assert guided_nodes(confounded, {"y"}) == ["z", "x"]
+    assert guided_nodes(confounded.do(x=0.0), {"y"}) == ["z"]  # intervened nodes are not latent
+
+
+def test_confounded_posterior_given_x(confounded):
+    # z | x=1 ~ N(0.5, sqrt(0.5)); y | x=1 = 2 + 3z + noise has mean 3.5.
+    cp.set_rng_seed(0)
+    result = confounded.condition(x=1.0).fit(steps=1500, lr=0.02, progress=False)
+    assert isinstance(result, FitResult)
+    assert set(result.params) == {"AutoNormal.locs.z", "AutoNormal.scales.z"}
+    assert guide_sites(result.guide) == {"z"}
+    n = 4000
+    draws = result.sample(n)
+    assert set(draws) == {"z", "x", "y"}
+    assert draws["z"].shape == (n,) and torch.all(draws["x"] == 1.0)
+    z, y = draws["z"], draws["y"]
+    assert abs(float(z.mean()) - 0.5) < 0.1
+    assert float(z.std()) == pytest.approx(math.sqrt(0.5), abs=0.1)
+    assert abs(float(y.mean()) - 3.5) < 0.25
+    # y is drawn from its own mechanism given z, not from a guide: its spread includes the noise.
+    assert float((y - 2 - 3 * z).std()) == pytest.approx(1.0, abs=0.1)
+    assert len(result.losses) == 1500 and all(math.isfinite(loss) for loss in result.losses)
+    assert result.median()["z"].item() == pytest.approx(0.5, abs=0.1)
+    summary = result.summary(2000)
+    assert summary["z"][0] == pytest.approx(0.5, abs=0.12)
+
+
+# -- data: dict, DataFrame, minibatches --------------------------------------------------
+
+
+def regression_scm():
+    """x ~ N(0, 1); y ~ N(w x, 1) with a learnable slope w."""
+    return (cp.SCM()
+            .add("x", "Normal(0.0, 1.0)")
+            .add("y", lambda x: dist.Normal(cp.param("w", torch.tensor(0.0)) * x, 1.0)))
+
+
+def regression_data(n=2000, slope=1.7):
+    x = torch.randn(n)
+    return {"x": x, "y": slope * x + torch.randn(n)}
+
+
+def least_squares_slope(data):
+    return float((data["x"] * data["y"]).sum() / (data["x"] ** 2).sum())
+
+
+def test_fit_with_a_dict_of_tensors():
+    cp.set_rng_seed(1)
+    data = regression_data()
+    result = regression_scm().fit(data=data, steps=300, lr=0.05, progress=False)
+    # The MLE of w is the least-squares slope through the origin.
+    assert result.params["w"].item() == pytest.approx(least_squares_slope(data), abs=0.02)
+
+
+def test_fit_with_a_dataframe():
+    pd = pytest.importorskip("pandas")
+    cp.set_rng_seed(2)
+    data = regression_data()
+    frame = pd.DataFrame({name: value.numpy() for name, value in data.items()})
+    result = regression_scm().fit(data=frame, steps=300, lr=0.05, progress=False)
+    assert result.params["w"].item() == pytest.approx(least_squares_slope(data), abs=0.02)
+
+
+def test_fit_with_minibatches():
+    cp.set_rng_seed(3)
+    data = regression_data()
+    full = regression_scm().fit(data=data, steps=300, lr=0.05, progress=False)
+    full_loss = sum(full.losses[-50:]) / 50
+    cp.clear_param_store()
+    batched = regression_scm().fit(data=data, subsample_size=100, steps=300, lr=0.05, progress=False)
+    assert batched.params["w"].item() == pytest.approx(least_squares_slope(data), abs=0.1)
+    # Log-probs are rescaled by 2000 / 100: the loss estimates the full-data loss.
+    assert sum(batched.losses[-50:]) / 50 == pytest.approx(full_loss, rel=0.1)
+
+
+def test_minibatches_with_a_latent_node_per_row(confounded):
+    # z is latent in every row: the guide and the model must subsample the same rows.
+    cp.set_rng_seed(4)
+    rows = confounded.sample(300)
+    data = {"x": rows["x"], "y": rows["y"]}
+    result = confounded.fit(data=data, subsample_size=50, steps=1000, lr=0.05, progress=False)
+    exact = (data["x"] + 3 * (data["y"] - 2 * data["x"])) / 11  # E[z | x, y] per row
+    locs = result.params["AutoNormal.locs.z"]
+    assert locs.shape == (300,)
+    assert float((locs - exact).abs().mean()) < 0.1
+    assert float(result.params["AutoNormal.scales.z"].mean()) == pytest.approx(1 / math.sqrt(11), abs=0.08)
+
+
+# -- guides ---------------------------------------------------------------------------
+
+
+def test_guide_kinds_on_a_correlated_posterior(confounded):
+    # Given y = 7: (z, x) | y is Gaussian with means (7/6, 49/30) and correlation -0.67.
+    conditioned = confounded.condition(y=7.0)
+    means = {"z": 7 / 6, "x": 49 / 30}
+    correlations = {}
+    for kind in ("normal", "mvn", "delta"):
+        cp.clear_param_store()
+        cp.set_rng_seed(5)
+        result = conditioned.fit(guide=kind, steps=800, lr=0.05, progress=False)
+        assert guide_sites(result.guide) == {"z", "x"}
+        draws = result.sample(3000)
+        for node, mean in means.items():
+            assert abs(float(draws[node].mean()) - mean) < 0.15, (kind, node)
+        correlations[kind] = float(torch.corrcoef(torch.stack([draws["z"], draws["x"]]))[0, 1]) \
+            if kind != "delta" else None
+        if kind == "delta":  # MAP: a point, which for a Gaussian is the posterior mean
+            assert float(draws["z"].std()) == 0.0
+    assert set(cp.get_param_store().keys()) == {"AutoDelta.z", "AutoDelta.x"}
+    assert abs(correlations["normal"]) < 0.1  # mean field
+    assert correlations["mvn"] < -0.4
+
+
+def test_callable_guide(confounded):
+    def guide():
+        loc = cp.param("z_loc", torch.tensor(0.0))
+        scale = cp.param("z_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+        cp.sample("z", dist.Normal(loc, scale))
+
+    cp.set_rng_seed(6)
+    result = confounded.condition(x=1.0).fit(guide=guide, steps=1000, lr=0.02, progress=False)
+    assert result.params["z_loc"].item() == pytest.approx(0.5, abs=0.1)
+    assert result.params["z_scale"].item() == pytest.approx(math.sqrt(0.5), abs=0.1)
+    assert abs(float(result.sample(2000)["y"].mean()) - 3.5) < 0.3
+
+
+def test_bad_guide(confounded):
+    with pytest.raises(ValueError, match="guide must be one of normal, mvn, delta or a callable guide, got 'gaussian'"):
+        confounded.condition(x=1.0).fit(guide="gaussian", steps=1, progress=False)
+    with pytest.raises(TypeError, match="guide must be one of"):
+        confounded.condition(x=1.0).fit(guide=3, steps=1, progress=False)
+
+
+def test_nothing_to_fit(confounded):
+    with pytest.raises(ValueError, match="nothing to fit"):
+        confounded.fit(steps=1)
+
+
+def test_plot_losses_writes_a_png(confounded, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = confounded.condition(x=1.0).fit(steps=20, progress=False)
+    path = tmp_path / "losses.png"
+    assert result.plot_losses(path) == path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fit_on_cuda(confounded):
+    cp.set_rng_seed(7)
+    result = confounded.condition(x=1.0).fit(steps=1000, lr=0.02, device="cuda", progress=False)
+    assert all(value.device.type == "cuda" for value in result.params.values())
+    draws = result.sample(2000)
+    assert draws["z"].device.type == "cuda"
+    assert abs(float(draws["z"].mean()) - 0.5) < 0.15
+    data = {name: value.cuda() for name, value in regression_data().items()}
+    cp.clear_param_store()
+    fitted = regression_scm().fit(data=data, steps=300, lr=0.05, device="cuda", progress=False)
+    assert fitted.params["w"].device.type == "cuda"
+    assert fitted.params["w"].item() == pytest.approx(least_squares_slope(data), abs=0.02)
