@@ -217,3 +217,25 @@ def test_mean_field_elbo_uses_the_analytic_kl_with_auto_normal():
     torch.distributions.kl_divergence(guide_site["fn"], model_trace.nodes["weight"]["fn"])
     guide = fit(conditioned_scale, guide, 600, 8.5, loss=cp.infer.TraceMeanField_ELBO)
     assert guide.median(8.5)["weight"].item() == pytest.approx(POST_LOC, abs=0.1)
+
+
+def test_guide_and_model_share_the_rows_the_model_subsamples():
+    full = torch.linspace(-2.0, 2.0, 20)
+
+    def model():
+        with cp.plate("rows", 20, subsample_size=5) as idx:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=full[idx])
+
+    guide = AutoNormal(model)
+    guide_trace = cp.handlers.trace(guide).get_trace()
+    model_trace = cp.handlers.trace(cp.handlers.replay(model, trace=guide_trace)).get_trace()
+    assert torch.equal(guide_trace.nodes["rows"]["value"], model_trace.nodes["rows"]["value"])
+
+    optim = cp.optim.ClippedAdam({"lr": 0.05, "lrd": 0.05 ** (1 / 1500), "clip_norm": float("inf")})
+    svi = cp.infer.SVI(model, guide, optim, cp.infer.Trace_ELBO(num_particles=8, vectorize_particles=True))
+    for _ in range(1500):
+        svi.step()
+    # Each row's posterior is N(x_i / 2, sqrt(1/2)); every row was visited ~375 times.
+    assert torch.allclose(cp.param("AutoNormal.locs.z").detach(), full / 2, atol=0.15)
+    assert torch.allclose(cp.param("AutoNormal.scales.z").detach(), torch.full((20,), 0.5**0.5), atol=0.1)

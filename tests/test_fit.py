@@ -125,18 +125,20 @@ def test_guide_kinds_on_a_correlated_posterior(confounded):
     conditioned = confounded.condition(y=7.0)
     means = {"z": 7 / 6, "x": 49 / 30}
     correlations = {}
-    for kind in ("normal", "mvn", "delta"):
+    # (a full-covariance step costs more; it converges in fewer)
+    for kind, steps in (("normal", 800), ("mvn", 300), ("delta", 500)):
         cp.clear_param_store()
         cp.set_rng_seed(5)
-        result = conditioned.fit(guide=kind, steps=800, lr=0.05, progress=False)
+        result = conditioned.fit(guide=kind, steps=steps, lr=0.05, progress=False)
         assert guide_sites(result.guide) == {"z", "x"}
         draws = result.sample(3000)
         for node, mean in means.items():
             assert abs(float(draws[node].mean()) - mean) < 0.15, (kind, node)
-        correlations[kind] = float(torch.corrcoef(torch.stack([draws["z"], draws["x"]]))[0, 1]) \
-            if kind != "delta" else None
+        assert not draws["z"].requires_grad
         if kind == "delta":  # MAP: a point, which for a Gaussian is the posterior mean
-            assert float(draws["z"].std()) == 0.0
+            assert float(draws["z"].std()) < 1e-5
+        else:
+            correlations[kind] = float(torch.corrcoef(torch.stack([draws["z"], draws["x"]]))[0, 1])
     assert set(cp.get_param_store().keys()) == {"AutoDelta.z", "AutoDelta.x"}
     assert abs(correlations["normal"]) < 0.1  # mean field
     assert correlations["mvn"] < -0.4

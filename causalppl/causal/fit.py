@@ -83,7 +83,8 @@ class FitResult:
     def sample(self, n=1000):
         """``n`` posterior draws of every node: dict node -> tensor with leading dim ``n``."""
         with self._device(), torch.no_grad():
-            return posterior_draws(self.model, self.guide, n)
+            # detached: a Delta guide hands back its params themselves
+            return {node: value.detach() for node, value in posterior_draws(self.model, self.guide, n).items()}
 
     def median(self):
         """The guide's posterior median of each guided site (when the guide has one)."""
@@ -191,8 +192,11 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
             raise TypeError(f"guide must be one of {', '.join(GUIDES)} or a callable, got {guide!r}")
         if optim is None:
             # Adam whose step size decays to a tenth over the run: fast early
-            # progress, then small steps that settle on the optimum.
-            optim = optim_module.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1 / max(steps, 1))})
+            # progress, then small steps that settle on the optimum. No clipping:
+            # minibatch gradients are scaled up by rows/batch, and clipping them
+            # would bias the optimum.
+            optim = optim_module.ClippedAdam(
+                {"lr": lr, "lrd": 0.1 ** (1 / max(steps, 1)), "clip_norm": float("inf")})
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
         svi = SVI(svi_model, guide, optim, elbo)
         result = FitResult(scm, model, guide, device=device)

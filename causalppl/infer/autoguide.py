@@ -22,10 +22,10 @@ returns a dict name -> value.
 >>> sorted(cp.get_param_store().keys())
 ['AutoNormal.locs.weight', 'AutoNormal.scales.weight']
 
-Subsampled plates: the guide must use the same rows as the model. Pass
-``create_plates(*args, **kwargs) -> plate or list of plates`` whose plates
-carry the same ``subsample=`` indices the model's plates get (e.g. both read
-them from an argument); without it a subsampled plate is an error.
+Subsampled plates: the guide draws each step's rows through the handler
+stack, so under an ELBO the model's plate of the same name replays them and
+both see the same rows. ``create_plates(*args, **kwargs) -> plate(s)`` can
+instead give plates with explicit ``subsample=`` indices.
 """
 
 from __future__ import annotations
@@ -224,10 +224,11 @@ class AutoGuide:
 
     def _check_subsampling(self):
         for frame in self._frames.values():
-            if frame.subsample_size < frame.size and self.create_plates is None:
+            drawn_by_model = frame.name in self.prototype_trace.nodes  # a replayable "plate" site
+            if frame.subsample_size < frame.size and not drawn_by_model and self.create_plates is None:
                 raise ValueError(
                     f"{type(self).__name__}: the model subsamples plate '{frame.name}' "
-                    f"({frame.subsample_size} of {frame.size} rows); pass "
+                    f"({frame.subsample_size} of {frame.size} rows) with indices it was given; pass "
                     "create_plates=lambda *args, **kwargs: cp.plate(name, size, subsample=idx) "
                     "so that the guide uses the same rows as the model"
                 )
@@ -262,7 +263,13 @@ class AutoGuide:
                     )
                 indices[name] = idx if user[name].subsample_size < user[name].size else None
             elif frame.subsample_size < frame.size:
-                indices[name] = torch.randperm(frame.size, device=self._device)[: frame.subsample_size]
+                # Drawn through the handler stack: the guide's trace records the
+                # rows, and ``replay`` hands the same rows to the model's plate.
+                subsampled = plate(frame.name, frame.size, subsample_size=frame.subsample_size,
+                                   dim=frame.dim, device=self._device)
+                with subsampled as idx:
+                    pass
+                indices[name] = idx
             else:
                 indices[name] = None
         return indices
@@ -312,9 +319,9 @@ class AutoGuide:
         >>> guide.median()
         {'z': tensor(1.)}
         """
-        return self.quantiles([0.5], *args, **kwargs, _squeeze=True)
+        return {name: value[0] for name, value in self.quantiles([0.5], *args, **kwargs).items()}
 
-    def quantiles(self, qs, *args, _squeeze=False, **kwargs):
+    def quantiles(self, qs, *args, **kwargs):
         """Marginal quantiles ``qs`` of every latent site: dict name -> tensor ``(len(qs), ...)``.
 
         Quantiles of the unconstrained Normal marginals, mapped through the
@@ -335,8 +342,7 @@ class AutoGuide:
                 q = qs.to(loc.device).reshape((-1,) + (1,) * loc.dim())
                 unconstrained = loc if scale is None else torch.distributions.Normal(loc, scale).icdf(q)
                 unconstrained = unconstrained.expand((len(qs),) + loc.shape)
-                value = info["transform"](unconstrained)
-                result[name] = value[0] if _squeeze else value
+                result[name] = info["transform"](unconstrained)
         return result
 
     def _marginals(self):

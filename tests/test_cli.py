@@ -1,0 +1,225 @@
+"""End-to-end tests of the ``causalppl`` command (causalppl.cli)."""
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl import cli
+
+
+def run(capsys, *argv):
+    """Run ``causalppl ARGV`` in-process: (exit status, stdout, stderr)."""
+    try:
+        status = cli.main([str(arg) for arg in argv])
+    except SystemExit as exit:  # argparse usage errors
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def run_subprocess(*argv):
+    return subprocess.run([sys.executable, "-m", "causalppl.cli", *map(str, argv)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def mean_of(output):
+    """The estimate in a `query` line: 'E[y] do(x=1) = 1.995 ± 0.022 (sd ..., n=...) [importance]'."""
+    match = re.search(r"= (-?[\d.]+(?:e-?\d+)?) ± ([\d.]+(?:e-?\d+)?)", output)
+    assert match, output
+    return float(match.group(1)), float(match.group(2))
+
+
+def read_csv(text):
+    rows = list(csv.reader(io.StringIO(text)))
+    return rows[0], [[float(v) for v in row] for row in rows[1:]]
+
+
+def write_csv(path, columns):
+    names = list(columns)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(names)
+        writer.writerows(zip(*(columns[name].tolist() for name in names)))
+    return path
+
+
+# -- every subcommand ----------------------------------------------------------------------
+
+
+def test_list(capsys):
+    status, out, err = run(capsys, "list")
+    assert status == 0 and err == ""
+    assert out.split() == cp.graphs.names()
+    assert {"confounded", "smoking", "sprinkler"} <= set(out.split())
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz dot")
+def test_draw_svg(capsys, tmp_path):
+    path = tmp_path / "sprinkler.svg"
+    status, out, err = run(capsys, "draw", "sprinkler", "-o", path, "--do", "sprinkler=1")
+    assert status == 0, err
+    assert out.strip() == f"wrote {path}"
+    svg = path.read_text()
+    assert "<svg" in svg
+    for node in ("cloudy", "sprinkler", "rain", "wet"):
+        assert node in svg
+
+
+def test_draw_dot_text(capsys, tmp_path):
+    path = tmp_path / "confounded.dot"
+    status, _, err = run(capsys, "draw", "confounded", "-o", path)
+    assert status == 0, err
+    again = cp.read_dot(path)  # what we wrote reads back
+    assert again.nodes == ("z", "x", "y")
+
+
+def test_sample_to_a_file(capsys, tmp_path):
+    path = tmp_path / "rows.csv"
+    status, out, _ = run(capsys, "sample", "confounded", "-n", 50, "-o", path)
+    assert status == 0 and out.strip() == f"wrote 50 rows to {path}"
+    header, rows = read_csv(path.read_text())
+    assert header == ["z", "x", "y"]
+    assert len(rows) == 50 and all(len(row) == 3 for row in rows)
+
+
+def test_sample_with_do_changes_the_intervened_column(capsys):
+    cp.set_rng_seed(0)
+    status, out, _ = run(capsys, "sample", "confounded", "-n", 20)
+    assert status == 0
+    header, rows = read_csv(out)
+    x = [row[header.index("x")] for row in rows]
+    assert len(set(x)) == 20
+    status, out, _ = run(capsys, "sample", "confounded", "-n", 20, "--do", "x=1.5")
+    assert status == 0
+    header, rows = read_csv(out)
+    assert len(rows) == 20
+    assert all(row[header.index("x")] == 1.5 for row in rows)
+    assert len({row[header.index("z")] for row in rows}) == 20  # upstream of x: untouched
+
+
+def test_query_importance(capsys):
+    cp.set_rng_seed(1)
+    status, out, _ = run(capsys, "query", "confounded", "--target", "y", "--do", "x=1", "-n", 20000)
+    assert status == 0
+    assert out.startswith("E[y] do(x=1) = ") and out.rstrip().endswith("[importance]")
+    mean, stderr = mean_of(out)
+    assert abs(mean - 2.0) < 4 * stderr + 0.02  # E[y | do(x=1)] = 2
+    status, out, _ = run(capsys, "query", "confounded", "--target", "y", "--condition", "x=1", "-n", 5000)
+    assert status == 0 and "given x=1" in out
+    assert abs(mean_of(out)[0] - 3.5) < 0.15  # E[y | x=1] = 3.5
+
+
+def test_query_svi(capsys):
+    cp.set_rng_seed(2)
+    status, out, err = run(capsys, "query", "confounded", "--target", "z", "--condition", "x=1",
+                           "--method", "svi", "--steps", 1000, "-n", 2000)
+    assert status == 0, err
+    assert out.rstrip().endswith("[svi]")
+    assert abs(mean_of(out)[0] - 0.5) < 0.1  # z | x=1 ~ N(0.5, sqrt(0.5))
+
+
+def test_fit_writes_loadable_params(capsys, tmp_path):
+    cp.set_rng_seed(3)
+    data = write_csv(tmp_path / "data.csv", cp.graphs.load("confounded").sample(2000))
+    params = tmp_path / "params.pt"
+    status, out, err = run(capsys, "fit", "confounded", data, "-o", params, "--steps", 300)
+    assert status == 0, err
+    assert params.exists() and out.rstrip().endswith(f"wrote {params}")
+    assert "y.weight" in out
+    cp.clear_param_store()
+    store = cp.get_param_store()
+    store.load(params)
+    learned = {name: value.detach() for name, value in store.items()}
+    assert learned["x.weight"].item() == pytest.approx(1.0, abs=0.1)
+    # y's parents are (x, z) in some order: the weights are 2 and 3.
+    assert sorted(learned["y.weight"].tolist()) == pytest.approx([2.0, 3.0], abs=0.15)
+    assert learned["y.scale"].item() == pytest.approx(1.0, abs=0.1)
+
+
+def test_identify(capsys):
+    status, out, _ = run(capsys, "identify", "confounded", "--treatment", "x", "--outcome", "y")
+    assert status == 0 and "backdoor sets:  {'z'}" in out
+    status, out, _ = run(capsys, "identify", "smoking", "--treatment", "smoking", "--outcome", "cancer")
+    assert status == 0
+    assert "backdoor sets:  none" in out and "frontdoor sets: {'tar'}" in out
+    status, out, _ = run(capsys, "identify", "instrument", "--treatment", "x", "--outcome", "y")
+    assert status == 0 and "instruments:    z" in out
+
+
+def test_through_a_subprocess(tmp_path):
+    done = run_subprocess("identify", "confounded", "--treatment", "x", "--outcome", "y")
+    assert done.returncode == 0, done.stderr
+    assert "{'z'}" in done.stdout
+    done = run_subprocess("fit", "confounded", tmp_path / "missing.csv", "-o", tmp_path / "p.pt")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"causalppl fit: error: cannot read {tmp_path / 'missing.csv'}: No such file or directory"]
+
+
+# -- bad input: a one-line error, no traceback -------------------------------------------------
+
+
+def bad_csv(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+RUNTIME_ERRORS = [
+    (lambda tmp: ("query", "bogus", "--target", "y"), "'bogus' is neither a DOT file nor a known graph"),
+    (lambda tmp: ("sample", "confounded", "--do", "q=1"), "'q' is not a node"),
+    (lambda tmp: ("query", "confounded", "--target", "nope"), "--target: 'nope' is not a node"),
+    (lambda tmp: ("identify", "confounded", "--treatment", "t", "--outcome", "y"), "'t' is not a node"),
+    (lambda tmp: ("draw", tmp / "missing.dot", "-o", tmp / "out.svg"), "no such file"),
+    (lambda tmp: ("fit", "confounded", tmp / "missing.csv", "-o", tmp / "p.pt"), "cannot read"),
+    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "w.csv", "x,w\n1,2\n"), "-o", tmp / "p.pt"),
+     "columns ['w'] are not nodes"),
+    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "abc.csv", "x,y\n1,2\n1,abc\n"), "-o", tmp / "p.pt"),
+     "column 'y' has a value that is not a number"),
+    (lambda tmp: ("query", "confounded", "--target", "y", "--method", "svi"), "needs --condition"),
+]
+
+
+@pytest.mark.parametrize("argv, message", RUNTIME_ERRORS)
+def test_runtime_errors_exit_1_with_one_line(capsys, tmp_path, argv, message):
+    argv = argv(tmp_path)
+    status, out, err = run(capsys, *argv)
+    assert status == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"causalppl {argv[0]}: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+
+
+USAGE_ERRORS = [
+    (("sample", "confounded", "--do", "x1"), "expected NAME=VALUE, got 'x1'"),
+    (("sample", "confounded", "--do", "x=abc"), "x: expected a number, got 'abc'"),
+    (("sample", "confounded", "--do", "x=nan"), "expected a finite number"),
+    (("sample", "confounded", "-n", "0"), "-n must be at least 1"),
+    (("query", "confounded"), "--target"),
+    (("frobnicate",), "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, message", USAGE_ERRORS)
+def test_usage_errors_exit_2(capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    last = err.strip().splitlines()[-1]
+    assert re.match(r"causalppl( \w+)?: error: ", last), err
+    assert message in last
+    assert "Traceback" not in err
+
+
+def test_sample_has_no_nan():
+    # Guards the CSV path: every value the CLI writes is a finite float.
+    values = cp.graphs.load("sprinkler").sample(100)
+    assert all(torch.isfinite(v.float()).all() for v in values.values())
