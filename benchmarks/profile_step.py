@@ -102,7 +102,7 @@ def main(argv=None):
     print(f"  {'total':22s} {total_a:10.1f} {total_b:10.1f} {total_a - total_b:+10.1f}")
 
     stats = results["causalppl"][0]
-    print(f"\ncausalppl functions, per step (us): tottime / cumtime / calls")
+    print("\ncausalppl functions, per step (us): tottime / cumtime / calls")
     rows = [
         (tottime / args.steps * 1e6, cumtime / args.steps * 1e6, calls / args.steps, func)
         for func, (calls, _, tottime, cumtime, _) in stats.stats.items()

@@ -375,7 +375,7 @@ WORKLOADS = {
         "what": "20-node linear SCM, 100k rows, AutoNormal, Adam",
         "data": lambda device, rows=None: scm_data(device, rows),
         "build": {"causalppl": scm_causalppl, "floor": scm_floor, "pyro": scm_pyro},
-        "steps": (8, 2),
+        "steps": (5, 2),
         "max_vs_floor": 1.3,
         "min_vs_pyro": None,
     },
@@ -522,6 +522,7 @@ def environment(device):
         "cpu_count": os.cpu_count(),
         "validate_args": torch.distributions.Distribution._validate_args,
         "machine": platform.machine(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     if str(device).startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -553,6 +554,9 @@ def main(argv=None):
           f"device {device}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, "
           f"torch threads {env['torch_threads']} of {env['cpu_count']} CPUs, "
           f"validate_args={env['validate_args']}, median of {repeats} windows, us/step")
+    if env["load_average"] is not None and env["load_average"] > (env["cpu_count"] or 1) * 0.75:
+        print(f"warning: load average {env['load_average']:.1f} on {env['cpu_count']} CPUs: other processes "
+              "compete for the cores and the timings (torch's intra-op threads especially) are noisy")
     rows, raw = [], {}
     for workload in args.only or list(WORKLOADS):
         steps = WORKLOADS[workload]["steps"][1 if args.quick else 0]

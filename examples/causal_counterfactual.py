@@ -39,7 +39,7 @@ def main(n=2_000, quiet=False, seed=0, steps=1000):
     partial = {"x": 2.0, "y": 9.0}
     by_svi = scm.counterfactual(evidence=partial, do={"z": 0.0}, n=n, method="svi", steps=steps)
     by_importance = scm.counterfactual(evidence=partial, do={"z": 0.0}, n=n)
-    say(f"given x=2, y=9 (z unobserved), had z been 0:")
+    say("given x=2, y=9 (z unobserved), had z been 0:")
     for name, world in (("svi", by_svi), ("importance", by_importance)):
         say(f"  {name:10}  E[z | evidence] = {world.factual['z'].mean():.3f} (exact {Z_POSTERIOR:.3f})   "
             f"y -> {world.mean('y'):.3f} (exact {Y_IF_Z_ZERO:.3f})   x -> {world.mean('x'):.3f} "

@@ -171,7 +171,10 @@ def test_bernoulli_counterfactual_matches_brute_force_gumbels():
     ours = world.mean("b")
     # Two-class Gumbel-max: b = argmax([0, logit p] + g).
     g = gumbels((m, 2))
-    logits = lambda p: torch.stack([torch.tensor(0.0), torch.logit(p)])  # noqa: E731
+
+    def logits(p):
+        return torch.stack([torch.tensor(0.0), torch.logit(p)])
+
     kept = g[(logits(P_B[1]) + g).argmax(-1) == 1]
     brute = float((logits(P_B[0]) + kept).argmax(-1).double().mean())
     # Binary Gumbel-max is a logistic threshold: P(b_cf = 1 | b = 1) = min(p_cf, p) / p = 0.4.

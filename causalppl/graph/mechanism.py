@@ -39,7 +39,8 @@ class Mechanism:
     def __repr__(self):
         if self.text is not None:
             return f"Mechanism({self.text!r})"
-        return f"Mechanism({getattr(self.fn, '__name__', type(self.fn).__name__)}, parents={self.parents})"
+        described = getattr(self.fn, "text", None) or getattr(self.fn, "__name__", type(self.fn).__name__)
+        return f"Mechanism({described}, parents={self.parents})"
 
 
 def as_mechanism(mechanism, node="?"):
