@@ -8,7 +8,6 @@ standard errors of the maximum-likelihood estimates at the sample size used.
 import math
 
 import networkx as nx
-import pandas as pd
 import pytest
 import torch
 
@@ -289,6 +288,7 @@ def test_params_follow_the_device_of_the_parents():
 
 
 def mixed_frame(n=200):
+    pd = pytest.importorskip("pandas")
     generator = torch.Generator().manual_seed(9)
     x = torch.randn(n, generator=generator)
     return pd.DataFrame({
