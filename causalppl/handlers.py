@@ -41,7 +41,8 @@ class trace(Messenger):
     def __exit__(self, exc_type, exc_value, traceback):
         if exc_value is not None and self.trace.nodes and not getattr(exc_value, "_causalppl_noted", False):
             exc_value._causalppl_noted = True
-            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{list(self.trace.nodes)[-1]}')")
+            last_site = list(self.trace.nodes)[-1]
+            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{last_site}')")
         return super().__exit__(exc_type, exc_value, traceback)
 
     def postprocess_message(self, msg):

@@ -393,3 +393,26 @@ def test_failing_checks_name_an_open_path(seed):
         check = check_backdoor(G, x, y, s)
         if not check and "descendant of treatment" not in check.reason:
             assert check.reason.startswith("backdoor path 1 <- ")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_open_path_agrees_with_networkx(seed):
+    from causalppl.causal.identify import _is_collider, _open_path
+
+    rng = random.Random(2000 + seed)
+    G = random_dag(rng, 12, rng.choice([0.15, 0.3, 0.5]))
+    for _ in range(20):
+        nodes = rng.sample(range(12), rng.randint(2, 6))
+        X, Y, Z = {nodes[0]}, {nodes[1]}, set(nodes[2:])
+        if rng.random() < 0.3 and len(Z) > 1:
+            X.add(Z.pop())
+        path = _open_path(G, X, Y, Z)
+        if nx.is_d_separator(G, X, Y, Z):
+            assert path is None
+            continue
+        assert path[0] in X and path[-1] in Y and len(set(path)) == len(path)
+        assert not (set(path[1:-1]) & (X | Y))
+        opening = Z.union(*(nx.ancestors(G, z) for z in Z))
+        for a, n, b in zip(path, path[1:-1], path[2:]):
+            assert G.has_edge(a, n) or G.has_edge(n, a)
+            assert (n in opening) if _is_collider(G, a, n, b) else (n not in Z)

@@ -23,7 +23,7 @@ import networkx as nx
 import torch
 
 from causalppl import optim as optim_module
-from causalppl.graph.lower import ROWS, table_to_tensors
+from causalppl.graph.lower import table_to_tensors
 from causalppl.handlers import block, replay, trace
 from causalppl.infer import SVI, Trace_ELBO
 from causalppl.params import get_param_store, set_rng_seed
@@ -42,24 +42,15 @@ def guided_nodes(scm, observed):
     return [node for node in scm.nodes if node in ancestors and node not in hidden]
 
 
-def _make_guide(kind, model, create_plates=None):
+def _make_guide(kind, model):
     from causalppl.infer import autoguide
 
     classes = {"normal": autoguide.AutoNormal, "mvn": autoguide.AutoMultivariateNormal,
                "delta": autoguide.AutoDelta}
     if kind not in classes:
         raise ValueError(f"guide must be one of {', '.join(GUIDES)} or a callable guide, got {kind!r}")
-    if create_plates is not None and kind != "mvn":  # mvn cannot subsample; it says so itself
-        return classes[kind](model, create_plates=create_plates)
+    # With minibatches the guide draws the rows and the model's plate replays them.
     return classes[kind](model)
-
-
-def _row_plates(data, subsample_size):
-    """The guide's plate over data rows: with minibatches the guide draws the rows, the model replays them."""
-    if data is None or subsample_size is None:
-        return None
-    rows = len(next(iter(data.values())))
-    return lambda: plate(ROWS, rows, subsample_size=min(subsample_size, rows))
 
 
 @dataclass
@@ -187,7 +178,7 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
                 if node not in guided and node not in model.observed and node not in scm.interventions]
         svi_model = block(model, hide=free) if free else model
         if isinstance(guide, str):
-            guide = _make_guide(guide, svi_model, _row_plates(data, subsample_size))
+            guide = _make_guide(guide, svi_model)
         elif not callable(guide):
             raise TypeError(f"guide must be one of {', '.join(GUIDES)} or a callable, got {guide!r}")
         if optim is None:

@@ -41,8 +41,6 @@ __all__ = [
 _ALL_SETS_LIMIT = 15
 # minimal frontdoor sets: at most this many sets are tried.
 _FRONTDOOR_STATES = 20000
-# Simple paths examined (shortest first) to name an open path in a reason.
-_PATH_SEARCH_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -903,29 +901,55 @@ class _Terminal:
 
 
 def _open_path(G, X, Y, Z):
-    """A shortest path from X to Y that is open given Z, or None.
+    """A path from a node of X to a node of Y that is open given Z, or None.
 
-    Paths are tried shortest first; after `_PATH_SEARCH_LIMIT` of them the
-    search gives up (only the wording of a reason depends on it).
+    Breadth-first search over (node, direction of arrival) finds a short
+    open walk (Bayes-ball rules, colliders open when in Z or an ancestor of
+    Z); cutting out the loops of that walk leaves an open path, because a
+    node the walk revisits is either a collider both times or, where it
+    turns into one, an ancestor of Z.
     """
-    opening = set(Z)  # a collider is open iff it is in Z or an ancestor of Z
+    opening = set(Z)
     for z in Z:
         opening |= nx.ancestors(G, z)
-    H = nx.Graph(G.edges)
-    H.add_nodes_from(G)
-    src, dst = _Terminal("from"), _Terminal("to")
-    H.add_edges_from((src, x) for x in X)
-    H.add_edges_from((y, dst) for y in Y)
-    paths = nx.shortest_simple_paths(H, src, dst)
-    for full in itertools.islice(paths, _PATH_SEARCH_LIMIT):
-        path = full[1:-1]
-        inner = path[1:-1]
-        if any(n in X or n in Y for n in inner):
-            continue
-        if all((n in opening) if _is_collider(G, a, n, b) else (n not in Z)
-               for a, n, b in zip(path, inner, path[2:], strict=False)):
-            return path
-    return None
+    start = [(x, "start") for x in _sorted(X)]
+    came_from = dict.fromkeys(start)
+    todo = deque(start)
+    end = None
+    while todo and end is None:
+        state = todo.popleft()
+        v, arrived = state
+        moves = []
+        if arrived != "down" and (arrived == "start" or v not in Z):
+            # reached from a child (or the start): on to parents and children
+            moves = [(p, "up") for p in G.pred[v]] + [(c, "down") for c in G.succ[v]]
+        elif arrived == "down":
+            # reached from a parent: a chain to children, a collider to parents
+            if v not in Z:
+                moves += [(c, "down") for c in G.succ[v]]
+            if v in opening:
+                moves += [(p, "up") for p in G.pred[v]]
+        for move in moves:
+            if move not in came_from:
+                came_from[move] = state
+                if move[0] in Y:
+                    end = move
+                    break
+                todo.append(move)
+    if end is None:
+        return None
+    walk = [end]
+    while came_from[walk[-1]] is not None:
+        walk.append(came_from[walk[-1]])
+    walk = [v for v, _ in reversed(walk)]
+    walk = walk[max(i for i, v in enumerate(walk) if v in X):]
+    path = []
+    for v in walk:  # cut loops: back to the first visit of v
+        if v in path:
+            del path[path.index(v) + 1:]
+        else:
+            path.append(v)
+    return path
 
 
 def _open_path_reason(G, X, Y, Z, kind):
