@@ -383,7 +383,7 @@ WORKLOADS = {
         "what": "W3 subsampled 1024 rows/step",
         "data": w4_data,
         "build": {"causalppl": scm_causalppl, "floor": scm_floor, "pyro": scm_pyro},
-        "steps": (60, 6),
+        "steps": (15, 3),
         "max_vs_floor": 1.5,
         "min_vs_pyro": None,
     },
@@ -477,6 +477,10 @@ def summarise(workload, results):
         "pyro_us": pyro_us,
         "causalppl_over_floor": cpp / floor,
         "pyro_over_causalppl": None if pyro_us is None else pyro_us / cpp,
+        # How much more Pyro adds to the floor than causalppl does.
+        "overhead_pyro_over_causalppl": (
+            None if pyro_us is None or cpp <= floor else (pyro_us - floor) / (cpp - floor)
+        ),
         "target_max_vs_floor": spec["max_vs_floor"],
         "target_min_vs_pyro": spec["min_vs_pyro"],
     }
@@ -493,19 +497,21 @@ def summarise(workload, results):
 
 
 def format_table(rows):
-    header = ("work", "causalppl us", "floor us", "pyro us", "cp/floor", "pyro/cp", "targets")
+    header = ("work", "causalppl us", "floor us", "pyro us", "cp/floor", "pyro/cp", "ovh p/c", "targets")
     lines = [header]
     for row in rows:
         pyro_ratio = row["pyro_over_causalppl"]
         lines.append((
             row["workload"], _fmt_us(row["causalppl_us"]), _fmt_us(row["floor_us"]),
             _fmt_us(row["pyro_us"]), f"{row['causalppl_over_floor']:.2f}x",
-            "-" if pyro_ratio is None else f"{pyro_ratio:.2f}x", row["targets"],
+            "-" if pyro_ratio is None else f"{pyro_ratio:.2f}x",
+            "-" if row["overhead_pyro_over_causalppl"] is None else f"{row['overhead_pyro_over_causalppl']:.1f}x",
+            row["targets"],
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for k, line in enumerate(lines):
-        cells = [cell.ljust(w) if i in (0, 6) else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        cells = [cell.ljust(w) if i in (0, 7) else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
         out.append("  ".join(cells).rstrip())
         if k == 0:
             out.append("-" * len(out[0]))
@@ -556,7 +562,7 @@ def main(argv=None):
           f"validate_args={env['validate_args']}, median of {repeats} windows, us/step")
     if env["load_average"] is not None and env["load_average"] > (env["cpu_count"] or 1) * 0.75:
         print(f"warning: load average {env['load_average']:.1f} on {env['cpu_count']} CPUs: other processes "
-              "compete for the cores and the timings (torch's intra-op threads especially) are noisy")
+              "compete for the cores; torch's intra-op threads then stall each other (try --threads 1)")
     rows, raw = [], {}
     for workload in args.only or list(WORKLOADS):
         steps = WORKLOADS[workload]["steps"][1 if args.quick else 0]
@@ -566,6 +572,7 @@ def main(argv=None):
         rows.append(summarise(workload, raw[workload]))
         print(f"  {workload} done ({WORKLOADS[workload]['what']}, {steps} steps/window)", file=sys.stderr)
     print(format_table(rows))
+    print("ovh p/c: (pyro - floor) / (causalppl - floor), the PPL overhead Pyro adds per unit causalppl adds")
     if pyro is None:
         print(f"pyro skipped: {PYRO_ERROR}")
     if args.json:
