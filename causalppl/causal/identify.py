@@ -39,8 +39,12 @@ __all__ = [
 
 # minimal=False lists every valid subset of the candidates: 2**15 at most.
 _ALL_SETS_LIMIT = 15
-# minimal frontdoor sets: at most this many sets are tried.
+# backdoor_sets gives up beyond this many minimal sets; identify lists fewer.
+_MAX_SETS = 5000
+_REPORT_SETS = 50
+# frontdoor_sets gives up after trying this many sets; identify after fewer.
 _FRONTDOOR_STATES = 20000
+_REPORT_STATES = 2000
 
 
 @dataclass(frozen=True)
@@ -222,8 +226,9 @@ def backdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[fr
     networkx.NetworkXUnfeasible
         If the graph has a cycle.
     ValueError
-        If treatment and outcome overlap, or if ``minimal=False`` and there
-        are more than 15 candidate nodes (too many subsets to list).
+        If treatment and outcome overlap, or the listing is too large (more
+        than 5000 minimal sets; with ``minimal=False``, more than 15
+        candidate nodes).
 
     Examples
     --------
@@ -239,12 +244,16 @@ def backdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[fr
     Y = _nodes(G, outcome, "outcome")
     _require_disjoint(("treatment", X), ("outcome", Y))
     hidden = _latent(G, latent)
-    Gx = _cut_out_edges(G, X)
-    allowed = set(G) - X - Y - hidden - _descendants(G, X)
-    if minimal:
-        found = _minimal_separators(Gx, X, Y, allowed)
-    else:
-        found = _all_separators(Gx, X, Y, allowed)
+    if not minimal:
+        Gx = _cut_out_edges(G, X)
+        allowed = set(G) - X - Y - hidden - _descendants(G, X)
+        return sorted(_all_separators(Gx, X, Y, allowed), key=_set_key)
+    found, complete = _list_backdoor(G, X, Y, hidden, _MAX_SETS)
+    if not complete:
+        raise _SearchTooLarge(
+            f"there are more than {_MAX_SETS} minimal backdoor sets for "
+            f"{_fmt_nodes(X)} -> {_fmt_nodes(Y)}; identify() lists a few of "
+            "them, and check_backdoor tests a given set")
     return sorted(found, key=_set_key)
 
 
@@ -357,32 +366,12 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     y = _one_node(G, outcome, "outcome")
     _require_disjoint(("treatment", {x}), ("outcome", {y}))
     hidden = _latent(G, latent)
-    if _directed_path(G, x, y, ()) is None:
-        # no directed path from x to y: {} is valid (and the one minimal set)
-        if minimal:
-            return [frozenset()]
-    Gx = _cut_out_edges(G, {x})
-    # Condition (ii) holds for a set iff it holds for each member.
-    pool = [n for n in _sorted(set(G) - {x, y} - hidden)
-            if nx.is_d_separator(Gx, {x}, {n}, set())]
-    pool = _frontdoor_pool(G, x, y, pool)
-    # Condition (i) only gets easier as a set grows.
-    if _directed_path(G, x, y, pool) is not None:
-        return []
-    if minimal:
-        # A valid set stays valid when cut down to the ancestors of the
-        # outcome, so minimal sets lie among them.
-        above = nx.ancestors(G, y)
-        return sorted(_minimal_frontdoor_sets(G, x, y, [n for n in pool if n in above]),
-                      key=_set_key)
-    if len(pool) > _ALL_SETS_LIMIT:
+    found, complete = _list_frontdoor(G, x, y, hidden, minimal, _FRONTDOOR_STATES)
+    if not complete:
         raise _SearchTooLarge(
-            f"minimal=False would list subsets of {len(pool)} candidate nodes "
-            f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
-    found = [M for k in range(len(pool) + 1)
-             for M in map(frozenset, itertools.combinations(pool, k))
-             if _directed_path(G, x, y, M) is None and _backdoor_blocked_by(G, M, x, y)]
-    return sorted(found, key=_set_key)
+            f"frontdoor_sets gave up after trying {_FRONTDOOR_STATES} sets for "
+            f"{x!r} -> {y!r}; test a given set with check_frontdoor instead")
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -538,8 +527,13 @@ class Identification:
 
     def strategy(self) -> str:
         """Return one line saying how the effect is identified, if it is."""
+        if self.backdoor == [frozenset()]:
+            return "no adjustment needed: the empty set {} blocks every backdoor path"
         if self.backdoor:
             return f"backdoor adjustment for {_fmt_set(self.backdoor[0])}"
+        if self.frontdoor == [frozenset()]:
+            return (f"none needed: there is no directed path from {self.treatment!r} "
+                    f"to {self.outcome!r}")
         if self.frontdoor:
             return f"frontdoor adjustment through {_fmt_set(self.frontdoor[0])}"
         if self.instruments:
@@ -588,8 +582,14 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
     networkx.NetworkXUnfeasible
         If the graph has a cycle.
     ValueError
-        If treatment equals outcome. (A frontdoor search too large to run,
-        see `frontdoor_sets`, is skipped and reported in ``notes``.)
+        If treatment equals outcome.
+
+    Notes
+    -----
+    On large graphs the listings are cut short rather than raising: at most
+    50 minimal backdoor sets (a smallest one always among them) and the
+    minimal frontdoor sets found within 2000 tries (the smallest ones).
+    ``notes`` says when that happened.
 
     Examples
     --------
@@ -604,16 +604,21 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
     G = _dag(graph)
     x = _one_node(G, treatment, "treatment")
     y = _one_node(G, outcome, "outcome")
+    _require_disjoint(("treatment", {x}), ("outcome", {y}))
+    hidden = _latent(G, latent)
     notes = []
-    try:
-        frontdoor = frontdoor_sets(G, x, y, latent=latent)
-    except _SearchTooLarge as too_large:
-        frontdoor = []
-        notes.append(f"frontdoor sets not searched: {too_large}")
+    backdoor, complete = _list_backdoor(G, {x}, {y}, hidden, _REPORT_SETS)
+    if not complete:
+        notes.append(f"there are more than {_REPORT_SETS} minimal backdoor sets; "
+                     f"{_REPORT_SETS} are listed, a smallest among them")
+    frontdoor, complete = _list_frontdoor(G, x, y, hidden, True, _REPORT_STATES)
+    if not complete:
+        notes.append(f"the frontdoor search stopped after {_REPORT_STATES} sets; "
+                     "larger minimal frontdoor sets may exist")
     return Identification(
         treatment=x,
         outcome=y,
-        backdoor=backdoor_sets(G, x, y, latent=latent),
+        backdoor=sorted(backdoor, key=_set_key),
         frontdoor=frontdoor,
         instruments=instruments(G, x, y, latent=latent),
         notes=notes,
@@ -672,14 +677,44 @@ def _frontdoor_pool(G, x, y, pool):
     return _sorted(pool)
 
 
-def _minimal_frontdoor_sets(G, x, y, pool):
+def _list_frontdoor(G, x, y, hidden, minimal, max_tries):
+    """Frontdoor sets for x -> y: (sets, complete); see `frontdoor_sets`."""
+    if minimal and _directed_path(G, x, y, ()) is None:
+        return [frozenset()], True  # no directed path: {} is the one minimal set
+    Gx = _cut_out_edges(G, {x})
+    # Condition (ii) holds for a set iff it holds for each member.
+    pool = [n for n in _sorted(set(G) - {x, y} - hidden)
+            if nx.is_d_separator(Gx, {x}, {n}, set())]
+    pool = _frontdoor_pool(G, x, y, pool)
+    # Condition (i) only gets easier as a set grows.
+    if _directed_path(G, x, y, pool) is not None:
+        return [], True
+    if minimal:
+        # A valid set stays valid when cut down to the ancestors of the
+        # outcome, so minimal sets lie among them.
+        above = nx.ancestors(G, y)
+        found, complete = _minimal_frontdoor_sets(
+            G, x, y, [n for n in pool if n in above], max_tries)
+        return sorted(found, key=_set_key), complete
+    if len(pool) > _ALL_SETS_LIMIT:
+        raise _SearchTooLarge(
+            f"minimal=False would list subsets of {len(pool)} candidate nodes "
+            f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
+    found = [M for k in range(len(pool) + 1)
+             for M in map(frozenset, itertools.combinations(pool, k))
+             if _frontdoor_violation(G, x, y, M, frozenset(pool)) is None]
+    return found, True
+
+
+def _minimal_frontdoor_sets(G, x, y, pool, max_tries):
     """All minimal frontdoor sets within `pool` (nodes meeting (ii)).
 
     Breadth-first over sets, smallest first: a set that leaves a directed
     path, or a backdoor path from a member, open grows by one pool node on
     that path (any valid superset must contain one of them), so every
     minimal set is reached, and a set reached after a smaller valid subset
-    was found is skipped.
+    was found is skipped. Returns (sets, complete); after `max_tries` sets
+    it stops, and the sets found so far are the smallest ones.
     """
     pool = frozenset(pool)
     found = []
@@ -698,12 +733,10 @@ def _minimal_frontdoor_sets(G, x, y, pool):
                 if bigger not in seen:
                     seen.add(bigger)
                     grown.append(bigger)
-        if len(seen) > _FRONTDOOR_STATES:
-            raise _SearchTooLarge(
-                f"frontdoor_sets gave up after trying {len(seen)} sets for "
-                f"{x!r} -> {y!r}; test a given set with check_frontdoor instead")
+            if len(seen) > max_tries:
+                return found, False
         level = grown
-    return found
+    return found, True
 
 
 def _frontdoor_violation(G, x, y, M, pool):
@@ -713,17 +746,12 @@ def _frontdoor_violation(G, x, y, M, pool):
     path = _directed_path(G, x, y, M)
     if path is not None:
         return pool.intersection(path[1:-1])
-    if not M:
-        return None
-    cut = _cut_out_edges(G, M)
-    if nx.is_d_separator(cut, set(M), {y}, {x}):
-        return None
-    m = next(m for m in _sorted(M) if not nx.is_d_separator(cut, {m}, {y}, {x}))
-    path = _open_path(cut, {m}, {y}, {x})
-    if path is None:  # search gave up: any pool node may be needed
-        return pool - M
-    # colliders on an open path are ancestors of x, never in the pool
-    return pool.intersection(path[1:-1]) - M
+    for m in _sorted(M):
+        path = _open_path(G, {m}, {y}, {x}, cut=M)
+        if path is not None:
+            # colliders on an open path are ancestors of x, never in the pool
+            return pool.intersection(path[1:-1]) - M
+    return None
 
 
 def _directed_path(G, x, y, M):
@@ -742,11 +770,6 @@ def _directed_path(G, x, y, M):
                 return path[::-1]
             todo.append(w)
     return None
-
-
-def _backdoor_blocked_by(G, M, x, y):
-    """Frontdoor condition (iii): x blocks every backdoor path from M to y."""
-    return not M or nx.is_d_separator(_cut_out_edges(G, M), set(M), {y}, {x})
 
 
 def _instrument(G, z, x, y, W, hidden) -> Check:
@@ -781,14 +804,35 @@ def _instrument(G, z, x, y, W, hidden) -> Check:
 # separator enumeration
 
 
-def _minimal_separators(G, X, Y, allowed):
-    """All minimal sets Z within `allowed` that d-separate X and Y in G.
+def _list_backdoor(G, X, Y, hidden, cap):
+    """Minimal backdoor sets, stopping after `cap`: (sets, complete).
+
+    When the listing stops early, a smallest set is among those returned.
+    """
+    Gx = _cut_out_edges(G, X)
+    allowed = set(G) - X - Y - hidden - _descendants(G, X)
+    H, s, t = _separator_graph(Gx, X, Y, allowed)
+    if H.has_edge(s, t):
+        return [], True
+    found = list(itertools.islice(_minimal_vertex_separators(H, s, t), cap + 1))
+    if len(found) <= cap:
+        return found, True
+    found = found[:cap]
+    smallest = frozenset(nx.minimum_node_cut(H, s, t))
+    if smallest not in found:
+        found[-1] = smallest
+    return found, False
+
+
+def _separator_graph(G, X, Y, allowed):
+    """An undirected graph whose minimal vertex separators between two
+    terminals s and t are the minimal sets within `allowed` that d-separate
+    X and Y in G: (H, s, t).
 
     A minimal separator lies among the ancestors of X and Y, where
     d-separation is separation in the moral graph (Lauritzen). Nodes outside
     `allowed` can never block, so they are eliminated (their neighbours are
-    joined); X and Y are merged into two terminals. What is left is listing
-    the minimal vertex separators of the terminals.
+    joined), and X and Y are merged into the terminals.
     """
     ancestral = set(X) | set(Y)
     for n in X | Y:
@@ -810,13 +854,11 @@ def _minimal_separators(G, X, Y, allowed):
     for blob in nx.connected_components(moral.subgraph(passable)):
         rim = {terminal.get(n, n) for b in blob for n in moral[b] if n not in passable}
         H.add_edges_from(itertools.combinations(rim, 2))
-    if H.has_edge(s, t):
-        return []
-    return _minimal_vertex_separators(H, s, t)
+    return H, s, t
 
 
 def _minimal_vertex_separators(H, s, t):
-    """All minimal s-t vertex separators of the undirected graph H.
+    """Yield every minimal s-t vertex separator of H (s, t not adjacent).
 
     Kloks and Kratsch (1998): start from the separator closest to s; from
     each separator S and each v in S not adjacent to t, the separator closest
@@ -840,6 +882,7 @@ def _minimal_vertex_separators(H, s, t):
 
     first = closest_to({s})
     found, todo = {first}, [first]
+    yield first
     while todo:
         S = todo.pop()
         source_side = component(s, S)
@@ -850,7 +893,7 @@ def _minimal_vertex_separators(H, s, t):
             if nxt not in found:
                 found.add(nxt)
                 todo.append(nxt)
-    return list(found)
+                yield nxt
 
 
 def _all_separators(G, X, Y, allowed):
@@ -900,8 +943,10 @@ class _Terminal:
 # paths and reasons
 
 
-def _open_path(G, X, Y, Z):
+def _open_path(G, X, Y, Z, cut=()):
     """A path from a node of X to a node of Y that is open given Z, or None.
+
+    With `cut`, the edges out of those nodes count as removed.
 
     Breadth-first search over (node, direction of arrival) finds a short
     open walk (Bayes-ball rules, colliders open when in Z or an ancestor of
@@ -909,9 +954,18 @@ def _open_path(G, X, Y, Z):
     node the walk revisits is either a collider both times or, where it
     turns into one, an ancestor of Z.
     """
-    opening = set(Z)
-    for z in Z:
-        opening |= nx.ancestors(G, z)
+    def parents(v):
+        return [p for p in G.pred[v] if p not in cut]
+
+    def children(v):
+        return [] if v in cut else list(G.succ[v])
+
+    opening, todo = set(Z), list(Z)  # Z and its ancestors
+    while todo:
+        for p in parents(todo.pop()):
+            if p not in opening:
+                opening.add(p)
+                todo.append(p)
     start = [(x, "start") for x in _sorted(X)]
     came_from = dict.fromkeys(start)
     todo = deque(start)
@@ -922,13 +976,13 @@ def _open_path(G, X, Y, Z):
         moves = []
         if arrived != "down" and (arrived == "start" or v not in Z):
             # reached from a child (or the start): on to parents and children
-            moves = [(p, "up") for p in G.pred[v]] + [(c, "down") for c in G.succ[v]]
+            moves = [(p, "up") for p in parents(v)] + [(c, "down") for c in children(v)]
         elif arrived == "down":
             # reached from a parent: a chain to children, a collider to parents
             if v not in Z:
-                moves += [(c, "down") for c in G.succ[v]]
+                moves += [(c, "down") for c in children(v)]
             if v in opening:
-                moves += [(p, "up") for p in G.pred[v]]
+                moves += [(p, "up") for p in parents(v)]
         for move in moves:
             if move not in came_from:
                 came_from[move] = state
