@@ -469,14 +469,20 @@ def summarise(workload, results):
     cpp = results["causalppl"]["median_us"]
     floor = results["floor"]["median_us"]
     pyro_us = results["pyro"]["median_us"] if "pyro" in results else None
+
+    def paired(a, b):
+        # Median over repeats of the ratio within each repeat: the windows of
+        # one repeat run back to back, so this cancels slow drifts of the machine.
+        return statistics.median(x / y for x, y in zip(results[a]["windows_us"], results[b]["windows_us"]))
+
     row = {
         "workload": workload,
         "what": spec["what"],
         "causalppl_us": cpp,
         "floor_us": floor,
         "pyro_us": pyro_us,
-        "causalppl_over_floor": cpp / floor,
-        "pyro_over_causalppl": None if pyro_us is None else pyro_us / cpp,
+        "causalppl_over_floor": paired("causalppl", "floor"),
+        "pyro_over_causalppl": None if pyro_us is None else paired("pyro", "causalppl"),
         # How much more Pyro adds to the floor than causalppl does.
         "overhead_pyro_over_causalppl": (
             None if pyro_us is None or cpp <= floor else (pyro_us - floor) / (cpp - floor)
