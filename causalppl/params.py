@@ -58,17 +58,27 @@ class ParamStore:
             raise TypeError(f"param '{name}': constraint must be a torch Constraint, got {constraint!r}")
         if not bool(constraint.check(init.detach()).all()):
             raise ValueError(f"param '{name}': init value {init} does not satisfy constraint {constraint}")
-        transform = transform_to(constraint)
         if isinstance(init, torch.nn.Parameter) and constraint is constraints.real:
             leaf = init  # an nn.Module's own parameter: share it, don't copy it
         else:
-            leaf = transform.inv(init.detach()).clone().requires_grad_(True)
+            leaf = transform_to(constraint).inv(init.detach()).clone().requires_grad_(True)
+        self._store(name, leaf, constraint)
+
+    def _store(self, name, leaf, constraint):
         self._leaves[name] = leaf
         self._constraints[name] = constraint
-        self._transforms[name] = transform
+        if constraint is constraints.real:
+            # The constrained value is the leaf itself: no transform on every read.
+            self._transforms[name] = None
+            leaf.unconstrained = weakref.ref(leaf)
+        else:
+            self._transforms[name] = transform_to(constraint)
 
     def _constrained(self, name, leaf):
-        value = self._transforms[name](leaf)
+        transform = self._transforms[name]
+        if transform is None:
+            return leaf
+        value = transform(leaf)
         # A weak reference is callable: ``value.unconstrained()`` gives the leaf.
         value.unconstrained = weakref.ref(leaf)
         return value
@@ -134,9 +144,7 @@ class ParamStore:
     def set_state(self, state):
         for name, leaf in state["params"].items():
             constraint = decode_constraint(name, state["constraints"].get(name, ["real"]))
-            self._leaves[name] = leaf.detach().clone().requires_grad_(True)
-            self._constraints[name] = constraint
-            self._transforms[name] = transform_to(constraint)
+            self._store(name, leaf.detach().clone().requires_grad_(True), constraint)
 
     def save(self, path):
         """Write the store to ``path`` atomically (temporary file, then rename)."""

@@ -22,6 +22,7 @@ function so that it runs inside it.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import NamedTuple
 
 import torch
@@ -226,6 +227,12 @@ def deterministic(name, value):
     return apply_stack(msg)
 
 
+@functools.lru_cache(maxsize=32)
+def _all_rows(size, device, default_device):
+    # Entering a full plate every step must not allocate arange(size) every step.
+    return torch.arange(size, device=device if device is not None else default_device)
+
+
 class plate(Messenger):
     """Conditionally independent rows along one batch dimension.
 
@@ -286,7 +293,7 @@ class plate(Messenger):
             msg = new_message("plate", self.name, None, None, args=(self.size, self.subsample_size, self.device))
             self.indices = apply_stack(msg) if HANDLER_STACK else _default_value(msg)
         else:
-            self.indices = torch.arange(self.size, device=self.device)
+            self.indices = _all_rows(self.size, self.device, torch.get_default_device())
         super().__enter__()
         return self.indices
 

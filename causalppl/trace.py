@@ -17,12 +17,14 @@ from __future__ import annotations
 import torch
 
 
-def site_log_prob(site):
-    """The scaled, masked log density of one sample site (batch shape kept)."""
+def site_log_prob(site, scaled=True):
+    """The masked (and, unless ``scaled=False``, scaled) log density of one sample site."""
     log_prob = site["fn"].log_prob(site["value"])
     mask = site["mask"]
     if mask is not None:
         log_prob = torch.where(mask, log_prob, log_prob.new_zeros(()))
+    if not scaled:
+        return log_prob
     scale = site["scale"]
     if not (isinstance(scale, float) and scale == 1.0):
         log_prob = log_prob * scale
@@ -110,10 +112,10 @@ class Trace:
         return f"Trace({list(self.nodes)})"
 
 
-def log_prob_of(site):
+def log_prob_of(site, scaled=True):
     """``site_log_prob`` with the site named in any error it raises."""
     try:
-        return site_log_prob(site)
+        return site_log_prob(site, scaled)
     except (ValueError, RuntimeError) as err:
         raise type(err)(
             f"sample site '{site['name']}': log_prob of value {_describe(site['value'])} "

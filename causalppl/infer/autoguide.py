@@ -213,6 +213,7 @@ class AutoGuide:
             self._sites[name] = {
                 "fn": site["fn"],
                 "transform": transform,
+                "identity": _is_identity(transform),
                 "frames": site["cond_indep_stack"],
                 "event_dim": event_dim,
                 "site_event_dim": len(site["fn"].event_shape),
@@ -393,12 +394,16 @@ class AutoNormal(AutoGuide):
         values = {}
         for name, info in self._sites.items():
             loc, scale = self._params(name)
-            loc, scale = _subsample(loc, info, indices), _subsample(scale, info, indices)
+            if info["frames"]:
+                loc, scale = _subsample(loc, info, indices), _subsample(scale, info, indices)
             fn = torch.distributions.Normal(loc, scale)
             if info["event_dim"]:
                 fn = torch.distributions.Independent(fn, info["event_dim"])
-            if not _is_identity(info["transform"]):
+            if not info["identity"]:
                 fn = torch.distributions.TransformedDistribution(fn, [info["transform"].with_cache()])
+            if not info["frames"]:
+                values[name] = sample(name, fn)
+                continue
             with ExitStack() as stack:
                 self._plates_for(info, indices, stack)
                 values[name] = sample(name, fn)

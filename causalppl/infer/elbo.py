@@ -115,25 +115,43 @@ class ELBO:
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """Backpropagate the surrogate loss and return the loss as a float."""
-        total = 0.0
+        total = None
         for model_trace, guide_trace, particle_dim in self._particle_traces(model, guide, args, kwargs):
             surrogate, loss = self._particle_loss(model_trace, guide_trace, particle_dim)
             if self.num_particles > 1 and not self.vectorize_particles:
                 surrogate, loss = surrogate / self.num_particles, loss / self.num_particles
             if surrogate.requires_grad:
                 surrogate.backward()
-            total = total + loss
-        return float(total)
+            total = loss if total is None else total + loss
+        return total.item()
 
     def _particle_loss(self, model_trace, guide_trace, particle_dim):
         """(surrogate loss tensor, loss tensor) for one (batch of) particle(s)."""
         raise NotImplementedError
 
 
+def _add(total, term):
+    return term if total is None else total + term
+
+
+def _site_term(site, particle_dim, log_prob=None):
+    """A site's scaled, masked log density summed over all but the particle dim.
+
+    A scalar scale (plate subsampling) multiplies the sum, not every entry.
+    """
+    if log_prob is None:
+        log_prob = log_prob_of(site, scaled=False)
+    scale = site["scale"]
+    if isinstance(scale, torch.Tensor) and scale.dim() > 0:
+        return _per_particle(log_prob * scale, particle_dim)
+    log_prob = _per_particle(log_prob, particle_dim)
+    return log_prob if isinstance(scale, float) and scale == 1.0 else log_prob * scale
+
+
 def _per_particle(log_prob, particle_dim):
     """Sum a site's log density over everything but the particle dim."""
     if particle_dim is None:
-        return log_prob.sum()
+        return log_prob if log_prob.dim() == 0 else log_prob.sum()
     keep = log_prob.dim() + particle_dim  # index of the particle dim, if present
     if keep < 0:
         return log_prob.sum()  # the site does not vary across particles
@@ -156,16 +174,14 @@ class Trace_ELBO(ELBO):
     """
 
     def _particle_loss(self, model_trace, guide_trace, particle_dim):
-        elbo = 0.0  # differentiable through reparameterised sites
-        score = 0.0  # sum of log q(z) over non-reparameterised latent sites
+        elbo = None  # differentiable through reparameterised sites
+        score = None  # sum of log q(z) over non-reparameterised latent sites
         for site in model_trace.nodes.values():
             if contributes_log_prob(site):
-                log_p = _per_particle(_cached_log_prob(site), particle_dim)
-                elbo = elbo + log_p
+                elbo = _add(elbo, _site_term(site, particle_dim))
         for site in guide_trace.nodes.values():
             if contributes_log_prob(site) and not site["is_observed"]:
-                log_q = _per_particle(_cached_log_prob(site), particle_dim)
-                elbo, score = _subtract_log_q(elbo, score, site, log_q)
+                elbo, score = _subtract_log_q(elbo, score, site, _site_term(site, particle_dim))
         return _surrogate_and_loss(elbo, score, particle_dim)
 
 
@@ -200,28 +216,27 @@ class TraceMeanField_ELBO(Trace_ELBO):
             ):
                 kl = _analytic_kl(site, model_site)
                 if kl is not None:
-                    analytic[name] = _per_particle(kl, particle_dim)
-        elbo = 0.0
-        score = 0.0
+                    analytic[name] = _site_term(site, particle_dim, log_prob=kl)
+        elbo = None
+        score = None
         for name, site in model_trace.nodes.items():
             if contributes_log_prob(site) and name not in analytic:
-                elbo = elbo + _per_particle(_cached_log_prob(site), particle_dim)
+                elbo = _add(elbo, _site_term(site, particle_dim))
         for name, site in guide_trace.nodes.items():
             if not (contributes_log_prob(site) and not site["is_observed"]):
                 continue
             if name in analytic:
-                elbo = elbo - analytic[name]
+                elbo = _add(elbo, -analytic[name])
                 if not site["fn"].has_rsample:
                     # Downstream sites still saw this sample: keep its score term.
-                    score = score + _per_particle(_cached_log_prob(site), particle_dim)
+                    score = _add(score, _site_term(site, particle_dim))
             else:
-                log_q = _per_particle(_cached_log_prob(site), particle_dim)
-                elbo, score = _subtract_log_q(elbo, score, site, log_q)
+                elbo, score = _subtract_log_q(elbo, score, site, _site_term(site, particle_dim))
         return _surrogate_and_loss(elbo, score, particle_dim)
 
 
 def _analytic_kl(guide_site, model_site):
-    """KL(q || p) of one site, scaled and masked like its log density; None if unknown."""
+    """KL(q || p) of one site, masked like its log density (unscaled); None if unknown."""
     try:
         kl = torch.distributions.kl.kl_divergence(guide_site["fn"], model_site["fn"])
     except NotImplementedError:
@@ -229,36 +244,30 @@ def _analytic_kl(guide_site, model_site):
     mask = guide_site["mask"]
     if mask is not None:
         kl = torch.where(mask, kl, kl.new_zeros(()))
-    scale = guide_site["scale"]
-    if not (isinstance(scale, float) and scale == 1.0):
-        kl = kl * scale
     return kl
 
 
 def _subtract_log_q(elbo, score, site, log_q):
     """Add ``-log q`` to the ELBO: pathwise if reparameterised, else as a score term."""
     if site["fn"].has_rsample:
-        return elbo - log_q, score
+        return _add(elbo, -log_q), score
     # E[grad log q] = 0: drop it from the pathwise part, keep it as a score.
-    return elbo - log_q.detach(), score + log_q
+    return _add(elbo, -log_q.detach()), _add(score, log_q)
 
 
 def _surrogate_and_loss(elbo, score, particle_dim):
     """(surrogate loss, loss): the surrogate's gradient is the ELBO's, its value the loss."""
-    elbo = torch.as_tensor(elbo)
-    surrogate = elbo
-    if isinstance(score, torch.Tensor):
-        weight = elbo.detach()
-        surrogate = surrogate + score * weight
-        # Keep the surrogate's value equal to the ELBO's.
-        surrogate = surrogate - (score * weight).detach()
+    elbo = torch.zeros(()) if elbo is None else elbo
     if particle_dim is not None:
-        return -surrogate.mean(), -elbo.detach().mean()
-    return -surrogate, -elbo.detach()
-
-
-def _cached_log_prob(site):
-    log_prob = site.get("log_prob")
-    if log_prob is None:
-        log_prob = site["log_prob"] = log_prob_of(site)
-    return log_prob
+        elbo_value = elbo
+        elbo = elbo.mean()
+    loss = -elbo
+    if score is None:
+        return loss, loss.detach()
+    # Score-function gradients: log q(z) weighted by the per-particle ELBO's
+    # value; the surrogate's value stays equal to the loss.
+    weight = (elbo_value if particle_dim is not None else elbo).detach()
+    score_term = score * weight
+    if particle_dim is not None:
+        score_term = score_term.mean()
+    return loss - (score_term - score_term.detach()), loss.detach()

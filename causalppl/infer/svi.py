@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from causalppl.handlers import trace
-from causalppl.infer.elbo import NonFiniteLossError, first_nonfinite_site
+from causalppl.infer.elbo import ELBO, NonFiniteLossError, first_nonfinite_site
 
 
 class SVI:
@@ -37,18 +37,23 @@ class SVI:
         self.loss = loss
         self.num_steps = 0
 
-    def _loss_and_grads(self, *args, **kwargs):
-        if hasattr(self.loss, "loss_and_grads"):
-            return self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        value = self.loss(self.model, self.guide, *args, **kwargs)
-        value.backward()
-        return float(value)
+    def _loss_and_params(self, *args, **kwargs):
+        """Backpropagate the loss; return it and the unconstrained params it touched."""
+        if isinstance(self.loss, ELBO):
+            loss = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
+            # The ELBO's own traces saw every param site: no extra handler needed.
+            sites = {name: site for _, tr in self.loss.last_traces for name, site in tr.nodes.items()
+                     if site["type"] == "param"}
+        else:
+            with trace(param_only=True) as capture:
+                value = self.loss(self.model, self.guide, *args, **kwargs)
+                value.backward()
+            loss, sites = float(value), capture.trace.nodes
+        return loss, [site["value"].unconstrained() for site in sites.values()]
 
     def step(self, *args, **kwargs):
         """Take one gradient step; return the loss before it (a float)."""
-        with trace(param_only=True) as capture:
-            loss = self._loss_and_grads(*args, **kwargs)
-        params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+        loss, params = self._loss_and_params(*args, **kwargs)
         self.num_steps += 1
         if not math.isfinite(loss):
             for param in params:
