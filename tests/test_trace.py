@@ -85,3 +85,13 @@ def test_duplicate_site_names_are_rejected():
     tr.add_site(site)
     with pytest.raises(ValueError, match="'a'"):
         tr.add_site(dict(site))
+
+
+def test_a_distribution_argument_error_is_noted_with_the_last_site():
+    def model():
+        cp.sample("a", cp.dist.Normal(0.0, 1.0))
+        cp.sample("b", cp.dist.Normal(0.0, -1.0))  # torch refuses the negative scale
+
+    with pytest.raises(ValueError, match="scale") as info:
+        cp.handlers.trace(model).get_trace()
+    assert "after the model's last recorded site 'a'" in "\n".join(info.value.__notes__)
