@@ -18,21 +18,10 @@ Run ``python examples/causal_confounded.py [-n N]``.
 from __future__ import annotations
 
 import argparse
-
-import torch
+from dataclasses import astuple
 
 import causalppl as cp
-
-
-def least_squares(y, *columns):
-    """Coefficients and standard errors of y on [1, columns...] by ordinary least squares."""
-    design = torch.stack([torch.ones_like(y), *columns], -1).double()
-    y = y.double()
-    beta = torch.linalg.lstsq(design, y.unsqueeze(-1)).solution.squeeze(-1)
-    residual = y - design @ beta
-    sigma2 = residual.pow(2).sum() / (len(y) - design.shape[1])
-    stderr = (sigma2 * torch.linalg.inv(design.T @ design).diagonal()).sqrt()
-    return beta.tolist(), stderr.tolist()
+from causalppl.causal.estimate import adjusted_slope
 
 
 def main(n=20_000, quiet=False, seed=0):
@@ -45,8 +34,8 @@ def main(n=20_000, quiet=False, seed=0):
     say(f"  {found.estimand()}")
 
     data = scm.sample(n)  # observational: we only watch z, x and y
-    (_, naive), (_, naive_se) = least_squares(data["y"], data["x"])
-    (_, adjusted, _), (_, adjusted_se, _) = least_squares(data["y"], data["x"], data["z"])
+    naive, naive_se = astuple(adjusted_slope(data, "x", "y"))
+    adjusted, adjusted_se = astuple(adjusted_slope(data, "x", "y", adjustment=["z"]))
     simulated = cp.causal.ate(scm, "x", "y", n=n)
 
     say(f"from {n} observational samples:")

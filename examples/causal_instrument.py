@@ -16,28 +16,15 @@ Run ``python examples/causal_instrument.py [-n N]``.
 from __future__ import annotations
 
 import argparse
-import math
-
-import torch
+from dataclasses import astuple
 
 import causalppl as cp
+from causalppl.causal.estimate import iv_slope
 
 
 def cov(a, b):
     a, b = a.double(), b.double()
     return float(((a - a.mean()) * (b - b.mean())).mean())
-
-
-def two_stage_least_squares(z, x, y):
-    """The 2SLS slope of y on x with instrument z, and its asymptotic standard error."""
-    z, x, y = z.double(), x.double(), y.double()
-    first = torch.stack([torch.ones_like(z), z], -1)
-    fitted = first @ torch.linalg.lstsq(first, x.unsqueeze(-1)).solution.squeeze(-1)
-    second = torch.stack([torch.ones_like(fitted), fitted], -1)
-    intercept, slope = torch.linalg.lstsq(second, y.unsqueeze(-1)).solution.squeeze(-1).tolist()
-    residual = y - intercept - slope * x  # residuals use the real x, not the fitted one
-    stderr = math.sqrt(float(residual.var()) / (len(y) * float(fitted.var())))
-    return slope, stderr
 
 
 def main(n=20_000, quiet=False, seed=0):
@@ -51,7 +38,7 @@ def main(n=20_000, quiet=False, seed=0):
     z, x, y = data["z"], data["x"], data["y"]
     ols = cov(x, y) / cov(x, x)
     wald = cov(z, y) / cov(z, x)
-    tsls, tsls_se = two_stage_least_squares(z, x, y)
+    tsls, tsls_se = astuple(iv_slope(data, "z", "x", "y"))
     simulated = cp.causal.ate(scm, "x", "y", n=n)
 
     say(f"from {n} observational samples of z, x, y:")

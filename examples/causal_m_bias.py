@@ -18,15 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 import causalppl as cp
-
-
-def slope(y, *columns):
-    """The coefficient of the first column in least squares of y on [1, columns...]."""
-    design = torch.stack([torch.ones_like(y), *columns], -1).double()
-    return float(torch.linalg.lstsq(design, y.double().unsqueeze(-1)).solution[1, 0])
+from causalppl.causal.estimate import adjusted_slope
 
 
 def main(n=20_000, quiet=False, seed=0):
@@ -41,8 +34,8 @@ def main(n=20_000, quiet=False, seed=0):
         say(f"  adjust for {name:7} {check}")
 
     data = scm.sample(n)
-    x, y, m, a = data["x"], data["y"], data["m"], data["a"]
-    estimates = {"{}": slope(y, x), "{m}": slope(y, x, m), "{m, a}": slope(y, x, m, a)}
+    estimates = {name: adjusted_slope(data, "x", "y", adjustment).value
+                 for name, adjustment in (("{}", ()), ("{m}", ("m",)), ("{m, a}", ("m", "a")))}
     simulated = cp.causal.ate(scm, "x", "y", n=n)
     say(f"from {n} observational samples, the x coefficient adjusting for:")
     for name, value in estimates.items():

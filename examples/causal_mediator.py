@@ -18,15 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 import causalppl as cp
-
-
-def slope(y, *columns):
-    """The coefficient of the first column in least squares of y on [1, columns...]."""
-    design = torch.stack([torch.ones_like(y), *columns], -1).double()
-    return float(torch.linalg.lstsq(design, y.double().unsqueeze(-1)).solution[1, 0])
+from causalppl.causal.estimate import adjusted_slope
 
 
 def main(n=20_000, quiet=False, seed=0):
@@ -39,8 +32,8 @@ def main(n=20_000, quiet=False, seed=0):
     say(f"  adjust for {{c, m}}: {with_m}")
 
     data = scm.sample(n)
-    x, y, m, c = data["x"], data["y"], data["m"], data["c"]
-    estimates = {"none": slope(y, x), "c": slope(y, x, c), "c_m": slope(y, x, c, m)}
+    estimates = {name: adjusted_slope(data, "x", "y", adjustment).value
+                 for name, adjustment in (("none", ()), ("c", ("c",)), ("c_m", ("c", "m")))}
     total = cp.causal.ate(scm, "x", "y", n=n)
     # Controlled direct effect: hold the mediator fixed by intervening on it too.
     direct = cp.causal.ate(scm.do(m=0.0), "x", "y", n=n)

@@ -1,6 +1,7 @@
 """Causal queries over SCMs: effects, counterfactuals, identification, fitting."""
 
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
+from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
 from causalppl.causal.identify import (
     Check,
     Identification,
@@ -25,7 +26,7 @@ from causalppl.causal.queries import (
 )
 
 __all__ = [
-    "CategoricalTable", "Check", "CounterfactualError", "LinearGaussian", "Logistic", "MLPGaussian",
+    "CategoricalTable", "Check", "Estimate", "adjusted_slope", "iv_slope", "CounterfactualError", "LinearGaussian", "Logistic", "MLPGaussian",
     "from_graph", "CounterfactualResult", "EffectResult", "Identification",
     "QueryResult", "Summary", "association", "ate", "backdoor_sets", "check_backdoor",
     "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "frontdoor_sets",
