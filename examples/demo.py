@@ -77,7 +77,7 @@ def main(out_dir="out", quick=False):
     truth = scm.sample(10_000)
     cp.clear_param_store()
     learned = cp.SCM.from_graph(scm.graph, data=truth)
-    learned.fit(data=truth, steps=300 if quick else 1500, lr=0.05, progress=False)
+    learned.fit(data=truth, steps=800 if quick else 1500, lr=0.05, progress=False)
     store = cp.get_param_store()
     for name, value in store.items():
         if name.endswith("weight"):

@@ -298,7 +298,7 @@ HOSTILE = [
     ("  \n ", "the expression is empty", None),
     ("x" * 10_001, "longer than 10000 characters", None),
     ("-" * 5_000 + "1", "nested too deeply", None),
-    ("exp(" * 150 + "x" + ")" * 150, "nested more than 100 levels", None),
+    ("exp(" * 150 + "x" + ")" * 150, "nested too deeply (more than 100 levels)", None),
     ("x\0", "null bytes", None),
 ]
 

@@ -189,7 +189,7 @@ class _Compiler:
     def compile(self, node, tuples=False, lists=False):
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.error(node, f"expression is nested more than {MAX_DEPTH} levels deep")
+            raise self.error(node, f"expression is nested too deeply (more than {MAX_DEPTH} levels)")
         try:
             return self._compile(node, tuples, lists)
         finally:
