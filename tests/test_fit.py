@@ -183,7 +183,7 @@ def test_fit_on_cuda(confounded):
     result = confounded.condition(x=1.0).fit(steps=1000, lr=0.02, device="cuda", progress=False)
     assert all(value.device.type == "cuda" for value in result.params.values())
     draws = result.sample(2000)
-    assert draws["z"].device.type == "cuda"
+    assert all(value.device.type == "cuda" for value in draws.values())  # observed x too
     assert abs(float(draws["z"].mean()) - 0.5) < 0.15
     data = {name: value.cuda() for name, value in regression_data().items()}
     cp.clear_param_store()

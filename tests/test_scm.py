@@ -413,3 +413,12 @@ def test_dataframe_conditions_rows():
 def test_repr_names_surgery():
     text = repr(cp.graphs.load("scale").do(weight=9.0))
     assert "weight" in text and "do=['weight']" in text
+
+
+def test_to_moves_observed_and_intervened_values_and_leaves_the_original():
+    scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)").add("y", "Normal(x, 1)")
+    surgered = scm.do(x=1.0).condition(y=2.0)
+    moved = surgered.to(torch.float64)
+    assert moved.observed["y"].dtype == torch.float64 and moved.interventions["x"].dtype == torch.float64
+    assert surgered.observed["y"].dtype == torch.float32
+    assert moved.nodes == surgered.nodes and moved.parents("x") == ()

@@ -168,6 +168,8 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
                     for name, value in table_to_tensors(data).items()}
         inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
                   for name, value in inputs.items()}
+        if device is not None:
+            scm = scm.to(device)
         model = _DataModel(scm, data, subsample_size, inputs)
         if not model.observed:
             raise ValueError("nothing to fit: give data or condition the SCM on observed values first")

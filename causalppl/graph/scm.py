@@ -238,6 +238,13 @@ class SCM:
         new._cache = {}
         return new
 
+    def to(self, device):
+        """A new SCM with observed and intervened values moved by ``Tensor.to(device)``."""
+        new = self._copy()
+        new._observed = {name: value.to(device) for name, value in self._observed.items()}
+        new._interventions = {name: value.to(device) for name, value in self._interventions.items()}
+        return new
+
     def do(self, **values):
         """A new SCM with each named node fixed to its value and its incoming edges cut.
 
