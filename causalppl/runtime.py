@@ -247,6 +247,10 @@ class plate(Messenger):
     ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
     >>> tuple(x.shape), tuple(idx.shape)
     ((10,), (10,))
+
+    Iterating, ``for i in plate(name, size):``, is the sequential form: each
+    step's sites are independent of the others' and rescaled likewise, but
+    nothing is broadcast (Pyro's sequential plate).
     """
 
     def __init__(self, name, size=None, subsample_size=None, dim=None, subsample=None, device=None):
@@ -277,8 +281,10 @@ class plate(Messenger):
         self.indices = None
 
     def __enter__(self):
-        taken = {h.dim for h in HANDLER_STACK if isinstance(h, plate)}
-        if self.dim is None:
+        taken = {h.dim for h in HANDLER_STACK if isinstance(h, plate) and not h._sequential}
+        if self._sequential:
+            pass  # a sequential plate broadcasts nothing, so it takes no dim
+        elif self.dim is None:
             self.dim = -1
             while self.dim in taken:
                 self.dim -= 1
@@ -297,12 +303,24 @@ class plate(Messenger):
         super().__enter__()
         return self.indices
 
+    def __iter__(self):
+        self._sequential = True
+        try:
+            with self as indices:
+                yield from indices.tolist()
+        finally:
+            self._sequential = False
+
+    _sequential = False
+
     def process_message(self, msg):
         if msg["type"] != "sample" or msg["infer"].get("_deterministic"):
             return
         msg["cond_indep_stack"] = msg["cond_indep_stack"] + (self.frame,)
         if self._scale != 1.0:
             msg["scale"] = msg["scale"] * self._scale
+        if self._sequential:
+            return
         batch_shape = msg["fn"].batch_shape
         dim, size = self.dim, self.subsample_size
         if len(batch_shape) >= -dim and batch_shape[dim] == size:

@@ -255,3 +255,33 @@ def test_stack_is_restored_after_an_exception():
             cp.handlers.scale(scale=2.0).__enter__()
             raise RuntimeError("inner")
     assert runtime.HANDLER_STACK == []
+
+
+def test_sequential_plate_iterates_rescales_and_broadcasts_nothing():
+    data = torch.tensor([0.5, -1.0, 2.0, 0.0])
+
+    def model():
+        for i in cp.plate("rows", 4, subsample_size=2):
+            cp.sample(f"x_{i}", cp.dist.Normal(0.0, 1.0), obs=data[i])
+
+    tr = cp.handlers.trace(model).get_trace()
+    sites = [site for site in tr.nodes.values() if site["type"] == "sample"]
+    assert len(sites) == 2
+    for site in sites:
+        assert site["fn"].batch_shape == ()
+        assert site["scale"] == pytest.approx(2.0)
+        assert [(f.name, f.dim) for f in site["cond_indep_stack"]] == [("rows", None)]
+    expected = sum(2.0 * torch.distributions.Normal(0.0, 1.0).log_prob(s["value"]) for s in sites)
+    assert torch.allclose(tr.log_prob_sum(), expected)
+    assert not cp.runtime.HANDLER_STACK  # the plate left the stack when the loop ended
+
+
+def test_a_vectorised_plate_inside_a_sequential_one_takes_dim_minus_one():
+    def model():
+        for _ in cp.plate("groups", 2):
+            with cp.plate("rows", 3):
+                return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+
+    tr = cp.handlers.trace(model).get_trace()
+    assert tr.nodes["x"]["value"].shape == (3,)
+    assert [f.dim for f in tr.nodes["x"]["cond_indep_stack"]] == [-1, None]

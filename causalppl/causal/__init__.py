@@ -26,9 +26,9 @@ from causalppl.causal.queries import (
 )
 
 __all__ = [
-    "CategoricalTable", "Check", "Estimate", "adjusted_slope", "iv_slope", "CounterfactualError", "LinearGaussian", "Logistic", "MLPGaussian",
-    "from_graph", "CounterfactualResult", "EffectResult", "Identification",
-    "QueryResult", "Summary", "association", "ate", "backdoor_sets", "check_backdoor",
-    "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "frontdoor_sets",
-    "identify", "instruments", "interventional", "posterior_samples",
+    "CategoricalTable", "Check", "CounterfactualError", "CounterfactualResult", "EffectResult",
+    "Estimate", "Identification", "LinearGaussian", "Logistic", "MLPGaussian", "QueryResult",
+    "Summary", "adjusted_slope", "association", "ate", "backdoor_sets", "check_backdoor",
+    "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "from_graph",
+    "frontdoor_sets", "identify", "instruments", "interventional", "iv_slope", "posterior_samples",
 ]
