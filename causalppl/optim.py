@@ -66,6 +66,8 @@ class PyroOptim:
     def __call__(self, params):
         """Take one step on ``params`` (an iterable of leaf tensors with gradients)."""
         params = list(params)
+        if not params:
+            return  # nothing to learn this step (e.g. a fully observed model without params)
         self._add(params)
         if self.clip_args:
             torch.nn.utils.clip_grad_norm_(params, **self.clip_args)

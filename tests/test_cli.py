@@ -217,3 +217,12 @@ def test_usage_errors_exit_2(capsys, argv, message):
     assert message in last
     assert "Traceback" not in err
 
+
+
+def test_fit_with_the_files_own_mechanisms_and_nothing_latent(tmp_path, capsys):
+    data = tmp_path / "full.csv"
+    assert cli.main(["sample", "confounded", "-n", "200", "-o", str(data)]) == 0
+    out = tmp_path / "params.pt"
+    assert cli.main(["fit", "confounded", str(data), "-o", str(out), "--mechanisms", "given", "--steps", "5"]) == 0
+    assert out.exists()
+    assert "final loss" in capsys.readouterr().out
