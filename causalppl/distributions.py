@@ -1,7 +1,7 @@
 """``torch.distributions`` re-exported, plus :class:`Delta` and :class:`Unit`.
 
->>> import causalppl as cp
->>> cp.dist.Normal(0.0, 1.0).log_prob(cp.dist.Delta(cp.as_tensor(0.0)).sample())
+>>> import torch, causalppl as cp
+>>> cp.dist.Normal(0.0, 1.0).log_prob(cp.dist.Delta(torch.tensor(0.0)).sample())
 tensor(-0.9189)
 """
 

@@ -191,8 +191,9 @@ def param(name, init=None, constraint=torch.distributions.constraints.real):
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
-    >>> cp.param("b", torch.tensor(2.0), constraint=cp.constraints.positive)
-    tensor(2.0000, grad_fn=<ExpBackward0>)
+    >>> b = cp.param("b", torch.tensor(2.0), constraint=cp.constraints.positive)
+    >>> round(b.item(), 4), b.unconstrained().requires_grad
+    (2.0, True)
     """
     if not HANDLER_STACK:
         return get_param_store().get_param(name, init, constraint)

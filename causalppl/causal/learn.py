@@ -12,7 +12,7 @@ bias are latent sample sites instead, drawn once per model run by
 >>> from causalppl.causal.learn import from_graph
 >>> data = {"x": torch.randn(100), "y": torch.randn(100)}
 >>> scm = from_graph([("x", "y")], data)
->>> scm.mechanism("y").text
+>>> scm.mechanism("y").fn.text
 'LinearGaussian(x)'
 """
 
@@ -363,7 +363,7 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     >>> import torch
     >>> data = {"t": torch.tensor([0, 1, 1, 0]), "y": torch.randn(4)}
     >>> scm = from_graph([("t", "y")], data)
-    >>> [scm.mechanism(n).text for n in scm.nodes]
+    >>> [scm.mechanism(n).fn.text for n in scm.nodes]
     ['Logistic()', 'LinearGaussian(t)']
     """
     graph = _as_graph(G)

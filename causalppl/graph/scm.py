@@ -80,7 +80,7 @@ class SCM:
         """An SCM over ``graph`` with learnable mechanisms; see :func:`causalppl.causal.learn.from_graph`.
 
         >>> import causalppl as cp
-        >>> cp.SCM.from_graph([("x", "y")]).mechanism("y").text
+        >>> cp.SCM.from_graph([("x", "y")]).mechanism("y").fn.text
         'LinearGaussian(x)'
         """
         from causalppl.causal.learn import from_graph  # the graph layer must not import causal/ eagerly
