@@ -211,3 +211,23 @@ def test_infinite_observation_at_a_later_step_names_it():
     svi.step(torch.tensor(1.0))
     with pytest.raises(NonFiniteLossError, match=r"step 3\b.*model site 'x'"):
         svi.step(torch.tensor(float("inf")))
+
+
+def test_mismatched_model_and_guide_warn_once_naming_the_sites():
+    def model():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("u", cp.dist.Normal(0.0, 1.0))
+
+    def guide():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("extra", cp.dist.Normal(0.0, 1.0))
+
+    elbo = cp.infer.Trace_ELBO()
+    with pytest.warns(UserWarning) as record:
+        elbo.loss(model, guide)
+    messages = [str(w.message) for w in record]
+    assert any("'extra', which the model does not have" in m for m in messages)
+    assert any("latent site 'u', which the guide does not" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        elbo.loss(model, guide)  # checked once: no second round of warnings

@@ -42,6 +42,22 @@ def first_nonfinite_site(*traces):
     return None
 
 
+def _check_match(model_trace, guide_trace):
+    """Warn (as Pyro does) where model and guide disagree on the latent sites."""
+    for name in guide_trace.stochastic_nodes:
+        if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
+            continue  # e.g. an autoguide's joint latent: the guide's own business
+        if name not in model_trace.nodes:
+            warnings.warn(f"guide samples site '{name}', which the model does not have", stacklevel=5)
+    for name in model_trace.stochastic_nodes:
+        if name not in guide_trace.nodes:
+            warnings.warn(
+                f"model samples latent site '{name}', which the guide does not; it is drawn from its "
+                "prior and scored, so the loss is not an ELBO (guide it, or hide it with block)",
+                stacklevel=5,
+            )
+
+
 class ELBO:
     """Shared machinery: running model and guide, particles, the float losses."""
 
@@ -52,19 +68,16 @@ class ELBO:
         self.vectorize_particles = vectorize_particles
         self.max_plate_nesting = max_plate_nesting
         self.last_traces = None
-        self._warned_guide_only = set()
+        self._checked = False
 
     # -- running model and guide -------------------------------------------
 
     def _run(self, model, guide, args, kwargs):
         guide_trace = trace(guide).get_trace(*args, **kwargs)
         model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        for name in guide_trace.stochastic_nodes:
-            if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
-                continue  # e.g. an autoguide's joint latent: the guide's own business
-            if name not in model_trace.nodes and name not in self._warned_guide_only:
-                self._warned_guide_only.add(name)
-                warnings.warn(f"guide samples site '{name}', which the model does not have", stacklevel=4)
+        if not self._checked:  # the structure is checked once, on the first run
+            self._checked = True
+            _check_match(model_trace, guide_trace)
         self.last_traces = (("model", model_trace), ("guide", guide_trace))
         return model_trace, guide_trace
 
