@@ -171,3 +171,10 @@ def test_unknown_nodes_raise_key_error_naming_them(confounded):
 def test_treatment_equal_to_outcome_is_an_error(confounded):
     with pytest.raises(ValueError, match="treatment and outcome are both 'x'"):
         ate(confounded, "x", "x")
+
+
+def test_likelihood_weighting_refuses_shared_bayesian_weights():
+    data = {"x": torch.randn(50), "y": torch.randn(50)}
+    scm = cp.SCM.from_graph([("x", "y")], data=data, bayesian=True)
+    with pytest.raises(ValueError, match="'y' have Bayesian mechanisms"):
+        cp.causal.interventional(scm, evidence={"y": 1.0}, n=10)

@@ -38,6 +38,13 @@ def _log_weights(tr, n):
 
 def weighted_samples(scm, num_samples, **inputs):
     """(samples dict, normalised log weights) by likelihood weighting over ``num_samples`` rows."""
+    shared = [node for node, mechanism in scm.model.mechanisms.items() if mechanism.prepare is not None]
+    if shared:
+        raise ValueError(
+            f"node(s) {', '.join(map(repr, shared))} have Bayesian mechanisms whose weights are drawn "
+            "once per run and shared by every row, so likelihood weighting over rows cannot weigh them; "
+            "fit the SCM by SVI (scm.fit) and sample the fitted result instead"
+        )
     with torch.no_grad(), trace() as tr:
         values = scm.model(n=num_samples, **inputs)
     log_weights = _log_weights(tr.trace, num_samples)
