@@ -115,6 +115,9 @@ def test_minibatches_with_a_latent_node_per_row(confounded):
     assert locs.shape == (300,)
     assert float((locs - exact).abs().mean()) < 0.1
     assert float(result.params["AutoNormal.scales.z"].mean()) == pytest.approx(1 / math.sqrt(11), abs=0.08)
+    draws = result.sample(400)  # every row, although the fit saw 50 at a time
+    assert draws["z"].shape == (400, 300) and draws["x"].shape == (400, 300)
+    assert float((draws["z"].mean(0) - exact).abs().mean()) < 0.15
 
 
 # -- guides ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -108,7 +109,12 @@ class FitResult:
 
 
 def posterior_draws(model, guide, n):
-    """Run guide then model (replaying the guide) ``n`` times in one vectorised plate."""
+    """Run guide then model (replaying the guide) ``n`` times in one vectorised plate.
+
+    Every row is drawn, also after a minibatch fit.
+    """
+    if model.subsample_size is not None:
+        model, guide = model.all_rows(), _all_rows(guide)
     guide_trace = trace(guide).get_trace()
     nesting = max((len(s["cond_indep_stack"]) for s in guide_trace.nodes.values()
                    if s["type"] == "sample"), default=0)
@@ -121,10 +127,21 @@ def posterior_draws(model, guide, n):
             for node, value in values.items()}
 
 
+def _all_rows(guide):
+    """An autoguide that draws every row of the plates it subsampled during the fit."""
+    subsampled = [f for f in getattr(guide, "_frames", {}).values() if f.subsample_size < f.size]
+    if not subsampled:
+        return guide
+    full = copy.copy(guide)
+    full.create_plates = lambda *args, **kwargs: [plate(f.name, f.size) for f in subsampled]
+    return full
+
+
 class _DataModel:
     """``scm.model`` bound to data, inputs and minibatch size: a zero-argument model."""
 
     def __init__(self, scm, data, subsample_size, inputs):
+        self.scm = scm
         self.lowered = scm.model
         self.data = data
         self.subsample_size = subsample_size
@@ -133,6 +150,10 @@ class _DataModel:
 
     def __call__(self):
         return self.lowered(data=self.data, subsample_size=self.subsample_size, **self.inputs)
+
+    def all_rows(self):
+        """The same model without minibatches."""
+        return _DataModel(self.scm, self.data, None, self.inputs)
 
 
 def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsample_size=None,
