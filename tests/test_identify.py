@@ -413,7 +413,7 @@ def test_failing_checks_name_an_open_path(seed):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_open_path_agrees_with_networkx(seed):
-    from causalppl.causal.identify import _is_collider, _open_path
+    from causalppl.causal.separators import _is_collider, open_path
 
     rng = random.Random(2000 + seed)
     G = random_dag(rng, 12, rng.choice([0.15, 0.3, 0.5]))
@@ -423,7 +423,7 @@ def test_open_path_agrees_with_networkx(seed):
         if rng.random() < 0.3 and len(Z) > 1:
             X.add(Z.pop())
         cut = set(rng.sample(range(12), rng.randint(0, 3)))
-        path = _open_path(G, X, Y, Z, cut=cut)
+        path = open_path(G, X, Y, Z, cut=cut)
         G_cut = G.copy()
         G_cut.remove_edges_from(list(G.out_edges(cut)))
         if nx.is_d_separator(G_cut, X, Y, Z):

@@ -24,6 +24,23 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from causalppl.causal.separators import (
+    ALL_SETS_LIMIT,
+    SearchTooLarge,
+    all_separators,
+    cut_out_edges,
+    descendants_of,
+    fmt_nodes,
+    fmt_path,
+    fmt_set,
+    minimal_vertex_separators,
+    open_path,
+    open_path_reason,
+    separator_graph,
+    set_key,
+    sorted_nodes,
+)
+
 __all__ = [
     "Check",
     "Identification",
@@ -37,8 +54,6 @@ __all__ = [
     "instruments",
 ]
 
-# minimal=False lists every valid subset of the candidates: 2**15 at most.
-_ALL_SETS_LIMIT = 15
 # backdoor_sets gives up beyond this many minimal sets; identify lists fewer.
 _MAX_SETS = 5000
 _REPORT_SETS = 50
@@ -166,23 +181,23 @@ def check_backdoor(graph, treatment, outcome, adjustment, latent=()) -> Check:
     _require_disjoint(("treatment", X), ("outcome", Y), ("adjustment set", Z))
     hidden = _latent(G, latent)
 
-    latent_in = _sorted(Z & hidden)
+    latent_in = sorted_nodes(Z & hidden)
     if latent_in:
-        return Check(False, f"{_fmt_set(Z)} contains {latent_in[0]!r}, which is "
+        return Check(False, f"{fmt_set(Z)} contains {latent_in[0]!r}, which is "
                             "latent (unobserved) and cannot be adjusted for")
-    for x in _sorted(X):
+    for x in sorted_nodes(X):
         below = nx.descendants(G, x)
-        for z in _sorted(Z):
+        for z in sorted_nodes(Z):
             if z in below:
-                return Check(False, f"{_fmt_set(Z)} contains {z!r}, "
+                return Check(False, f"{fmt_set(Z)} contains {z!r}, "
                                     f"a descendant of treatment {x!r}")
-    Gx = _cut_out_edges(G, X)
+    Gx = cut_out_edges(G, X)
     if nx.is_d_separator(Gx, X, Y, Z):
-        return Check(True, f"{_fmt_set(Z)} contains no descendant of treatment "
-                           f"{_fmt_nodes(X)} and blocks every backdoor path from "
-                           f"{_fmt_nodes(X)} to {_fmt_nodes(Y)}")
-    reason = _open_path_reason(Gx, X, Y, Z, "backdoor path")
-    allowed = set(G) - X - Y - hidden - _descendants(G, X)
+        return Check(True, f"{fmt_set(Z)} contains no descendant of treatment "
+                           f"{fmt_nodes(X)} and blocks every backdoor path from "
+                           f"{fmt_nodes(X)} to {fmt_nodes(Y)}")
+    reason = open_path_reason(Gx, X, Y, Z, "backdoor path")
+    allowed = set(G) - X - Y - hidden - descendants_of(G, X)
     better = nx.find_minimal_d_separator(Gx, X, Y, restricted=allowed)
     if better is None:
         reason += ("; no set of observed non-descendants of the treatment "
@@ -190,7 +205,7 @@ def check_backdoor(graph, treatment, outcome, adjustment, latent=()) -> Check:
     elif not better:
         reason += "; the empty set {} would block every backdoor path"
     else:
-        reason += f"; {_fmt_set(better)} would block every backdoor path"
+        reason += f"; {fmt_set(better)} would block every backdoor path"
     return Check(False, reason)
 
 
@@ -245,16 +260,16 @@ def backdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[fr
     _require_disjoint(("treatment", X), ("outcome", Y))
     hidden = _latent(G, latent)
     if not minimal:
-        Gx = _cut_out_edges(G, X)
-        allowed = set(G) - X - Y - hidden - _descendants(G, X)
-        return sorted(_all_separators(Gx, X, Y, allowed), key=_set_key)
+        Gx = cut_out_edges(G, X)
+        allowed = set(G) - X - Y - hidden - descendants_of(G, X)
+        return sorted(all_separators(Gx, X, Y, allowed), key=set_key)
     found, complete = _list_backdoor(G, X, Y, hidden, _MAX_SETS)
     if not complete:
-        raise _SearchTooLarge(
+        raise SearchTooLarge(
             f"there are more than {_MAX_SETS} minimal backdoor sets for "
-            f"{_fmt_nodes(X)} -> {_fmt_nodes(Y)}; identify() lists a few of "
+            f"{fmt_nodes(X)} -> {fmt_nodes(Y)}; identify() lists a few of "
             "them, and check_backdoor tests a given set")
-    return sorted(found, key=_set_key)
+    return sorted(found, key=set_key)
 
 
 # ---------------------------------------------------------------------------
@@ -368,7 +383,7 @@ def frontdoor_sets(graph, treatment, outcome, latent=(), minimal=True) -> list[f
     hidden = _latent(G, latent)
     found, complete = _list_frontdoor(G, x, y, hidden, minimal, _FRONTDOOR_STATES)
     if not complete:
-        raise _SearchTooLarge(
+        raise SearchTooLarge(
             f"frontdoor_sets gave up after trying {_FRONTDOOR_STATES} sets for "
             f"{x!r} -> {y!r}; test a given set with check_frontdoor instead")
     return found
@@ -469,7 +484,7 @@ def instruments(graph, treatment, outcome, latent=()) -> list:
     y = _one_node(G, outcome, "outcome")
     _require_disjoint(("treatment", {x}), ("outcome", {y}))
     hidden = _latent(G, latent)
-    return [z for z in _sorted(set(G) - {x, y} - hidden)
+    return [z for z in sorted_nodes(set(G) - {x, y} - hidden)
             if _instrument(G, z, x, y, frozenset(), hidden)]
 
 
@@ -515,12 +530,12 @@ class Identification:
         if self.backdoor:
             if not self.backdoor[0]:
                 return f"{lhs} = P({y} | {x})"
-            zs = ", ".join(str(n) for n in _sorted(self.backdoor[0]))
+            zs = ", ".join(str(n) for n in sorted_nodes(self.backdoor[0]))
             return f"{lhs} = sum_{{{zs}}} P({y} | {x}, {zs}) P({zs})"
         if self.frontdoor:
             if not self.frontdoor[0]:
                 return f"{lhs} = P({y})"
-            ms = ", ".join(str(n) for n in _sorted(self.frontdoor[0]))
+            ms = ", ".join(str(n) for n in sorted_nodes(self.frontdoor[0]))
             return (f"{lhs} = sum_{{{ms}}} P({ms} | {x}) "
                     f"sum_{{{x}'}} P({y} | {x}', {ms}) P({x}')")
         return "not identifiable by backdoor/frontdoor adjustment"
@@ -530,12 +545,12 @@ class Identification:
         if self.backdoor == [frozenset()]:
             return "no adjustment needed: the empty set {} blocks every backdoor path"
         if self.backdoor:
-            return f"backdoor adjustment for {_fmt_set(self.backdoor[0])}"
+            return f"backdoor adjustment for {fmt_set(self.backdoor[0])}"
         if self.frontdoor == [frozenset()]:
             return (f"none needed: there is no directed path from {self.treatment!r} "
                     f"to {self.outcome!r}")
         if self.frontdoor:
-            return f"frontdoor adjustment through {_fmt_set(self.frontdoor[0])}"
+            return f"frontdoor adjustment through {fmt_set(self.frontdoor[0])}"
         if self.instruments:
             return ("none by adjustment; the instruments identify the effect "
                     "only under extra assumptions (e.g. a linear model)")
@@ -543,7 +558,7 @@ class Identification:
 
     def __str__(self) -> str:
         def sets(found):
-            return ", ".join(_fmt_set(s) for s in found) or "none"
+            return ", ".join(fmt_set(s) for s in found) or "none"
 
         verdict = "identifiable" if self.identifiable else "not identifiable"
         return "\n".join([
@@ -618,7 +633,7 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
     return Identification(
         treatment=x,
         outcome=y,
-        backdoor=sorted(backdoor, key=_set_key),
+        backdoor=sorted(backdoor, key=set_key),
         frontdoor=frontdoor,
         instruments=instruments(G, x, y, latent=latent),
         notes=notes,
@@ -630,28 +645,28 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
 
 
 def _frontdoor(G, x, y, M, hidden) -> Check:
-    latent_in = _sorted(M & hidden)
+    latent_in = sorted_nodes(M & hidden)
     if latent_in:
-        return Check(False, f"{_fmt_set(M)} contains {latent_in[0]!r}, which is "
+        return Check(False, f"{fmt_set(M)} contains {latent_in[0]!r}, which is "
                             "latent (unobserved)")
     rest = G.subgraph(set(G) - M)
     if nx.has_path(rest, x, y):  # (i)
         path = nx.shortest_path(rest, x, y)
-        return Check(False, f"directed path {_fmt_path(G, path)} from treatment "
-                            f"{x!r} to outcome {y!r} does not pass through {_fmt_set(M)}")
+        return Check(False, f"directed path {fmt_path(G, path)} from treatment "
+                            f"{x!r} to outcome {y!r} does not pass through {fmt_set(M)}")
     if not M:
         return Check(True, f"there is no directed path from {x!r} to {y!r}, "
                            f"so P({y} | do({x})) = P({y})")
-    Gx = _cut_out_edges(G, {x})
+    Gx = cut_out_edges(G, {x})
     if not nx.is_d_separator(Gx, {x}, M, set()):  # (ii)
-        reason = _open_path_reason(Gx, {x}, M, set(), "backdoor path")
+        reason = open_path_reason(Gx, {x}, M, set(), "backdoor path")
         return Check(False, f"{reason} (from treatment {x!r} to the mediators)")
-    Gm = _cut_out_edges(G, M)
+    Gm = cut_out_edges(G, M)
     if not nx.is_d_separator(Gm, M, {y}, {x}):  # (iii)
-        reason = _open_path_reason(Gm, M, {y}, {x}, "backdoor path")
+        reason = open_path_reason(Gm, M, {y}, {x}, "backdoor path")
         return Check(False, f"{reason}: treatment {x!r} does not block it "
                             f"(from the mediators to outcome {y!r})")
-    return Check(True, f"{_fmt_set(M)} intercepts every directed path from {x!r} "
+    return Check(True, f"{fmt_set(M)} intercepts every directed path from {x!r} "
                        f"to {y!r}, has no open backdoor path from {x!r}, and "
                        f"{x!r} blocks every backdoor path from it to {y!r}")
 
@@ -669,21 +684,21 @@ def _frontdoor_pool(G, x, y, pool):
     """
     pool = set(pool)
     while pool:
-        cut = _cut_out_edges(G, pool)
+        cut = cut_out_edges(G, pool)
         failing = {m for m in pool if not nx.is_d_separator(cut, {m}, {y}, {x})}
         if not failing:
             break
         pool -= failing
-    return _sorted(pool)
+    return sorted_nodes(pool)
 
 
 def _list_frontdoor(G, x, y, hidden, minimal, max_tries):
     """Frontdoor sets for x -> y: (sets, complete); see `frontdoor_sets`."""
     if minimal and _directed_path(G, x, y, ()) is None:
         return [frozenset()], True  # no directed path: {} is the one minimal set
-    Gx = _cut_out_edges(G, {x})
+    Gx = cut_out_edges(G, {x})
     # Condition (ii) holds for a set iff it holds for each member.
-    pool = [n for n in _sorted(set(G) - {x, y} - hidden)
+    pool = [n for n in sorted_nodes(set(G) - {x, y} - hidden)
             if nx.is_d_separator(Gx, {x}, {n}, set())]
     pool = _frontdoor_pool(G, x, y, pool)
     # Condition (i) only gets easier as a set grows.
@@ -695,11 +710,11 @@ def _list_frontdoor(G, x, y, hidden, minimal, max_tries):
         above = nx.ancestors(G, y)
         found, complete = _minimal_frontdoor_sets(
             G, x, y, [n for n in pool if n in above], max_tries)
-        return sorted(found, key=_set_key), complete
-    if len(pool) > _ALL_SETS_LIMIT:
-        raise _SearchTooLarge(
+        return sorted(found, key=set_key), complete
+    if len(pool) > ALL_SETS_LIMIT:
+        raise SearchTooLarge(
             f"minimal=False would list subsets of {len(pool)} candidate nodes "
-            f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
+            f"(more than {ALL_SETS_LIMIT}); use minimal=True")
     found = [M for k in range(len(pool) + 1)
              for M in map(frozenset, itertools.combinations(pool, k))
              if _frontdoor_violation(G, x, y, M, frozenset(pool)) is None]
@@ -728,7 +743,7 @@ def _minimal_frontdoor_sets(G, x, y, pool, max_tries):
             if options is None:
                 found.append(M)
                 continue
-            for n in _sorted(options):
+            for n in sorted_nodes(options):
                 bigger = M | {n}
                 if bigger not in seen:
                     seen.add(bigger)
@@ -746,8 +761,8 @@ def _frontdoor_violation(G, x, y, M, pool):
     path = _directed_path(G, x, y, M)
     if path is not None:
         return pool.intersection(path[1:-1])
-    for m in _sorted(M):
-        path = _open_path(G, {m}, {y}, {x}, cut=M)
+    for m in sorted_nodes(M):
+        path = open_path(G, {m}, {y}, {x}, cut=M)
         if path is not None:
             # colliders on an open path are ancestors of x, never in the pool
             return pool.intersection(path[1:-1]) - M
@@ -775,29 +790,29 @@ def _directed_path(G, x, y, M):
 def _instrument(G, z, x, y, W, hidden) -> Check:
     if z in hidden:
         return Check(False, f"instrument {z!r} is latent (unobserved)")
-    latent_in = _sorted(W & hidden)
+    latent_in = sorted_nodes(W & hidden)
     if latent_in:
-        return Check(False, f"conditioning set {_fmt_set(W)} contains "
+        return Check(False, f"conditioning set {fmt_set(W)} contains "
                             f"{latent_in[0]!r}, which is latent (unobserved)")
     for role, node in (("treatment", x), ("outcome", y)):
         below = nx.descendants(G, node)
-        for w in _sorted(W):
+        for w in sorted_nodes(W):
             if w in below:
-                return Check(False, f"conditioning set {_fmt_set(W)} contains "
+                return Check(False, f"conditioning set {fmt_set(W)} contains "
                                     f"{w!r}, a descendant of {role} {node!r}")
     if nx.is_d_separator(G, {z}, {x}, W):
         return Check(False, f"{z!r} is d-separated from treatment {x!r} given "
-                            f"{_fmt_set(W)}, so it is not relevant")
-    Gx = _cut_out_edges(G, {x})
+                            f"{fmt_set(W)}, so it is not relevant")
+    Gx = cut_out_edges(G, {x})
     if not nx.is_d_separator(Gx, {z}, {y}, W):
-        reason = _open_path_reason(Gx, {z}, {y}, W, "path")
+        reason = open_path_reason(Gx, {z}, {y}, W, "path")
         return Check(False, f"{reason}: it reaches outcome {y!r} other than "
                             f"through treatment {x!r}, violating exclusion")
-    relevant = _open_path(G, {z}, {x}, W)
-    via = f" ({_fmt_path(G, relevant)} is open)" if relevant else ""
+    relevant = open_path(G, {z}, {x}, W)
+    via = f" ({fmt_path(G, relevant)} is open)" if relevant else ""
     return Check(True, f"{z!r} is relevant to treatment {x!r}{via} and excluded: "
                        f"every path from {z!r} to outcome {y!r} is blocked given "
-                       f"{_fmt_set(W)} once the edges out of {x!r} are removed")
+                       f"{fmt_set(W)} once the edges out of {x!r} are removed")
 
 
 # ---------------------------------------------------------------------------
@@ -809,12 +824,12 @@ def _list_backdoor(G, X, Y, hidden, cap):
 
     When the listing stops early, a smallest set is among those returned.
     """
-    Gx = _cut_out_edges(G, X)
-    allowed = set(G) - X - Y - hidden - _descendants(G, X)
-    H, s, t = _separator_graph(Gx, X, Y, allowed)
+    Gx = cut_out_edges(G, X)
+    allowed = set(G) - X - Y - hidden - descendants_of(G, X)
+    H, s, t = separator_graph(Gx, X, Y, allowed)
     if H.has_edge(s, t):
         return [], True
-    found = list(itertools.islice(_minimal_vertex_separators(H, s, t), cap + 1))
+    found = list(itertools.islice(minimal_vertex_separators(H, s, t), cap + 1))
     if len(found) <= cap:
         return found, True
     found = found[:cap]
@@ -822,223 +837,6 @@ def _list_backdoor(G, X, Y, hidden, cap):
     if smallest not in found:
         found[-1] = smallest
     return found, False
-
-
-def _separator_graph(G, X, Y, allowed):
-    """An undirected graph whose minimal vertex separators between two
-    terminals s and t are the minimal sets within `allowed` that d-separate
-    X and Y in G: (H, s, t).
-
-    A minimal separator lies among the ancestors of X and Y, where
-    d-separation is separation in the moral graph (Lauritzen). Nodes outside
-    `allowed` can never block, so they are eliminated (their neighbours are
-    joined), and X and Y are merged into the terminals.
-    """
-    ancestral = set(X) | set(Y)
-    for n in X | Y:
-        ancestral |= nx.ancestors(G, n)
-    moral = nx.moral_graph(G.subgraph(ancestral))
-    s, t = _Terminal("treatment"), _Terminal("outcome")
-    terminal = {n: s for n in X} | {n: t for n in Y}
-    passable = ancestral - set(allowed) - X - Y
-
-    H = nx.Graph()
-    H.add_nodes_from([s, t])
-    H.add_nodes_from(n for n in ancestral if n in allowed and n not in terminal)
-    for u, v in moral.edges:
-        if u in passable or v in passable:
-            continue
-        a, b = terminal.get(u, u), terminal.get(v, v)
-        if a is not b:
-            H.add_edge(a, b)
-    for blob in nx.connected_components(moral.subgraph(passable)):
-        rim = {terminal.get(n, n) for b in blob for n in moral[b] if n not in passable}
-        H.add_edges_from(itertools.combinations(rim, 2))
-    return H, s, t
-
-
-def _minimal_vertex_separators(H, s, t):
-    """Yield every minimal s-t vertex separator of H (s, t not adjacent).
-
-    Kloks and Kratsch (1998): start from the separator closest to s; from
-    each separator S and each v in S not adjacent to t, the separator closest
-    to (component of s in H - S) + v is another one, and this reaches all.
-    """
-
-    def component(start, blocked):
-        seen, todo = {start}, [start]
-        while todo:
-            for w in H[todo.pop()]:
-                if w not in seen and w not in blocked:
-                    seen.add(w)
-                    todo.append(w)
-        return seen
-
-    def rim(nodes):
-        return frozenset(w for u in nodes for w in H[u] if w not in nodes)
-
-    def closest_to(side):
-        return rim(component(t, side | rim(side)))
-
-    first = closest_to({s})
-    found, todo = {first}, [first]
-    yield first
-    while todo:
-        S = todo.pop()
-        source_side = component(s, S)
-        for v in S:
-            if t in H[v]:
-                continue
-            nxt = closest_to(source_side | {v})
-            if nxt not in found:
-                found.add(nxt)
-                todo.append(nxt)
-                yield nxt
-
-
-def _all_separators(G, X, Y, allowed):
-    """All sets Z within `allowed` that d-separate X and Y in G.
-
-    Splits on one candidate at a time (in or out) and prunes a branch as
-    soon as networkx finds no separator between its bounds, so every leaf
-    reached is an answer.
-    """
-    if len(allowed) > _ALL_SETS_LIMIT:
-        raise _SearchTooLarge(
-            f"minimal=False would list subsets of {len(allowed)} candidate nodes "
-            f"(more than {_ALL_SETS_LIMIT}); use minimal=True")
-    found = []
-
-    def split(inside, undecided):
-        upper = inside | set(undecided)
-        if nx.find_minimal_d_separator(G, X, Y, included=inside, restricted=upper) is None:
-            return
-        if not undecided:
-            found.append(frozenset(inside))
-            return
-        split(inside | {undecided[0]}, undecided[1:])
-        split(inside, undecided[1:])
-
-    split(set(), _sorted(allowed))
-    return found
-
-
-class _SearchTooLarge(ValueError):
-    """A listing would have to try too many subsets."""
-
-
-class _Terminal:
-    """A stand-in node for a merged set of nodes (never equal to a user node)."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return f"<{self.name}>"
-
-
-# ---------------------------------------------------------------------------
-# paths and reasons
-
-
-def _open_path(G, X, Y, Z, cut=()):
-    """A path from a node of X to a node of Y that is open given Z, or None.
-
-    With `cut`, the edges out of those nodes count as removed.
-
-    Breadth-first search over (node, direction of arrival) finds a short
-    open walk (Bayes-ball rules, colliders open when in Z or an ancestor of
-    Z); cutting out the loops of that walk leaves an open path, because a
-    node the walk revisits is either a collider both times or, where it
-    turns into one, an ancestor of Z.
-    """
-    def parents(v):
-        return [p for p in G.pred[v] if p not in cut]
-
-    def children(v):
-        return [] if v in cut else list(G.succ[v])
-
-    opening, todo = set(Z), list(Z)  # Z and its ancestors
-    while todo:
-        for p in parents(todo.pop()):
-            if p not in opening:
-                opening.add(p)
-                todo.append(p)
-    start = [(x, "start") for x in _sorted(X)]
-    came_from = dict.fromkeys(start)
-    todo = deque(start)
-    end = None
-    while todo and end is None:
-        state = todo.popleft()
-        v, arrived = state
-        moves = []
-        if arrived != "down" and (arrived == "start" or v not in Z):
-            # reached from a child (or the start): on to parents and children
-            moves = [(p, "up") for p in parents(v)] + [(c, "down") for c in children(v)]
-        elif arrived == "down":
-            # reached from a parent: a chain to children, a collider to parents
-            if v not in Z:
-                moves += [(c, "down") for c in children(v)]
-            if v in opening:
-                moves += [(p, "up") for p in parents(v)]
-        for move in moves:
-            if move not in came_from:
-                came_from[move] = state
-                if move[0] in Y:
-                    end = move
-                    break
-                todo.append(move)
-    if end is None:
-        return None
-    walk = [end]
-    while came_from[walk[-1]] is not None:
-        walk.append(came_from[walk[-1]])
-    walk = [v for v, _ in reversed(walk)]
-    walk = walk[max(i for i, v in enumerate(walk) if v in X):]
-    path = []
-    for v in walk:  # cut loops: back to the first visit of v
-        if v in path:
-            del path[path.index(v) + 1:]
-        else:
-            path.append(v)
-    return path
-
-
-def _open_path_reason(G, X, Y, Z, kind):
-    """'<kind> a <- b -> c is open given {...}', naming colliders opened by Z."""
-    path = _open_path(G, X, Y, Z)
-    if path is None:
-        return (f"a {kind} from {_fmt_nodes(X)} to {_fmt_nodes(Y)} "
-                f"is open given {_fmt_set(Z)}")
-    notes = []
-    for a, n, b in zip(path, path[1:-1], path[2:], strict=False):
-        if not _is_collider(G, a, n, b):
-            continue
-        if n in Z:
-            notes.append(f"conditioning on collider {n!r} opens it")
-        else:
-            below = nx.descendants(G, n)
-            d = next(z for z in _sorted(Z) if z in below)
-            notes.append(f"conditioning on {d!r}, a descendant of collider {n!r}, opens it")
-    reason = f"{kind} {_fmt_path(G, path)} is open given {_fmt_set(Z)}"
-    return reason + "".join(f" ({note})" for note in notes)
-
-
-def _is_collider(G, a, n, b):
-    return G.has_edge(a, n) and G.has_edge(b, n)
-
-
-def _fmt_path(G, path):
-    parts = [str(path[0])]
-    for a, b in zip(path, path[1:], strict=False):
-        parts.append(f"-> {b}" if G.has_edge(a, b) else f"<- {b}")
-    return " ".join(parts)
-
-
-# ---------------------------------------------------------------------------
-# input checking and small helpers
 
 
 def _dag(graph):
@@ -1064,7 +862,7 @@ def _is_node(G, name):
 
 
 def _unknown(G, name, role):
-    known = _sorted(G)
+    known = sorted_nodes(G)
     shown = ", ".join(map(repr, known[:30])) + (", ..." if len(known) > 30 else "")
     return nx.NodeNotFound(f"{role} {name!r} is not a node of the graph; "
                            f"known nodes: {shown}")
@@ -1103,43 +901,5 @@ def _require_disjoint(*roles):
         if len(a) == len(b) == 1:
             raise ValueError(f"{name_a} and {name_b} are the same node "
                              f"{next(iter(common))!r}; they must differ")
-        raise ValueError(f"{name_a} {_fmt_set(a)} and {name_b} {_fmt_set(b)} "
-                         f"share {_fmt_set(common)}; they must be disjoint")
-
-
-def _cut_out_edges(G, nodes):
-    """A copy of G without the edges out of `nodes`."""
-    H = nx.DiGraph(G)
-    H.remove_edges_from(list(H.out_edges(nodes)))
-    return H
-
-
-def _descendants(G, nodes):
-    out = set()
-    for n in nodes:
-        out |= nx.descendants(G, n)
-    return out
-
-
-def _key(node):
-    # numbers in numeric order, everything else by name
-    if isinstance(node, (int, float)) and not isinstance(node, bool):
-        return (0, node, "")
-    return (1, str(node), repr(node))
-
-
-def _sorted(nodes):
-    return sorted(nodes, key=_key)
-
-
-def _set_key(nodes):
-    return (len(nodes), [_key(n) for n in _sorted(nodes)])
-
-
-def _fmt_set(nodes):
-    return "{" + ", ".join(repr(n) for n in _sorted(nodes)) + "}"
-
-
-def _fmt_nodes(nodes):
-    nodes = _sorted(nodes)
-    return repr(nodes[0]) if len(nodes) == 1 else _fmt_set(nodes)
+        raise ValueError(f"{name_a} {fmt_set(a)} and {name_b} {fmt_set(b)} "
+                         f"share {fmt_set(common)}; they must be disjoint")
