@@ -103,6 +103,13 @@ def test_sample_with_do_changes_the_intervened_column(capsys):
     assert len({row[header.index("z")] for row in rows}) == 20  # upstream of x: untouched
 
 
+def test_sample_with_do_and_an_input_the_do_cut(capsys):
+    status, out, err = run(capsys, "sample", "scale", "-n", 5, "--input", "guess=8.5", "--do", "weight=9")
+    assert status == 0, err
+    header, rows = read_csv(out)
+    assert len(rows) == 5 and all(row[header.index("weight")] == 9.0 for row in rows)
+
+
 def test_query_importance(capsys):
     cp.set_rng_seed(1)
     status, out, _ = run(capsys, "query", "confounded", "--target", "y", "--do", "x=1", "-n", 20000)

@@ -178,3 +178,9 @@ def test_likelihood_weighting_refuses_shared_bayesian_weights():
     scm = cp.SCM.from_graph([("x", "y")], data=data, bayesian=True)
     with pytest.raises(ValueError, match="'y' have Bayesian mechanisms"):
         cp.causal.interventional(scm, evidence={"y": 1.0}, n=10)
+
+
+def test_ate_with_an_input_the_treatment_reads():
+    cp.set_rng_seed(0)
+    effect = ate(cp.graphs.load("scale"), "weight", "measurement", n=5000, guess=8.5)
+    assert abs(effect.ate - 1.0) < 4 * effect.stderr

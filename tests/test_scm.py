@@ -82,6 +82,29 @@ def test_inputs_are_names_that_are_not_nodes():
     assert scm.do(weight=9.0).inputs == ()
 
 
+def test_do_model_accepts_the_inputs_do_cut():
+    # Called like the unintervened model (as cp.do(scm.model, ...) is), the
+    # input that only the intervened node read is accepted and ignored.
+    scm = cp.graphs.load("scale")
+    values = scm.do(weight=9.0).model(guess=8.5)
+    assert float(values["weight"]) == 9.0
+    samples = scm.do(weight=9.0).sample(5, guess=8.5)
+    assert samples["measurement"].shape == (5,)
+    lp = scm.do(weight=9.0).log_prob({"measurement": 9.5}, guess=8.5)
+    assert torch.allclose(lp, cp.dist.Normal(9.0, 0.75).log_prob(torch.tensor(9.5)))
+    with pytest.raises(TypeError, match="unknown keyword.*'gues'"):
+        scm.do(weight=9.0).model(gues=1.0)
+
+
+def test_subsampled_rows_of_per_row_observed_values():
+    scm = confounded().condition(x=torch.arange(10.0))
+    with cp.trace() as tr:
+        values = scm.model(n=10, subsample_size=3)
+    rows = tr.trace.nodes["_rows"]["value"]
+    assert values["x"].shape == (3,) and values["y"].shape == (3,)
+    assert torch.equal(values["x"], torch.arange(10.0)[rows])
+
+
 def test_graph_is_a_frozen_networkx_digraph_with_attributes():
     scm = confounded().do(x=1.0).condition(y=2.0)
     graph = scm.graph

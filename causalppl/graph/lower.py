@@ -37,10 +37,15 @@ class LoweredModel:
         self.observed = scm.observed
         self.interventions = scm.interventions
         self.inputs = scm.inputs
+        # Inputs only intervened nodes used: do() cut them, so a value given for
+        # them (as for the unintervened model) is accepted and ignored.
+        self.cut_inputs = tuple(dict.fromkeys(
+            parent for node in self.interventions for parent in self.mechanisms[node].parents
+            if parent not in self.mechanisms and parent not in self.inputs))
         self.__name__ = "scm_model"
 
     def __call__(self, n=None, data=None, subsample_size=None, **inputs):
-        self._check_inputs(inputs)
+        inputs = self._check_inputs(inputs)
         self._prepare()
         observed = self.observed
         if data is not None:
@@ -56,7 +61,8 @@ class LoweredModel:
             return self.run(inputs, observed)
         with plate(ROWS, n, subsample_size=subsample_size) as rows:
             if subsample_size is not None and subsample_size < n:
-                observed = {**observed, **{k: v.index_select(0, rows) for k, v in (data or {}).items()}}
+                observed = {k: _rows_of(v, n, rows) for k, v in self.observed.items()}
+                observed.update({k: v.index_select(0, rows) for k, v in (data or {}).items()})
                 inputs = {k: _rows_of(v, n, rows) for k, v in inputs.items()}
             return self.run(inputs, observed)
 
@@ -91,7 +97,7 @@ class LoweredModel:
 
     def _check_inputs(self, inputs):
         missing = [name for name in self.inputs if name not in inputs]
-        unknown = [name for name in inputs if name not in self.inputs]
+        unknown = [name for name in inputs if name not in self.inputs and name not in self.cut_inputs]
         if missing or unknown:
             parts = []
             if missing:
@@ -100,6 +106,7 @@ class LoweredModel:
                 parts.append(f"unknown keyword(s) {', '.join(map(repr, unknown))}")
             expected = ", ".join(self.inputs) or "none"
             raise TypeError(f"SCM model: {'; '.join(parts)} (the model's inputs are: {expected})")
+        return {name: value for name, value in inputs.items() if name not in self.cut_inputs}
 
     def _check_data(self, data):
         data = table_to_tensors(data)
@@ -123,7 +130,7 @@ class LoweredModel:
         unknown = [name for name in values if name not in self.mechanisms]
         if unknown:
             raise KeyError(f"log_prob: {', '.join(map(repr, unknown))} are not nodes (nodes: {', '.join(self.order)})")
-        self._check_inputs(inputs)
+        inputs = self._check_inputs(inputs)
         observed = {name: as_tensor(value) for name, value in values.items() if name not in self.interventions}
         with trace() as tr:
             self._prepare()
