@@ -116,9 +116,9 @@ def Adagrad(optim_args=None, clip_args=None):
 class _ClippedAdamOptimizer(torch.optim.Optimizer):
     """Adam whose gradients are clamped element-wise and whose lr decays each step.
 
-    Each step clamps every gradient entry to ``[-clip_norm, clip_norm]``, takes
-    an Adam step, then multiplies the group's ``lr`` by ``lrd`` (so step ``t``
-    uses ``lr * lrd**t``).
+    Each step multiplies the group's ``lr`` by ``lrd``, clamps every gradient
+    entry to ``[-clip_norm, clip_norm]`` and takes an Adam step (so step ``t``,
+    counting from 1, uses ``lr * lrd**t``, as in Pyro).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
@@ -140,6 +140,8 @@ class _ClippedAdamOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            # As Pyro: decay first, so step t (counting from 1) uses lr * lrd**t.
+            group["lr"] = group["lr"] * group["lrd"]
             beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
@@ -160,7 +162,6 @@ class _ClippedAdamOptimizer(torch.optim.Optimizer):
                 denom = exp_avg_sq.sqrt().add_(group["eps"])
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
                 p.addcdiv_(exp_avg, denom, value=-step_size)
-            group["lr"] = group["lr"] * group["lrd"]
         return loss
 
 

@@ -295,10 +295,17 @@ class plate(Messenger):
         if self._given_subsample is not None:
             self.indices = self._given_subsample
         elif self.subsample_size < self.size:
-            # A "plate" message lets a trace record the draw and ``replay`` reuse
-            # it, so model and guide subsample the same rows within one step.
-            msg = new_message("plate", self.name, None, None, args=(self.size, self.subsample_size, self.device))
-            self.indices = apply_stack(msg) if HANDLER_STACK else _default_value(msg)
+            # Drawn once per plate object (as in Pyro): re-entering it keeps its rows,
+            # so ``with x_axis: ...`` and ``with x_axis, y_axis: ...`` sites line up.
+            if self.indices is None:
+                # A "plate" message lets a trace record the draw and ``replay`` reuse
+                # it, so model and guide subsample the same rows within one step.
+                msg = new_message("plate", self.name, None, None,
+                                  args=(self.size, self.subsample_size, self.device))
+                self.indices = apply_stack(msg) if HANDLER_STACK else _default_value(msg)
+        elif torch.is_inference_mode_enabled():
+            # Never cache an inference tensor: autograd could not use it later.
+            self.indices = torch.arange(self.size, device=self.device)
         else:
             self.indices = _all_rows(self.size, self.device, torch.get_default_device())
         super().__enter__()

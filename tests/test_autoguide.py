@@ -239,3 +239,16 @@ def test_guide_and_model_share_the_rows_the_model_subsamples():
     # Each row's posterior is N(x_i / 2, sqrt(1/2)); every row was visited ~375 times.
     assert torch.allclose(cp.param("AutoNormal.locs.z").detach(), full / 2, atol=0.15)
     assert torch.allclose(cp.param("AutoNormal.scales.z").detach(), torch.full((20,), 0.5**0.5), atol=0.1)
+
+
+@pytest.mark.parametrize("auto", [AutoNormal, AutoDelta, AutoMultivariateNormal])
+def test_sequential_plate_sites_keep_their_own_shape(auto):
+    # ``for i in plate(...)`` broadcasts nothing, so the guide must not either.
+    def model():
+        for i in cp.plate("seq", 3):
+            cp.sample(f"x_{i}", cp.dist.Normal(0.0, 1.0))
+
+    guide = auto(model)
+    assert {name: tuple(value.shape) for name, value in guide().items()} == {
+        "x_0": (), "x_1": (), "x_2": ()
+    }

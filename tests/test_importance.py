@@ -115,3 +115,18 @@ def test_errors_name_what_is_missing():
         imp.get_samples("nope")
     with pytest.raises(ValueError, match="num_samples"):
         Importance(scale_model, num_samples=0)
+
+
+def test_unplated_data_vector_as_long_as_num_samples_is_not_mispaired():
+    # A data vector outside any plate has a batch dim the sample plate would
+    # collide with (sample i scored against row i only) when the lengths agree.
+    data = torch.tensor([1.0, 2.0, 3.0])
+
+    def model():
+        w = cp.sample("w", cp.dist.Normal(0.0, 1.0))
+        cp.sample("y", cp.dist.Normal(w, 1.0), obs=data)
+
+    imp = Importance(model, num_samples=3).run()
+    w = imp.get_samples("w")
+    expected = torch.distributions.Normal(w[:, None], 1.0).log_prob(data).sum(-1)
+    assert torch.allclose(imp.log_weights, expected)

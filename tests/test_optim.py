@@ -163,3 +163,11 @@ def test_scheduler_state_round_trips():
     lrs_after(other, 0)
     other.set_state(state)
     assert other.get_last_lr() == pytest.approx([0.25])
+
+
+def test_clipped_adam_decays_before_each_step_like_pyro():
+    # Step t (from 1) uses lr * lrd**t: the first SGD-like Adam move is lr * lrd.
+    w = torch.zeros(1, requires_grad=True)
+    w.grad = torch.ones(1)
+    cp.optim.ClippedAdam({"lr": 0.1, "lrd": 0.5})([w])
+    assert w.item() == pytest.approx(-0.05, abs=1e-6)

@@ -285,3 +285,26 @@ def test_a_vectorised_plate_inside_a_sequential_one_takes_dim_minus_one():
     tr = cp.handlers.trace(model).get_trace()
     assert tr.nodes["x"]["value"].shape == (3,)
     assert [f.dim for f in tr.nodes["x"]["cond_indep_stack"]] == [-1, None]
+
+
+def test_reentering_a_subsampled_plate_keeps_its_rows():
+    # Pyro draws a plate's subsample once per plate object; reusing the object
+    # (``with x_axis: ...`` then ``with x_axis, y_axis: ...``) must see the same rows.
+    cp.set_rng_seed(3)
+    rows = cp.plate("rows", 100, subsample_size=5)
+    with rows as first:
+        pass
+    with rows as second:
+        pass
+    assert torch.equal(first, second)
+
+
+def test_full_plate_entered_under_inference_mode_does_not_poison_autograd():
+    size = 4093  # a size no other test caches first
+    with torch.inference_mode():
+        with cp.plate("rows_im", size):
+            pass
+    x = torch.ones(size, requires_grad=True)
+    with cp.plate("rows_im", size) as idx:
+        x[idx].sum().backward()
+    assert bool((x.grad == 1.0).all())

@@ -206,7 +206,10 @@ class AutoGuide:
                 init = torch.as_tensor(self.init_loc_fn(site)).detach()
                 init = transform.inv(init.expand(site["value"].shape))
             event_dim = transform.domain.event_dim
-            for frame in site["cond_indep_stack"]:
+            # Sequential plates (``for i in plate(...)``, dim None) broadcast nothing:
+            # the guide must not re-enter them as vectorised plates.
+            frames = tuple(frame for frame in site["cond_indep_stack"] if frame.dim is not None)
+            for frame in frames:
                 self._frames.setdefault(frame.name, frame)
                 if frame.subsample_size < frame.size:
                     init = _tile(init, frame.dim - event_dim, frame.size)
@@ -214,7 +217,7 @@ class AutoGuide:
                 "fn": site["fn"],
                 "transform": transform,
                 "identity": _is_identity(transform),
-                "frames": site["cond_indep_stack"],
+                "frames": frames,
                 "event_dim": event_dim,
                 "site_event_dim": len(site["fn"].event_shape),
                 "shape": init.shape,

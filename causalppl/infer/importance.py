@@ -118,6 +118,13 @@ class Importance:
     def _run_vectorized(self, reference, args, kwargs):
         model_ref, guide_ref = reference
         nesting = max_plate_nesting(*(tr for tr in reference if tr is not None))
+        for tr in reference:
+            for name, site in (tr.nodes.items() if tr is not None else ()):
+                # A batch dim that no plate declares (a data vector outside a plate)
+                # would collide with the sample dim and silently pair sample i
+                # with row i: such a model is not safe to vectorise.
+                if contributes_log_prob(site) and log_prob_of(site).dim() > nesting:
+                    raise ValueError(f"site '{name}' has batch dims outside its plates")
         dim = -(nesting + 1)
         particles = plate("_num_importance_samples", self.num_samples, dim=dim)
         guide = None if self.guide is None else particles(self.guide)
