@@ -19,15 +19,7 @@ POST_LOC = (9.5 + 0.75**2 * 8.5) / (1 + 0.75**2)
 POST_SD = math.sqrt(0.75**2 / (1 + 0.75**2))
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
-    cp.clear_param_store()
-    cp.set_rng_seed(0)
-    yield
-    cp.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def scale(guess):

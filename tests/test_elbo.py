@@ -9,16 +9,7 @@ import torch
 import causalppl as cp
 from causalppl.infer import NonFiniteLossError, Trace_ELBO, TraceMeanField_ELBO
 
-
-@pytest.fixture(autouse=True)
-def fresh():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
-    cp.clear_param_store()
-    cp.set_rng_seed(0)
-    yield
-    cp.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def gauss_model(x=2.0):

@@ -16,15 +16,7 @@ POST_SD = math.sqrt(NOISE**2 / (1 + NOISE**2))
 LOG_EVIDENCE = cp.dist.Normal(PRIOR_LOC, math.sqrt(PRIOR_SD**2 + NOISE**2)).log_prob(torch.tensor(OBS)).item()
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
-    cp.clear_param_store()
-    cp.set_rng_seed(0)
-    yield
-    cp.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def scale_model():

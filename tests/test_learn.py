@@ -20,14 +20,7 @@ from causalppl.causal.learn import (
     from_graph,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small tensors: a second intra-op thread only adds contention on busy machines.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def no_guide():

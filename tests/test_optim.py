@@ -7,16 +7,7 @@ import torch
 
 import causalppl as cp
 
-
-@pytest.fixture(autouse=True)
-def fresh():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention
-    cp.clear_param_store()
-    cp.set_rng_seed(0)
-    yield
-    cp.clear_param_store()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def run_steps(optim, grads):
