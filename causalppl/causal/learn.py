@@ -23,6 +23,7 @@ import torch
 from torch.distributions import constraints
 
 from causalppl import distributions as dist
+from causalppl.graph.lower import table_columns
 from causalppl.graph.mechanism import as_mechanism
 from causalppl.graph.scm import SCM
 from causalppl.params import module
@@ -442,14 +443,8 @@ class _Column:
 
 
 def _describe_columns(data):
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # a pandas DataFrame
-        raw = {str(column): data[column].to_numpy() for column in data.columns}
-    elif hasattr(data, "items"):
-        raw = dict(data.items())
-    else:
-        raise TypeError(f"data must be a dict of columns or a pandas DataFrame, got {type(data).__name__}")
     columns = {}
-    for name, value in raw.items():
+    for name, value in table_columns(data).items():
         try:
             tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
         except (TypeError, ValueError, RuntimeError) as err:

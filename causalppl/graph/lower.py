@@ -149,14 +149,19 @@ def _rows_of(value, n, rows):
     return value
 
 
+def table_columns(data):
+    """A pandas DataFrame or a dict of columns -> dict of name -> column, unconverted."""
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # a pandas DataFrame
+        return {str(column): data[column].to_numpy() for column in data.columns}
+    if not hasattr(data, "items"):
+        raise TypeError(f"data must be a dict of columns or a pandas DataFrame, got {type(data).__name__}")
+    return dict(data.items())
+
+
 def table_to_tensors(data):
     """A dict of array-likes or a pandas DataFrame -> dict of name -> tensor."""
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # a pandas DataFrame
-        data = {str(column): data[column].to_numpy() for column in data.columns}
-    if not hasattr(data, "items"):
-        raise TypeError(f"data must be a dict of tensors or a DataFrame, got {type(data).__name__}")
     tensors = {}
-    for name, value in data.items():
+    for name, value in table_columns(data).items():
         if not isinstance(value, torch.Tensor):
             # A copy: DataFrame columns can be read-only views.
             value = torch.tensor(value, dtype=torch.get_default_dtype())
