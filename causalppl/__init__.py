@@ -13,6 +13,7 @@ from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
 from causalppl.handlers import condition, do, trace
 from causalppl.params import (
+    ParamStore,
     clear_param_store,
     get_param_store,
     module,
@@ -25,7 +26,7 @@ poutine = handlers
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCM", "causal", "clear_param_store", "condition", "constraints", "deterministic", "dist",
+    "ParamStore", "SCM", "causal", "clear_param_store", "condition", "constraints", "deterministic", "dist",
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]

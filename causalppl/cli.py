@@ -139,21 +139,19 @@ def cmd_query(args):
 
 def cmd_fit(args):
     from causalppl.causal.learn import from_graph
-    from causalppl.params import clear_param_store, get_param_store
 
     scm = _load(args.graph)
     data = _read_csv(args.data)
     unknown = [name for name in data if name not in scm]
     if unknown:
         raise CLIError(f"{args.data}: columns {unknown} are not nodes (nodes: {', '.join(scm.nodes)})")
-    clear_param_store()
     if args.mechanisms == "auto":
         scm = from_graph(scm.graph, data=data)
     result = scm.fit(data=data, steps=args.steps, lr=args.lr, subsample_size=args.batch_size,
                      progress=False, seed=args.seed, **_inputs(args))
-    get_param_store().save(args.output)
+    scm.params.save(args.output)
     print(f"final loss {result.losses[-1]:.4g} after {args.steps} steps; params:")
-    for name, value in get_param_store().items():
+    for name, value in result.params.items():
         shown = f"{value.item():.4g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
         print(f"  {name} = {shown}")
     print(f"wrote {args.output}")

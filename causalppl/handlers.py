@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from causalppl import params as _params
 from causalppl.runtime import Messenger, as_tensor
 from causalppl.trace import Trace
 
@@ -280,7 +281,58 @@ class substitute(Messenger):
             msg["value"] = as_tensor(value)
 
 
+class param_scope(Messenger):
+    """Read and create ``param`` sites in ``store`` instead of the global store.
+
+    The store is part of the handler context: while the scope is active,
+    ``cp.param``, ``cp.module`` and ``cp.get_param_store()`` all use it. With
+    ``frozen=True`` params are read as constants (detached, never created),
+    so an optimiser cannot move them.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> mine = cp.ParamStore()
+    >>> with cp.handlers.param_scope(store=mine):
+    ...     _ = cp.param("w", torch.tensor(1.0))
+    >>> "w" in mine, "w" in cp.get_param_store()
+    (True, False)
+    """
+
+    def __init__(self, fn=None, store=None, frozen=False):
+        super().__init__(fn)
+        if not isinstance(store, _params.ParamStore):
+            raise TypeError(f"param_scope needs a ParamStore, got {type(store).__name__}")
+        self.store = store
+        self.frozen = frozen
+
+    def __enter__(self):
+        _params._SCOPES.append(self.store)
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        # Pop our own entry even if an inner scope failed to exit.
+        for index in range(len(_params._SCOPES) - 1, -1, -1):
+            if _params._SCOPES[index] is self.store:
+                del _params._SCOPES[index:]
+                break
+        return super().__exit__(exc_type, exc_value, traceback)
+
+    def process_message(self, msg):
+        if msg["type"] != "param" or msg["value"] is not None:
+            return
+        init, constraint = msg["args"]
+        if self.frozen:
+            if msg["name"] not in self.store:
+                raise KeyError(
+                    f"param '{msg['name']}' is not in the frozen param scope "
+                    f"(its params: {', '.join(self.store.keys()) or 'none'})"
+                )
+            msg["value"] = self.store[msg["name"]].detach()
+        else:
+            msg["value"] = self.store.get_param(msg["name"], init, constraint)
+
+
 __all__ = [
-    "trace", "TraceMessenger", "condition", "do", "replay", "block",
+    "param_scope", "trace", "TraceMessenger", "condition", "do", "replay", "block",
     "seed", "scale", "mask", "substitute", "UnknownSiteError",
 ]

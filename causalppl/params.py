@@ -221,11 +221,15 @@ def decode_constraint(name, code):
 
 
 _PARAM_STORE = ParamStore()
+# The stores of the active ``param_scope`` handlers, innermost last. The
+# global store is the default scope (Pyro-style scripts never leave it).
+_SCOPES: list[ParamStore] = []
 
 
 def get_param_store():
-    """The global :class:`ParamStore`."""
-    return _PARAM_STORE
+    """The param store ``param`` sites read now: the innermost active
+    :class:`causalppl.handlers.param_scope`, else the global store."""
+    return _SCOPES[-1] if _SCOPES else _PARAM_STORE
 
 
 def clear_param_store():

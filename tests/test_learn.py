@@ -32,14 +32,16 @@ def fit(model, steps, lr=0.05, guide=no_guide, loss=None):
     return [svi.step() for _ in range(steps)]
 
 
-def param(name):
-    return cp.get_param_store()[name].detach()
+def param(name, scm=None):
+    """A param's value: from ``scm``'s own store, or the global one (mechanisms called directly)."""
+    store = scm.params if scm is not None else cp.get_param_store()
+    return store[name].detach()
 
 
 def weights(scm, node):
     """Parent name -> fitted weight of a point-estimate linear/logistic node."""
     parents = scm.mechanism(node).parents
-    return dict(zip(parents, param(f"{node}.weight").tolist(), strict=True))
+    return dict(zip(parents, param(f"{node}.weight", scm).tolist(), strict=True))
 
 
 def linear_data(n, seed=0):
@@ -66,10 +68,10 @@ def test_linear_scm_recovers_coefficients():
     assert weights(scm, "x")["z"] == pytest.approx(1.5, abs=0.05)
     assert weights(scm, "y")["x"] == pytest.approx(2.0, abs=0.05)
     assert weights(scm, "y")["z"] == pytest.approx(-1.0, abs=0.05)
-    assert param("y.bias").item() == pytest.approx(0.5, abs=0.05)
-    assert param("x.scale").item() == pytest.approx(1.0, abs=0.05)
-    assert param("y.scale").item() == pytest.approx(0.5, abs=0.05)
-    assert param("z.bias").item() == pytest.approx(0.0, abs=0.05)
+    assert param("y.bias", scm).item() == pytest.approx(0.5, abs=0.05)
+    assert param("x.scale", scm).item() == pytest.approx(1.0, abs=0.05)
+    assert param("y.scale", scm).item() == pytest.approx(0.5, abs=0.05)
+    assert param("z.bias", scm).item() == pytest.approx(0.0, abs=0.05)
 
 
 def test_minibatches_give_the_same_estimates():
@@ -85,7 +87,7 @@ def test_minibatches_give_the_same_estimates():
     assert weights(scm, "y")["x"] == pytest.approx(2.0, abs=0.05)
     assert weights(scm, "y")["z"] == pytest.approx(-1.0, abs=0.05)
     assert weights(scm, "x")["z"] == pytest.approx(1.5, abs=0.05)
-    assert param("y.bias").item() == pytest.approx(0.5, abs=0.05)
+    assert param("y.bias", scm).item() == pytest.approx(0.5, abs=0.05)
 
 
 def test_logistic_recovers_coefficient():
@@ -102,7 +104,7 @@ def test_logistic_recovers_coefficient():
     fisher = design.T @ (design * (p * (1 - p))[:, None])
     se_bias, se_weight = torch.linalg.inv(fisher).diagonal().sqrt().tolist()
     assert weights(scm, "t")["x"] == pytest.approx(weight, abs=4 * se_weight)
-    assert param("t.bias").item() == pytest.approx(bias, abs=4 * se_bias)
+    assert param("t.bias", scm).item() == pytest.approx(bias, abs=4 * se_bias)
 
 
 def test_categorical_table_recovers_frequencies():
@@ -118,7 +120,7 @@ def test_categorical_table_recovers_frequencies():
     assert isinstance(mech, CategoricalTable) and mech.parent_cardinalities == (3,)
     assert mech.num_categories == 3
     fit(lambda: scm.model(data=data), steps=500, lr=0.05)
-    fitted = param("c.probs")
+    fitted = param("c.probs", scm)
     assert fitted.shape == (3, 3)
     for row in range(3):
         rows = c[a == row]
@@ -128,7 +130,7 @@ def test_categorical_table_recovers_frequencies():
         se = (table[row] * (1 - table[row]) / len(rows)).sqrt()
         assert ((fitted[row] - table[row]).abs() < 4 * se + 0.01).all()
     empirical_a = torch.bincount(a, minlength=3).float() / n
-    assert torch.allclose(param("a.probs"), empirical_a, atol=0.01)
+    assert torch.allclose(param("a.probs", scm), empirical_a, atol=0.01)
 
 
 def test_mlp_fits_a_nonlinear_mechanism_better_than_linear():
@@ -139,15 +141,15 @@ def test_mlp_fits_a_nonlinear_mechanism_better_than_linear():
     data = {"x": x, "y": y}
     linear = from_graph([("x", "y")], data)
     linear_losses = fit(lambda: linear.model(data=data), steps=300, lr=0.05)
-    linear_scale = param("y.scale").item()
+    linear_scale = param("y.scale", linear).item()
     cp.clear_param_store()
     mlp = from_graph([("x", "y")], data, mechanisms={"y": "mlp"})
     assert isinstance(mlp.mechanism("y").fn, MLPGaussian)
     mlp_losses = fit(lambda: mlp.model(data=data), steps=1000, lr=0.02)
-    assert any(name.startswith("y.net.") for name in cp.get_param_store().keys())
+    assert any(name.startswith("y.net.") for name in mlp.params.keys())
     assert mlp_losses[-1] < linear_losses[-1] - 0.5 * n  # far better per row
     assert linear_scale > 0.4
-    assert param("y.scale").item() < 0.2
+    assert param("y.scale", mlp).item() < 0.2
     with torch.no_grad():
         grid = torch.linspace(-2.5, 2.5, 11)
         mean = mlp.mechanism("y")(x=grid).mean
@@ -397,7 +399,7 @@ def test_fit_on_cuda():
         scm = from_graph(EDGES, data, mechanisms={"y": "linear"})
         mlp = MLPGaussian("m", ["x"], hidden=4)
     fit(lambda: scm.model(data=data), steps=300, lr=0.05)
-    assert param("y.weight").device.type == "cuda"
+    assert param("y.weight", scm).device.type == "cuda"
     assert weights(scm, "y")["x"] == pytest.approx(2.0, abs=0.1)
     assert mlp(x=data["x"]).mean.device.type == "cuda"
     # The lead's fit() with device="cuda" (params created inside its device context).
@@ -406,4 +408,4 @@ def test_fit_on_cuda():
     scm = from_graph(EDGES, cpu_data)
     result = scm.fit(cpu_data, guide=no_guide, steps=200, lr=0.05, device="cuda", progress=False)
     assert math.isfinite(result.losses[-1])
-    assert param("y.weight").device.type == "cuda"
+    assert param("y.weight", scm).device.type == "cuda"

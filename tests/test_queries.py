@@ -22,10 +22,10 @@ def test_ate_recovers_the_causal_effect(confounded):
     cp.set_rng_seed(0)
     n = 50_000
     effect = ate(confounded, "x", "y", n=n)
-    # Var(y | do(x)) = 9 + 1 in each arm: the Monte Carlo standard error is known.
-    assert effect.stderr == pytest.approx(math.sqrt(2 * 10 / n), rel=0.1)
-    assert abs(effect.ate - 2.0) < 4 * effect.stderr
-    assert abs(effect.ate - 2.0) < 0.1
+    # Both arms share their noise, so every row's effect is exactly 2: no Monte Carlo error.
+    assert effect.stderr < 1e-6
+    assert effect.ate == pytest.approx(2.0, abs=1e-5)
+    assert "Monte Carlo error only" in effect.covers
     assert effect.ate == pytest.approx(effect.treated_mean - effect.control_mean)
     assert abs(effect.treated_mean - 2.0) < 4 * math.sqrt(10 / n)
     assert abs(effect.control_mean) < 4 * math.sqrt(10 / n)
@@ -173,11 +173,19 @@ def test_treatment_equal_to_outcome_is_an_error(confounded):
         ate(confounded, "x", "x")
 
 
-def test_likelihood_weighting_refuses_shared_bayesian_weights():
-    data = {"x": torch.randn(50), "y": torch.randn(50)}
-    scm = cp.SCM.from_graph([("x", "y")], data=data, bayesian=True)
-    with pytest.raises(ValueError, match="'y' have Bayesian mechanisms"):
-        cp.causal.interventional(scm, evidence={"y": 1.0}, n=10)
+def test_likelihood_weighting_weighs_each_row_by_its_own_bayesian_weights():
+    # Unfitted, the weights follow their N(0, 1) prior: y = w x + b + N(0, 1) noise.
+    # Given y = 3 at x = 1: y | w, b ~ N(w + b, 1), so P(y) = N(0, 3) and
+    # E[w | y = 3] = Cov(w, y) / Var(y) * 3 = 1.
+    cp.set_rng_seed(0)
+    scm = cp.SCM.from_graph([("x", "y")], bayesian=True, mechanisms="linear")
+    scm.params["y.scale"] = torch.tensor(1.0)
+    result = cp.causal.interventional(scm, do={"x": 1.0}, evidence={"y": 3.0}, n=4000)
+    values, log_weights = cp.causal.queries.weighted_samples(scm.do(x=1.0).condition(y=3.0), 40_000)
+    assert values["y.weight"].shape == (40_000, 1)
+    posterior_w = float((log_weights.exp() * values["y.weight"][:, 0]).sum())
+    assert posterior_w == pytest.approx(1.0, abs=0.1)
+    assert set(result.samples) == {"x", "y"}
 
 
 def test_ate_with_an_input_the_treatment_reads():

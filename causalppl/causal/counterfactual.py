@@ -40,8 +40,9 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from causalppl.causal.queries import posterior_samples
+from causalppl.causal.queries import _resample, nodes_only
 from causalppl.distributions import Delta
+from causalppl.handlers import param_scope
 
 LOCATION_SCALE = (Normal, Laplace, Cauchy, Gumbel, StudentT)
 
@@ -165,7 +166,8 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
     do : dict node -> value set by the intervention
     n : number of counterfactual draws
     method : "importance" (likelihood weighting) or "svi" (fit a guide over the
-        latent ancestors of the evidence) for the factual posterior
+        latent ancestors of the evidence, holding the SCM's params fixed) for
+        the factual posterior. Neither changes the SCM.
     """
     evidence, do = dict(evidence), dict(do)
     for name in list(evidence) + list(do):
@@ -174,15 +176,29 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
     if scm.interventions or scm.observed:
         raise ValueError("counterfactual() needs the original SCM, without do/condition surgery")
     factual_scm = scm.condition(**evidence) if evidence else scm
+    weights = {}
     if method == "importance":
         with torch.no_grad():
-            factual = posterior_samples(factual_scm, n, **inputs) if evidence else scm.sample(n, **inputs)
+            if evidence:
+                factual, _ = _resample(factual_scm, n, max(20 * n, 20000), inputs)
+            else:
+                factual, weights = scm.model.simulate(n, **inputs)
+        weights.update({site: value for site, value in factual.items() if site not in scm})
+        factual = nodes_only(scm, factual)
     elif method == "svi":
+        if scm.model.global_sites:
+            raise ValueError(
+                f"counterfactual(method='svi') cannot use the Bayesian mechanisms of node(s) "
+                f"{', '.join(map(repr, scm.model.global_sites))}; use method='importance'"
+            )
         # SVI needs gradients: fit outside no_grad (FitResult.sample is no_grad itself).
-        factual = factual_scm.fit(steps=steps, progress=False, **inputs).sample(n)
+        # learn_params=False: the guide learns the factual posterior under the SCM as it is.
+        factual = factual_scm.fit(steps=steps, progress=False, learn_params=False, **inputs).sample(n)
     else:
         raise ValueError(f"method must be 'importance' or 'svi', got {method!r}")
-    with torch.no_grad():
+    with torch.no_grad(), param_scope(store=scm.params):
+        # Bayesian mechanisms: each row keeps the weights its factual world was drawn with.
+        scm.model.prepare_with(weights)
         noise = {node: abduct(node, _mechanism_dist(scm, node, factual, inputs), factual[node])
                  for node in scm.nodes}
         world = {}

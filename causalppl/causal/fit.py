@@ -25,9 +25,9 @@ import torch
 
 from causalppl import optim as optim_module
 from causalppl.graph.lower import table_to_tensors
-from causalppl.handlers import block, replay, trace
+from causalppl.handlers import block, param_scope, replay, trace
 from causalppl.infer import SVI, Trace_ELBO
-from causalppl.params import get_param_store, set_rng_seed
+from causalppl.params import ParamStore, set_rng_seed
 from causalppl.runtime import plate
 
 GUIDES = ("normal", "mvn", "delta")
@@ -63,24 +63,26 @@ class FitResult:
     guide: object
     losses: list = field(default_factory=list)
     device: object = None
+    guide_params: ParamStore = field(default_factory=ParamStore)
 
     @property
     def params(self):
-        """Current param store values (constrained, detached)."""
-        return {name: value.detach() for name, value in get_param_store().items()}
+        """This fit's parameters (constrained, detached): the SCM's mechanism params and the guide's."""
+        stores = (self.scm.params, self.guide_params)
+        return {name: value.detach() for store in stores for name, value in store.items()}
 
     def _device(self):
         return torch.device(self.device) if self.device is not None else contextlib.nullcontext()
 
     def sample(self, n=1000):
         """``n`` posterior draws of every node: dict node -> tensor with leading dim ``n``."""
-        with self._device(), torch.no_grad():
+        with self._device(), torch.no_grad(), param_scope(store=self.guide_params):
             # detached: a Delta guide hands back its params themselves
             return {node: value.detach() for node, value in posterior_draws(self.model, self.guide, n).items()}
 
     def median(self):
         """The guide's posterior median of each guided site (when the guide has one)."""
-        with self._device(), torch.no_grad():
+        with self._device(), torch.no_grad(), param_scope(store=self.guide_params):
             return self.guide.median()
 
     def summary(self, n=2000):
@@ -108,10 +110,11 @@ class FitResult:
         return path
 
 
-def posterior_draws(model, guide, n):
+def posterior_draws(model, guide, n, sites=()):
     """Run guide then model (replaying the guide) ``n`` times in one vectorised plate.
 
-    Every row is drawn, also after a minibatch fit.
+    Every row is drawn, also after a minibatch fit. Returns node -> draws,
+    plus the guide's draws of the sample ``sites`` named.
     """
     if model.subsample_size is not None:
         model, guide = model.all_rows(), _all_rows(guide)
@@ -123,8 +126,15 @@ def posterior_draws(model, guide, n):
         guide_trace = trace(guide).get_trace()
         values = replay(model, trace=guide_trace)()
     # Observed nodes come back as their data; give them the leading draws dim too.
-    return {node: value if node not in model.observed else value.expand((n,) + value.shape)
-            for node, value in values.items()}
+    values = {node: value if node not in model.observed else value.expand((n,) + value.shape)
+              for node, value in values.items()}
+    for site in sites:
+        values[site] = guide_trace.nodes[site]["value"].reshape((n,) + _site_shape(guide_trace.nodes[site]))
+    return values
+
+
+def _site_shape(site):
+    return tuple(site["fn"].event_shape)
 
 
 def _all_rows(guide):
@@ -157,7 +167,8 @@ class _DataModel:
 
 
 def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsample_size=None,
-        num_particles=1, device=None, progress=True, seed=None, **inputs):
+        num_particles=1, device=None, progress=True, seed=None, learn_params=True,
+        posterior_draws_kept=1000, **inputs):
     """Fit ``scm`` (conditioned on its observed nodes and on ``data``) by SVI.
 
     Parameters
@@ -174,6 +185,12 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         Runs everything (params, data, sampling) on this device, e.g. ``"cuda"``.
     progress : bool
         Show a tqdm progress bar when tqdm is installed.
+    learn_params : bool
+        ``False`` holds the SCM's params fixed and fits only the guide (a
+        posterior under the model as it is): the SCM is left unchanged.
+    posterior_draws_kept : int
+        After a fit with Bayesian mechanisms, this many draws of their weights
+        from the fitted guide are kept on the SCM; queries integrate over them.
     **inputs : values of the SCM's inputs.
 
     Returns
@@ -212,11 +229,40 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
             optim = optim_module.ClippedAdam(
                 {"lr": lr, "lrd": 0.1 ** (1 / max(steps, 1)), "clip_norm": float("inf")})
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
-        svi = SVI(svi_model, guide, optim, elbo)
         result = FitResult(scm, model, guide, device=device)
+        # The mechanisms' params live in the SCM's own store (the lowered model
+        # reads it); the guide's params belong to this fit.
+        scoped_guide = param_scope(guide, store=result.guide_params)
+        if not learn_params:
+            optim = _GuideParamsOnly(optim, result.guide_params)
+        svi = SVI(svi_model, scoped_guide, optim, elbo)
         for _ in _progress(range(steps), progress):
             result.losses.append(svi.step())
+        if learn_params:
+            _keep_weight_posterior(result, posterior_draws_kept)
     return result
+
+
+class _GuideParamsOnly:
+    """An optimiser that steps only the params of one store (the guide's)."""
+
+    def __init__(self, optim, store):
+        self.optim = optim
+        self.store = store
+
+    def __call__(self, params):
+        mine = {id(leaf) for _, leaf in self.store.named_parameters()}
+        self.optim([p for p in params if id(p) in mine])
+
+
+def _keep_weight_posterior(result, draws):
+    """Store draws of the Bayesian weights from the fitted guide on the SCM, for queries."""
+    sites = [site for names in result.scm.model.global_sites.values() for site in names]
+    if not sites:
+        return
+    with result._device(), torch.no_grad(), param_scope(store=result.guide_params):
+        values = posterior_draws(result.model, result.guide, draws, sites=sites)
+    result.scm._state.posterior = {site: values[site].detach() for site in sites}
 
 
 def _progress(iterable, enabled):

@@ -102,6 +102,13 @@ class _Linear(_Learnable):
         self._drawn = None  # (weight, bias) of the current run, in Bayesian mode
 
     @property
+    def global_sites(self):
+        """The sample sites ``prepare`` draws (Bayesian mode only)."""
+        if not self.bayesian:
+            return ()
+        return ((f"{self.node}.weight",) if self.parents else ()) + (f"{self.node}.bias",)
+
+    @property
     def text(self):
         text = super().text
         if self.bayesian:
@@ -218,6 +225,10 @@ class CategoricalTable(_Learnable):
         self.bayesian = bool(bayesian)
         self.concentration = float(concentration)
         self._drawn = None
+
+    @property
+    def global_sites(self):
+        return (f"{self.node}.probs",) if self.bayesian else ()
 
     @property
     def text(self):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from causalppl.handlers import param_scope, substitute, trace
 from causalppl.runtime import as_tensor, intervention, plate, sample
 from causalppl.trace import contributes_log_prob, log_prob_of
 
@@ -34,6 +35,7 @@ class LoweredModel:
     def __init__(self, scm):
         self.order = scm.nodes
         self.mechanisms = {node: scm.mechanism(node) for node in self.order}
+        self.state = scm._state
         self.observed = scm.observed
         self.interventions = scm.interventions
         self.inputs = scm.inputs
@@ -44,7 +46,17 @@ class LoweredModel:
             if parent not in self.mechanisms and parent not in self.inputs))
         self.__name__ = "scm_model"
 
+    @property
+    def global_sites(self):
+        """Sample sites drawn once per run for all rows (Bayesian weights), by node."""
+        return {node: m.global_sites for node, m in self.mechanisms.items()
+                if m.global_sites and node not in self.interventions}
+
     def __call__(self, n=None, data=None, subsample_size=None, **inputs):
+        with param_scope(store=self.state.params):
+            return self._call(n, data, subsample_size, inputs)
+
+    def _call(self, n, data, subsample_size, inputs):
         inputs = self._check_inputs(inputs)
         self._prepare()
         observed = self.observed
@@ -95,6 +107,36 @@ class LoweredModel:
             if mechanism.prepare is not None and node not in self.interventions:
                 mechanism.prepare()
 
+    def simulate(self, n, **inputs):
+        """``n`` rows for queries: dict node -> tensor, plus each row's global weights.
+
+        Unlike a run of the model, every row gets its own draw of the Bayesian
+        weights (the ``global_sites``): row ``i`` takes draw ``i % S`` of the
+        fitted posterior's ``S`` draws, or a fresh prior draw before any fit.
+        So a Monte Carlo average over rows integrates over the weights, and
+        likelihood weighting can weigh each row by its own weights. Returns
+        ``(values, weights)``; ``weights`` maps site -> per-row values.
+        """
+        inputs = self._check_inputs(inputs)
+        sites = [site for names in self.global_sites.values() for site in names]
+        with param_scope(store=self.state.params), plate(ROWS, n), trace() as tr:
+            posterior = self.state.posterior
+            if sites and posterior is not None:
+                draws = {site: _cycle_rows(posterior[site], n) for site in sites if site in posterior}
+                with substitute(data=draws):
+                    self._prepare()
+            else:
+                self._prepare()
+            values = self.run(inputs, self.observed)
+        weights = {site: tr.trace.nodes[site]["value"] for site in sites}
+        return values, weights
+
+    def prepare_with(self, weights):
+        """Set the Bayesian mechanisms' weights to given per-row values (for counterfactuals)."""
+        if weights:
+            with param_scope(store=self.state.params), substitute(data=weights):
+                self._prepare()
+
     def _check_inputs(self, inputs):
         missing = [name for name in self.inputs if name not in inputs]
         unknown = [name for name in inputs if name not in self.inputs and name not in self.cut_inputs]
@@ -122,8 +164,6 @@ class LoweredModel:
 
     def log_prob(self, values, inputs):
         """Joint log density of a full assignment (per row when values are batched)."""
-        from causalppl.handlers import trace
-
         missing = [node for node in self.order if node not in self.interventions and node not in values]
         if missing:
             raise ValueError(f"log_prob needs a value for every node; missing: {', '.join(missing)}")
@@ -132,7 +172,7 @@ class LoweredModel:
             raise KeyError(f"log_prob: {', '.join(map(repr, unknown))} are not nodes (nodes: {', '.join(self.order)})")
         inputs = self._check_inputs(inputs)
         observed = {name: as_tensor(value) for name, value in values.items() if name not in self.interventions}
-        with trace() as tr:
+        with param_scope(store=self.state.params), trace() as tr:
             self._prepare()
             self.run(inputs, observed)
         total = 0.0
@@ -140,6 +180,12 @@ class LoweredModel:
             if contributes_log_prob(site):
                 total = total + log_prob_of(site)
         return torch.as_tensor(total)
+
+
+def _cycle_rows(draws, n):
+    """Rows ``0..n-1`` of ``draws`` taken cyclically (row ``i`` is draw ``i % len(draws)``)."""
+    index = torch.arange(n, device=draws.device) % draws.shape[0]
+    return draws.index_select(0, index)
 
 
 def _rows_of(value, n, rows):

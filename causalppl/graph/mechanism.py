@@ -30,8 +30,10 @@ class Mechanism:
         self.fn = fn
         self.parents = tuple(parents)
         self.text = text  # the expression string, when there is one (for DOT output)
-        # Optional hook run once per model run, outside any plate (see LoweredModel).
-        self.prepare = getattr(fn, "prepare", None)
+        # Mechanisms with global latent sites (Bayesian weights) draw them in
+        # ``prepare``, once per model run, outside the rows plate (see LoweredModel).
+        self.global_sites = tuple(getattr(fn, "global_sites", ()))
+        self.prepare = getattr(fn, "prepare", None) if self.global_sites else None
 
     def __call__(self, **parent_values):
         return self.fn(**parent_values)

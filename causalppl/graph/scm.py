@@ -21,7 +21,32 @@ import torch
 
 from causalppl.graph.lower import RESERVED, LoweredModel, table_to_tensors
 from causalppl.graph.mechanism import Mechanism, as_mechanism
+from causalppl.params import ParamStore
 from causalppl.runtime import as_tensor
+
+
+class ModelState:
+    """What an SCM shares with the SCMs that surgery makes from it.
+
+    ``params``: the SCM's own :class:`ParamStore` (its mechanisms' ``cp.param``
+    sites read it, never the global store). ``posterior``: after a Bayesian
+    fit, draws of the mechanisms' global weight sites (site -> tensor with a
+    leading draws dim), which queries integrate over. ``fit``: what the last
+    fit needs to be repeated (data, options), for the bootstrap.
+    """
+
+    def __init__(self):
+        self.params = ParamStore()
+        self.posterior = None
+        self.fit = None
+
+    def copy(self):
+        """An independent copy: params cloned, posterior draws shared (they are never modified)."""
+        new = ModelState()
+        new.params.set_state(self.params.get_state())
+        new.posterior = self.posterior
+        new.fit = self.fit
+        return new
 
 
 def _check_name(name, what="node"):
@@ -46,6 +71,7 @@ class SCM:
         self._observed: dict[str, torch.Tensor] = {}
         self._interventions: dict[str, torch.Tensor] = {}
         self._cache = {}
+        self._state = ModelState()
         if graph is not None:
             self._add_graph(graph)
 
@@ -229,6 +255,27 @@ class SCM:
 
     # -- surgery -------------------------------------------------------------------
 
+    @property
+    def params(self):
+        """This SCM's own :class:`ParamStore` (shared with the SCMs ``do``/``condition`` make from it).
+
+        >>> import causalppl as cp
+        >>> scm = cp.SCM.from_graph([("x", "y")])
+        >>> _ = scm.sample(3)
+        >>> sorted(scm.params.keys()), "y.weight" in cp.get_param_store()
+        (['x.bias', 'x.scale', 'y.bias', 'y.scale', 'y.weight'], False)
+        """
+        return self._state.params
+
+    def copy(self):
+        """An independent copy: same graph and mechanisms, its own copy of the params.
+
+        Fitting the copy leaves this SCM as it is.
+        """
+        new = self._copy()
+        new._state = self._state.copy()
+        return new
+
     def _copy(self):
         new = copy.copy(self)
         new._mechanisms = dict(self._mechanisms)
@@ -296,7 +343,9 @@ class SCM:
 
             return posterior_samples(self, n if n is not None else 1, **inputs)
         with torch.no_grad():
-            return self.model(n=n, **inputs)
+            if n is None:
+                return self.model(**inputs)
+            return self.model.simulate(n, **inputs)[0]
 
     def log_prob(self, values, **inputs):
         """Joint log density of a full assignment ``values`` (node -> value)."""

@@ -49,7 +49,9 @@ class SVI:
                 value = self.loss(self.model, self.guide, *args, **kwargs)
                 value.backward()
             loss, sites = float(value), capture.trace.nodes
-        return loss, [site["value"].unconstrained() for site in sites.values()]
+        # Params read as constants (a frozen param_scope) have no leaf to update.
+        return loss, [site["value"].unconstrained() for site in sites.values()
+                      if hasattr(site["value"], "unconstrained")]
 
     def step(self, *args, **kwargs):
         """Take one gradient step; return the loss before it (a float)."""
