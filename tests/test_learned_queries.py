@@ -30,18 +30,17 @@ def learned():
     return scm
 
 
-def fitted(scm, name):
-    return scm.params[name].detach()
+def coefficients(scm, node):
+    return scm.mechanism(node).fn.coefficients(scm.params)
 
 
 def test_condition_then_sample_on_a_learned_scm(learned, one_thread_seeded):
     # E[y | z=1] = 2 * 1.5 - 1 + 0.5 = 2.5 under the fitted coefficients (close to the truth).
-    w_x = fitted(learned, "x.weight")[0]
-    w_y = fitted(learned, "y.weight")
-    expected = float(w_y[1] * (w_x + fitted(learned, "x.bias")) + w_y[0] + fitted(learned, "y.bias"))
+    x, y = coefficients(learned, "x"), coefficients(learned, "y")
+    expected = y["weights"]["x"] * (x["weights"]["z"] + x["bias"]) + y["weights"]["z"] + y["bias"]
     assert expected == pytest.approx(2.5, abs=0.1)
     draws = learned.condition(z=1.0).sample(4000)["y"]
-    sd = math.sqrt(float(w_y[1] ** 2 * fitted(learned, "x.scale") ** 2 + fitted(learned, "y.scale") ** 2))
+    sd = math.sqrt(y["weights"]["x"] ** 2 * x["scale"] ** 2 + y["scale"] ** 2)
     assert abs(float(draws.mean()) - expected) < 4 * sd / math.sqrt(4000) + 0.02
 
 
@@ -61,7 +60,7 @@ def test_default_counterfactual_on_a_learned_scm(learned, one_thread_seeded):
     # Fully observed factual world: y's noise is recovered exactly, so
     # y_cf = y + w_yx (x_cf - x) = 4 + w_yx * (0 - 2).
     world = learned.counterfactual(evidence={"z": 1.0, "x": 2.0, "y": 4.0}, do={"x": 0.0}, n=500)
-    expected = 4.0 - 2 * float(fitted(learned, "y.weight")[1])
+    expected = 4.0 - 2 * coefficients(learned, "y")["weights"]["x"]
     assert world.mean("y") == pytest.approx(expected, abs=1e-4)
     assert expected == pytest.approx(0.0, abs=0.1)
 
@@ -91,12 +90,14 @@ def test_fitting_one_scm_leaves_another_with_the_same_nodes_unchanged(one_thread
     assert ate(a, "x", "y", n=2000).ate == pytest.approx(effect_a, abs=1e-6)
     assert len(cp.get_param_store()) == 0
     # Each FitResult holds its own fit's params only.
-    assert fit_a.params["y.weight"][1] == pytest.approx(2.0, abs=0.1)
-    assert not torch.allclose(fit_a.params["y.bias"], fit_b.params["y.bias"])
+    assert coefficients(a, "y")["weights"]["x"] == pytest.approx(2.0, abs=0.1)
+    assert set(fit_a.params) == set(fit_b.params) == set(a.params)
+    assert coefficients(a, "y")["bias"] == pytest.approx(0.5, abs=0.1)
+    assert coefficients(b, "y")["bias"] == pytest.approx(-1.5, abs=0.3)
     # Surgery shares the params (a do'ed model is the same fitted model); copy() does not.
     copy = a.copy()
     copy.params["y.bias"] = torch.tensor(10.0)
-    assert a.do(x=1.0).params is a.params and float(a.params["y.bias"]) != 10.0
+    assert a.do(x=1.0).params is a.params and float(a.params["y.bias"].detach()) != 10.0
 
 
 def test_bayesian_fit_answers_from_the_posterior(one_thread_seeded):
