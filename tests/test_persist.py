@@ -338,7 +338,8 @@ def edited(node_mechanism=None, **top):
 @pytest.mark.parametrize("data, message", [
     (edited(version=99), "version 99 is not supported"),
     (edited(version="1"), "version '1' is not supported"),
-    (edited({"type": "distribution", "family": "system", "args": {}}), "node 'x'.*unknown distribution family 'system'"),
+    (edited({"type": "distribution", "family": "system", "args": {}}),
+     "node 'x'.*unknown distribution family 'system'"),
     (edited({"type": "distribution", "family": "Normal", "args": {"loc": torch.tensor(0.0)}}),
      "node 'x'.*Normal needs the arguments"),
     (edited({"type": "learnable", "spec": {"kind": "Popen", "node": "x", "parents": []}}),

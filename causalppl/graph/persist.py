@@ -66,8 +66,8 @@ def to_data(scm):
 
     >>> import causalppl as cp
     >>> data = to_data(cp.SCM().add("x", "Normal(0, 1)"))
-    >>> data["format"], data["version"], data["nodes"]
-    ('causalppl.scm', 1, [{'name': 'x', 'mechanism': {'type': 'expression', 'text': 'Normal(0, 1)'}, 'latent': False, 'labels': None}])
+    >>> data["format"], data["version"], data["nodes"][0]["mechanism"]
+    ('causalppl.scm', 1, {'type': 'expression', 'text': 'Normal(0, 1)'})
     """
     notes = []
     nodes = []
