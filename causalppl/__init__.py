@@ -7,7 +7,7 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, distributions, graphs, handlers, infer, optim
+from causalppl import causal, datasets, distributions, graphs, handlers, infer, optim
 from causalppl import distributions as dist
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
@@ -27,7 +27,7 @@ poutine = handlers
 __version__ = "0.1.0"
 
 __all__ = [
-    "ParamStore", "SCM", "causal", "clear_param_store", "condition", "constraints", "deterministic", "dist",
+    "ParamStore", "SCM", "causal", "datasets", "clear_param_store", "condition", "constraints", "deterministic", "dist",
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]

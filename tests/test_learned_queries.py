@@ -30,18 +30,17 @@ def learned():
     return scm
 
 
-def fitted(scm, name):
-    return scm.params[name].detach()
+def coefficients(scm, node):
+    return scm.mechanism(node).fn.coefficients(scm.params)
 
 
 def test_condition_then_sample_on_a_learned_scm(learned, one_thread_seeded):
     # E[y | z=1] = 2 * 1.5 - 1 + 0.5 = 2.5 under the fitted coefficients (close to the truth).
-    w_x = fitted(learned, "x.weight")[0]
-    w_y = fitted(learned, "y.weight")
-    expected = float(w_y[1] * (w_x + fitted(learned, "x.bias")) + w_y[0] + fitted(learned, "y.bias"))
+    x, y = coefficients(learned, "x"), coefficients(learned, "y")
+    expected = y["weights"]["x"] * (x["weights"]["z"] + x["bias"]) + y["weights"]["z"] + y["bias"]
     assert expected == pytest.approx(2.5, abs=0.1)
     draws = learned.condition(z=1.0).sample(4000)["y"]
-    sd = math.sqrt(float(w_y[1] ** 2 * fitted(learned, "x.scale") ** 2 + fitted(learned, "y.scale") ** 2))
+    sd = math.sqrt(y["weights"]["x"] ** 2 * x["scale"] ** 2 + y["scale"] ** 2)
     assert abs(float(draws.mean()) - expected) < 4 * sd / math.sqrt(4000) + 0.02
 
 
@@ -61,7 +60,7 @@ def test_default_counterfactual_on_a_learned_scm(learned, one_thread_seeded):
     # Fully observed factual world: y's noise is recovered exactly, so
     # y_cf = y + w_yx (x_cf - x) = 4 + w_yx * (0 - 2).
     world = learned.counterfactual(evidence={"z": 1.0, "x": 2.0, "y": 4.0}, do={"x": 0.0}, n=500)
-    expected = 4.0 - 2 * float(fitted(learned, "y.weight")[1])
+    expected = 4.0 - 2 * coefficients(learned, "y")["weights"]["x"]
     assert world.mean("y") == pytest.approx(expected, abs=1e-4)
     assert expected == pytest.approx(0.0, abs=0.1)
 
@@ -91,12 +90,14 @@ def test_fitting_one_scm_leaves_another_with_the_same_nodes_unchanged(one_thread
     assert ate(a, "x", "y", n=2000).ate == pytest.approx(effect_a, abs=1e-6)
     assert len(cp.get_param_store()) == 0
     # Each FitResult holds its own fit's params only.
-    assert fit_a.params["y.weight"][1] == pytest.approx(2.0, abs=0.1)
-    assert not torch.allclose(fit_a.params["y.bias"], fit_b.params["y.bias"])
+    assert coefficients(a, "y")["weights"]["x"] == pytest.approx(2.0, abs=0.1)
+    assert set(fit_a.params) == set(fit_b.params) == set(a.params)
+    assert coefficients(a, "y")["bias"] == pytest.approx(0.5, abs=0.1)
+    assert coefficients(b, "y")["bias"] == pytest.approx(-1.5, abs=0.3)
     # Surgery shares the params (a do'ed model is the same fitted model); copy() does not.
     copy = a.copy()
     copy.params["y.bias"] = torch.tensor(10.0)
-    assert a.do(x=1.0).params is a.params and float(a.params["y.bias"]) != 10.0
+    assert a.do(x=1.0).params is a.params and float(a.params["y.bias"].detach()) != 10.0
 
 
 def test_bayesian_fit_answers_from_the_posterior(one_thread_seeded):
@@ -129,3 +130,24 @@ def test_unfitted_bayesian_scm_samples_its_prior_per_row(one_thread_seeded):
     assert effect.ate == pytest.approx(0.0, abs=0.1)
     assert effect.sd is None  # no fitted posterior: Monte Carlo over the prior only
     assert float(effect.treated_result["y"].var()) == pytest.approx(1 + 1 + 1, rel=0.1)
+
+
+def test_hand_built_categorical_table_answers_evidence_queries(one_thread_seeded):
+    # a ~ Categorical(0.2, 0.8); c | a from a table; P(a=1 | c=1) by Bayes' rule.
+    from causalppl.causal import CategoricalTable
+
+    scm = (cp.SCM()
+           .add("a", CategoricalTable("a", [], num_categories=2))
+           .add("c", CategoricalTable("c", ["a"], num_categories=2, parent_cardinalities=[2])))
+    scm.params["a.probs"] = torch.tensor([0.2, 0.8])
+    scm.params["c.probs"] = torch.tensor([[0.9, 0.1], [0.4, 0.6]])
+    exact = 0.8 * 0.6 / (0.8 * 0.6 + 0.2 * 0.1)
+    n = 20_000
+    draws = scm.condition(c=1).sample(n)["a"].double()
+    assert abs(float(draws.mean()) - exact) < 4 * math.sqrt(exact * (1 - exact) / n) + 0.01
+    effect = ate(scm, "a", "c", n=n)
+    assert effect.ate == pytest.approx(0.6 - 0.1, abs=4 * math.sqrt(0.5 / n))
+    world = scm.counterfactual(evidence={"a": 0, "c": 1}, do={"a": 1}, n=4000)
+    # Gumbel-max noise is counterfactually stable: c was 1 when it was unlikely (0.1 under a=0),
+    # and a=1 makes it likelier (0.6) and its rival less likely, so it stays 1 in every world.
+    assert world.mean("c") == 1.0
