@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import causalppl as cp
-from causalppl.causal import learn
+from causalppl.causal import learn, learnable
 from causalppl.graph import persist
 
 EDGES = [("z", "x"), ("z", "y"), ("x", "y")]
@@ -112,7 +112,7 @@ def test_a_categorical_table_scm_with_labels(tmp_path, one_thread_seeded):
     table = again.mechanism("b").fn
     assert isinstance(table, learn.CategoricalTable)
     assert (table.num_categories, table.parent_cardinalities) == (3, (3,))
-    assert again.mechanism("a").fn.labels == ["low", "mid", "high"]
+    assert list(again.mechanism("a").fn.labels) == ["low", "mid", "high"]
     assert getattr(table, "labels", None) is None
     assert_same_params(scm, again)
     probs = again.params["b.probs"]
@@ -212,25 +212,31 @@ def test_map_location(tmp_path, confounded_data):
     assert all(value.device.type == "cpu" for value in again.params.values())
 
 
-# -- learn's own spec() / mechanism_from_spec are used when they exist ---------------------------
+# -- learnable mechanisms are saved as their spec() ---------------------------------------------
 
 
-def test_persist_uses_spec_and_mechanism_from_spec_when_learn_has_them(tmp_path, monkeypatch):
-    calls = []
+def test_learnable_mechanisms_are_saved_as_their_spec(tmp_path, confounded_data, monkeypatch):
+    scm = cp.SCM.from_graph(EDGES, confounded_data)
+    scm.fit(confounded_data, steps=10, progress=False)
+    path = tmp_path / "model.cpm"
+    scm.save(path)
+    saved = torch.load(path, weights_only=True)["nodes"]
+    for entry in saved:
+        assert entry["mechanism"] == {"type": "learnable", "spec": scm.mechanism(entry["name"]).fn.spec()}
+    assert "standardization" in saved[2]["mechanism"]["spec"]  # the fit's units travel with the model
 
-    def spec(self):
-        calls.append("spec")
-        return {"kind": "LinearGaussian", "node": self.node, "parents": list(self.parents), "prior_scale": 2.0}
+    rebuilt = []
+    original = learnable.mechanism_from_spec
 
-    def mechanism_from_spec(given):
-        calls.append(("from_spec", given["kind"]))
-        return learn.LinearGaussian(given["node"], given["parents"], prior_scale=given["prior_scale"])
+    def recording(spec):
+        rebuilt.append(spec["kind"])
+        return original(spec)
 
-    monkeypatch.setattr(learn.LinearGaussian, "spec", spec, raising=False)
-    monkeypatch.setattr(learn, "mechanism_from_spec", mechanism_from_spec, raising=False)
-    again = saved_and_loaded(cp.SCM.from_graph([("x", "y")]), tmp_path)
-    assert calls == ["spec", "spec", ("from_spec", "LinearGaussian"), ("from_spec", "LinearGaussian")]
-    assert again.mechanism("y").fn.prior_scale == 2.0
+    monkeypatch.setattr(learnable, "mechanism_from_spec", recording)
+    again = cp.load(path)
+    assert rebuilt == ["LinearGaussian"] * 3
+    for node in scm.nodes:
+        assert again.mechanism(node).fn.spec() == scm.mechanism(node).fn.spec()
 
 
 # -- atomic writes and bad paths -----------------------------------------------------------------

@@ -5,8 +5,9 @@ numbers, tensors), read back with ``torch.load(..., weights_only=True)``, so
 loading a file never runs code from it. Mechanisms are stored as
 descriptions that are rebuilt from whitelists: an expression's text (parsed
 again, never ``eval``-ed), a fixed distribution's family and tensor
-arguments, a learnable mechanism's kind and constructor options. The file
-is written atomically (temporary file, fsync, rename).
+arguments, a learnable mechanism's ``spec()`` (rebuilt by
+:func:`causalppl.causal.learnable.mechanism_from_spec`). The file is written
+atomically (temporary file, fsync, rename).
 
 >>> import os, tempfile, causalppl as cp
 >>> scm = cp.SCM().add("z", "Normal(0, 1)", latent=True).add("x", "Normal(2*z, 0.5)")
@@ -29,7 +30,6 @@ import torch
 from causalppl import distributions as dist
 from causalppl.graph.expr import Expression
 from causalppl.graph.mechanism import FixedDistribution
-from causalppl.handlers import param_scope
 from causalppl.params import atomic_torch_save, check_save_path
 
 FORMAT = "causalppl.scm"
@@ -113,18 +113,14 @@ def _mechanism_spec(node, mechanism):
 
 
 def _learnable_spec(node, fn):
-    """``fn.spec()`` when the mechanism has one; else our own description of the learn classes; else None."""
-    if callable(getattr(fn, "spec", None)):
-        spec = fn.spec()
-        if not (isinstance(spec, dict) and isinstance(spec.get("kind"), str) and _is_plain(spec)):
-            raise ValueError(f"node '{node}': its mechanism's spec() must return a plain dict with a 'kind', "
-                             f"got {spec!r}")
-        return _copy(spec)
-    kind = type(fn).__name__
-    if kind in _LEARNABLE_OPTIONS and type(fn) is getattr(_learn(), kind):
-        options = {option: getattr(fn, option) for option in _LEARNABLE_OPTIONS[kind]}
-        return _copy({"kind": kind, "node": fn.node, "parents": list(fn.parents), **options})
-    return None
+    """The plain-data ``fn.spec()`` of a learnable mechanism (causalppl.causal.learnable); None for others."""
+    if not callable(getattr(fn, "spec", None)):
+        return None
+    spec = fn.spec()
+    if not (isinstance(spec, dict) and isinstance(spec.get("kind"), str) and _is_plain(spec)):
+        raise ValueError(f"node '{node}': its mechanism's spec() must return a plain dict with a 'kind', "
+                         f"got {spec!r}")
+    return _copy(spec)
 
 
 def _distribution_spec(node, distribution):
@@ -230,30 +226,7 @@ def from_data(data):
     if data.get("posterior") is not None:
         state.posterior = _tensors(_field(data, "posterior", dict), "posterior")
     state.fit = data.get("fit")
-    _build_lazy_networks(scm)
     return scm
-
-
-def _build_lazy_networks(scm):
-    """Build the torch.nn networks of (MLP) mechanisms whose weights the file holds.
-
-    They are otherwise built on first use, whose random initial weights (then
-    overwritten by the saved ones) would shift the random numbers a query
-    draws after loading; building them here, with the RNG state put back,
-    keeps "same seed, same answer" between the saved SCM and the loaded one.
-    """
-    store = scm._state.params
-    for mechanism in scm._mechanisms.values():
-        fn = mechanism.fn
-        if getattr(fn, "net", False) is not None or not fn.parents:
-            continue
-        saved = [name for name in store if name.startswith(f"{fn.node}.net.")]
-        if not saved:
-            continue  # never run before saving: stays lazy, as it was
-        device = store.leaf(saved[0]).device  # where map_location put the weights
-        cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=cuda), torch.no_grad(), param_scope(store=store):
-            fn(**{parent: torch.zeros((), device=device) for parent in fn.parents})
 
 
 def _build_mechanism(where, spec):
@@ -263,10 +236,9 @@ def _build_mechanism(where, spec):
     if kind == "distribution":
         return _build_distribution(where, spec)
     if kind == "learnable":
-        spec = _field(spec, "spec", dict, where)
-        learn = _learn()
-        build = getattr(learn, "mechanism_from_spec", None) or _learnable_from_spec
-        return build(spec)
+        from causalppl.causal.learnable import mechanism_from_spec  # graph/ must not import causal/ eagerly
+
+        return mechanism_from_spec(_field(spec, "spec", dict, where))  # from its whitelist of kinds
     raise ValueError(f"{where}: unknown mechanism type {kind!r} (expected expression, distribution or learnable)")
 
 
@@ -286,31 +258,6 @@ def _build_distribution(where, spec):
         raise ValueError(f"{where}: {family} needs the arguments {expected}, got {sorted(args)}")
     _tensors(args, f"{where}: {family} arguments")
     return cls(**args, **options)
-
-
-# The learnable mechanisms' constructor options, for the files of mechanisms without spec().
-_LEARNABLE_OPTIONS = {
-    "LinearGaussian": ("bayesian", "prior_scale"),
-    "Logistic": ("bayesian", "prior_scale"),
-    "CategoricalTable": ("num_categories", "parent_cardinalities", "bayesian", "concentration"),
-    "MLPGaussian": ("hidden",),
-}
-
-
-def _learnable_from_spec(spec):
-    """Rebuild a learnable mechanism from its kind and options (used until learn has its own)."""
-    kind = _field(spec, "kind", str, "a learnable mechanism")
-    if kind not in _LEARNABLE_OPTIONS:
-        raise ValueError(f"unknown learnable mechanism kind {kind!r} (known: {', '.join(_LEARNABLE_OPTIONS)})")
-    options = {option: spec[option] for option in _LEARNABLE_OPTIONS[kind] if option in spec}
-    node = _field(spec, "node", str, f"a {kind} mechanism")
-    return getattr(_learn(), kind)(node, _field(spec, "parents", (list, tuple), f"node '{node}'"), **options)
-
-
-def _learn():
-    from causalppl.causal import learn  # the graph layer must not import causal/ eagerly
-
-    return learn
 
 
 # -- plain data ------------------------------------------------------------------------
