@@ -249,7 +249,8 @@ def test_moving_nodes_group_params_by_node():
               "AutoNormal.locs.z": torch.tensor(0.3), "w": torch.tensor(5.0)}
     after = {"y.weight": torch.tensor([2.5]), "y.bias": torch.tensor(0.2), "x.scale": torch.tensor(1.0),
              "AutoNormal.locs.z": torch.tensor(0.4), "w": torch.tensor(5.0001)}
-    assert moving_nodes(before, after, ("x", "y", "z"), 1e-3) == [("y", ["y.weight", "y.bias"]), ("z", ["AutoNormal.locs.z"])]
+    expected = [("y", ["y.weight", "y.bias"]), ("z", ["AutoNormal.locs.z"])]
+    assert moving_nodes(before, after, ("x", "y", "z"), 1e-3) == expected
     assert moving_nodes(before, after, ("x", "y", "z"), 0.5) == []
 
 
