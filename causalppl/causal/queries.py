@@ -307,6 +307,8 @@ def interventional(scm, do=None, evidence=None, n=10000, **inputs):
     """Samples of every node under ``do`` interventions, given ``evidence``.
 
     ``evidence`` is observed in the intervened world (conditional effects).
+    Values may be labels of labelled nodes (``do={"t": "yes"}``); the samples
+    hold codes, and :meth:`QueryResult.distribution` reports by label.
     After a Bayesian fit every row carries its own posterior draw of the
     mechanism weights, so the samples integrate over the fitted posterior.
 

@@ -296,6 +296,9 @@ class SCM:
     def encode(self, node, value):
         """``value`` for ``node`` as a tensor of codes: a label becomes its code, numbers stay.
 
+        A value equal to one of the labels is that label, so numeric labels
+        (``labels=(1, 2, 3)``) take precedence over codes.
+
         Raises ``ValueError`` naming the node for an unknown label (listing
         its labels), a label given to a node without labels, or a number that
         is not one of a labelled node's codes.
