@@ -52,7 +52,7 @@ def test_confounded_posterior_given_x(confounded):
     assert float((y - 2 - 3 * z).std()) == pytest.approx(1.0, abs=0.1)
     assert len(result.losses) == 1500 and all(math.isfinite(loss) for loss in result.losses)
     assert result.median()["z"].item() == pytest.approx(0.5, abs=0.1)
-    summary = result.summary(2000)
+    summary = result.node_summary(2000)
     assert summary["z"][0] == pytest.approx(0.5, abs=0.12)
 
 

@@ -402,8 +402,12 @@ def _left_for_svi(scm, svi_model, estimates, free):
     if all(node in estimates or node in scm.interventions for node in scm.nodes):
         return []
     fitted = {f"{node}.{suffix}" for node, e in estimates.items() for suffix in e.params}
+    # One run of the model tells; its draws must not shift the RNG stream SVI then uses.
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        sites = trace(svi_model).get_trace().nodes
     left = []
-    for name, site in trace(svi_model).get_trace().nodes.items():
+    for name, site in sites.items():
         if site["type"] == "sample" and not site["is_observed"]:
             left.append(f"latent '{name}'")
         elif site["type"] == "param" and name not in fitted and name.split(".")[0] not in free:
