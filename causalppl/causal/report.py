@@ -134,7 +134,10 @@ def _linear_rows(result, mechanism):
     node = mechanism.node
     estimate = result.estimates.get(node)
     if mechanism.bayesian:
-        values, sds = _estimate_and_sd(result, mechanism, None, None, _posterior_vectors(result, mechanism))
+        draws = _posterior_vectors(result, mechanism)
+        if draws is None or f"{node}.scale" not in result.scm.params and isinstance(mechanism, LinearGaussian):
+            return []  # not fitted yet
+        values, sds = _estimate_and_sd(result, mechanism, None, None, draws)
     else:
         vector = _point_vector(result.scm.params, node, mechanism.num_features)
         covariance = estimate.covariance if estimate is not None else None
