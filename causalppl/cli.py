@@ -173,7 +173,8 @@ def cmd_fit(args):
     result = scm.fit(data=data, steps=args.steps, lr=args.lr, subsample_size=args.batch_size,
                      progress=False, seed=args.seed, **_inputs(args))
     scm.save(args.output)
-    print(f"final loss {result.losses[-1]:.4g} after {args.steps} steps; params:")
+    steps = "no SVI steps" if result.method == "mle" else f"{args.steps} SVI steps"
+    print(f"method {result.method}: final loss {result.losses[-1]:.4g} ({steps}); params:")
     for name, value in result.params.items():
         shown = f"{value.item():.4g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
         print(f"  {name} = {shown}")

@@ -63,3 +63,25 @@ def test_quick_run_prints_table(bench, capsys, tmp_path):
     text = capsys.readouterr().out
     assert "cp/floor" in text and ("PASS" in text or "MISS" in text)
     assert (tmp_path / "r.json").exists()
+
+
+LEARN = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "learn.py"
+
+
+def test_learn_benchmark_quick_run(capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("learn_bench", LEARN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        rows = module.main(["--quick", "--steps", "5", "--json", str(tmp_path / "learn.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r["workload"], r["method"]) for r in rows] == [
+        ("discrete", "mle"), ("discrete", "svi"), ("linear", "mle"), ("linear", "svi")]
+    assert all(r["seconds"] > 0 and math.isfinite(r["max_error"]) for r in rows)
+    linear_mle = rows[2]
+    assert linear_mle["max_error"] < 0.2  # exact ML from 2,000 rows: weights to a few percent
+    text = capsys.readouterr().out
+    assert "max err" in text and "faster than" in text
+    assert (tmp_path / "learn.json").exists()

@@ -147,6 +147,7 @@ def test_fit_writes_a_loadable_model(capsys, tmp_path):
     assert y["weights"]["x"] == pytest.approx(2.0, abs=0.15) and y["weights"]["z"] == pytest.approx(3.0, abs=0.15)
     assert y["scale"] == pytest.approx(1.0, abs=0.1)
     assert len(cp.get_param_store()) == 0  # the model carries its params; the global store is untouched
+    assert "method mle" in out  # fully observed: exact maximum likelihood, no SVI
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_confounded_posterior_given_x(confounded):
     assert float((y - 2 - 3 * z).std()) == pytest.approx(1.0, abs=0.1)
     assert len(result.losses) == 1500 and all(math.isfinite(loss) for loss in result.losses)
     assert result.median()["z"].item() == pytest.approx(0.5, abs=0.1)
-    summary = result.summary(2000)
+    summary = result.node_summary(2000)
     assert summary["z"][0] == pytest.approx(0.5, abs=0.12)
 
 
@@ -210,7 +210,7 @@ def test_a_short_fit_warns_naming_the_nodes_that_still_move(one_thread_seeded):
     data = line_data()
     scm = cp.SCM.from_graph([("x", "y")], data)
     with pytest.warns(ConvergenceWarning, match=r"not converged after 30 steps.*still moving at node\(s\): .*y \("):
-        result = scm.fit(data, steps=30, lr=0.01, progress=False)
+        result = scm.fit(data, method="svi", steps=30, lr=0.01, progress=False)
     assert result.converged is False
     assert "y" in result.moving and set(result.moving) <= {"x", "y"}
     assert issubclass(ConvergenceWarning, UserWarning)
@@ -220,9 +220,11 @@ def test_a_converged_fit_says_so_without_warning(one_thread_seeded):
     data = line_data()
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        result = cp.SCM.from_graph([("x", "y")], data).fit(data, steps=600, lr=0.05, progress=False)
+        result = cp.SCM.from_graph([("x", "y")], data).fit(data, method="svi", steps=600, lr=0.05,
+                                                           progress=False)
         # a loose tol accepts even a short fit
-        loose = cp.SCM.from_graph([("x", "y")], data).fit(data, steps=30, lr=0.01, tol=0.5, progress=False)
+        loose = cp.SCM.from_graph([("x", "y")], data).fit(data, method="svi", steps=30, lr=0.01, tol=0.5,
+                                                          progress=False)
     assert result.converged is True and result.moving == []
     assert loose.converged is True
 
@@ -281,3 +283,107 @@ def test_loss_plot_scale():
     figure, axis = loss_figure([1e5, 10.0, -3.0, -4.0], "test", plt)
     assert axis.get_yscale() == "symlog"
     plt.close(figure)
+
+
+# -- method="auto" | "mle" | "svi" ----------------------------------------------------
+
+
+def job_training_lstsq(frame, node, parents):
+    """Least squares of ``node`` on ``parents`` in the raw units of the table (float64)."""
+    columns = [torch.tensor(frame[p].to_numpy(), dtype=torch.float64) for p in parents]
+    target = torch.tensor(frame[node].to_numpy(), dtype=torch.float64)
+    design = torch.stack([torch.ones_like(target), *columns], dim=1)
+    coef = torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
+    rss = ((target - design @ coef) ** 2).sum()
+    se = (rss / (len(target) - design.shape[1]) * torch.linalg.inv(design.T @ design)).diagonal().sqrt()
+    return coef.tolist(), se.tolist()
+
+
+EARNINGS_PARENTS = ["age", "education", "married", "training", "hours"]
+
+
+@pytest.fixture(scope="module")
+def job_frame():
+    pytest.importorskip("pandas")
+    from causalppl import datasets
+
+    return datasets.job_training(n=2000, seed=0)
+
+
+def test_mle_on_raw_columns_is_least_squares(job_frame, one_thread_seeded):
+    from causalppl import datasets
+
+    scm = cp.SCM.from_graph(datasets.job_training_graph())  # no data: standardised by fit
+    result = scm.fit(job_frame, method="mle")
+    assert result.method == "mle" and len(result.losses) == 1 and result.guide.median() == {}
+    coef, _ = job_training_lstsq(job_frame, "earnings", EARNINGS_PARENTS)
+    fitted = scm.mechanism("earnings").fn.coefficients(scm.params)
+    assert fitted["bias"] == pytest.approx(coef[0], abs=1e-4)
+    assert [fitted["weights"][p] for p in EARNINGS_PARENTS] == pytest.approx(coef[1:], abs=1e-4)
+    assert scm.mechanism("age").fn.standardization["age"][0] == pytest.approx(35, abs=1)
+    # The final loss is the exact negative log-likelihood: the same as the model's.
+    data = {name: torch.tensor(job_frame[name].to_numpy(), dtype=torch.float32) for name in job_frame.columns}
+    assert result.losses[0] == pytest.approx(-float(scm.log_prob(data).sum().detach()), rel=1e-5)
+
+
+def test_svi_on_raw_columns_converges_once_standardised(job_frame, one_thread_seeded):
+    from causalppl import datasets
+
+    scm = cp.SCM.from_graph(datasets.job_training_graph())
+    # (1500 steps at lr 0.01 get there too; 600 at 0.05 keep the test fast.)
+    result = scm.fit(job_frame, method="svi", steps=600, lr=0.05, progress=False)
+    assert result.method == "svi" and len(result.losses) == 600
+    coef, se = job_training_lstsq(job_frame, "earnings", EARNINGS_PARENTS)
+    fitted = scm.mechanism("earnings").fn.coefficients(scm.params)
+    training = EARNINGS_PARENTS.index("training") + 1
+    # SVI reaches the MLE to a small fraction of its standard error ...
+    assert fitted["weights"]["training"] == pytest.approx(coef[training], abs=0.1 * se[training])
+    # ... which is within 4 standard errors of the truth (1.5).
+    assert abs(coef[training] - 1.5) < 4 * se[training]
+    age = scm.mechanism("age").fn.coefficients(scm.params)
+    sd_age = float(job_frame["age"].std())
+    assert age["bias"] == pytest.approx(float(job_frame["age"].mean()), abs=0.1 * sd_age / math.sqrt(2000))
+    assert age["bias"] == pytest.approx(35, abs=4 * 10 / math.sqrt(2000))
+    assert math.isnan(result.summary().set_index(["node", "parameter", "parent"]).loc[
+        ("earnings", "weight", "training"), "sd"])
+
+
+def test_auto_fits_observed_nodes_exactly_and_leaves_the_rest_to_svi(one_thread_seeded):
+    from causalppl.causal.mle import fit_node
+
+    generator = torch.Generator().manual_seed(0)
+    n = 1000
+    u = torch.randn(n, generator=generator)
+    z = torch.randn(n, generator=generator)
+    x = 1.5 * z + u + torch.randn(n, generator=generator)
+    y = 2 * x + 0.5 * torch.randn(n, generator=generator)
+    data = {"z": z, "x": x, "y": y}  # u is latent
+    scm = cp.SCM.from_graph([("z", "x"), ("u", "x"), ("x", "y")], data)
+    result = scm.fit(data, steps=50, lr=0.05, progress=False)
+    assert result.method == "mle+svi" and len(result.losses) == 50
+    assert set(result.estimates) == {"z", "y"}
+    # The exact fits were held at the MLE while SVI learned x and the guide of u.
+    exact = fit_node(scm.mechanism("y").fn, data)
+    for suffix, value in exact.params.items():
+        assert torch.allclose(scm.params[f"y.{suffix}"].detach(), value, rtol=1e-6, atol=0), suffix
+    assert "x.weight" in scm.params and "AutoNormal.locs.u" in result.guide_params
+    with pytest.raises(ValueError, match=r"node 'u': it is latent.*node 'x': its parent 'u' has no data"):
+        scm.fit(data, method="mle")
+
+
+def test_mle_refuses_bayesian_and_mlp_mechanisms_and_unknown_methods(one_thread_seeded):
+    data = {"x": torch.randn(50), "y": torch.randn(50)}
+    bayes = cp.SCM.from_graph([("x", "y")], data, bayesian=True)
+    with pytest.raises(ValueError, match="node 'x': its mechanism is Bayesian"):
+        bayes.fit(data, method="mle")
+    mlp = cp.SCM.from_graph([("x", "y")], data, mechanisms={"y": "mlp"})
+    with pytest.raises(ValueError, match="node 'y': MLPGaussian has no closed-form maximum likelihood"):
+        mlp.fit(data, method="mle")
+    with pytest.raises(ValueError, match="method must be one of auto, mle, svi, got 'exact'"):
+        mlp.fit(data, method="exact")
+    hand_written = regression_scm()
+    with pytest.raises(ValueError, match="these need SVI: param 'w'"):
+        hand_written.fit(regression_data(20), method="mle")
+    # auto: x is fitted exactly; the MLP (y) is left to SVI.
+    result = mlp.fit(data, steps=5, progress=False)
+    assert result.method == "mle+svi" and set(result.estimates) == {"x"}

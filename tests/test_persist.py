@@ -159,7 +159,8 @@ def test_the_loaded_scm_is_independent_of_the_original(tmp_path, confounded_data
     again = saved_and_loaded(scm, tmp_path)
     original = params_of(scm)
 
-    again.fit(confounded_data, steps=50, progress=False)
+    half = {name: value[: len(value) // 2] for name, value in confounded_data.items()}
+    again.fit(half, steps=50, progress=False)
     assert all(torch.equal(value, scm.params[name]) for name, value in original.items())
     assert not torch.equal(again.params["y.weight"], scm.params["y.weight"])
     refitted = params_of(again)

@@ -1,9 +1,12 @@
-"""Fitting an SCM to data by SVI, with a graph-aware guide.
+"""Fitting an SCM to data: exact maximum likelihood where it exists, SVI for the rest.
 
-Only the latent *ancestors* of observed nodes get a variational guide; every
-other latent node is drawn from its own mechanism given its parents, which
-is its exact posterior (nothing observed depends on it) and costs nothing to
-learn. Params inside mechanisms (``cp.param``) are learned alongside.
+Fully observed linear, logistic and table mechanisms are fitted exactly
+(:mod:`causalppl.causal.mle`). SVI, with a graph-aware guide, learns what
+remains: only the latent *ancestors* of observed nodes get a variational
+guide; every other latent node is drawn from its own mechanism given its
+parents, which is its exact posterior (nothing observed depends on it) and
+costs nothing to learn. Params inside mechanisms (``cp.param``) are learned
+alongside.
 
 >>> import torch, causalppl as cp
 >>> cp.set_rng_seed(0); cp.clear_param_store()
@@ -26,6 +29,10 @@ import networkx as nx
 import torch
 
 from causalppl import optim as optim_module
+from causalppl.causal import report
+from causalppl.causal.learnable import KINDS as LEARNABLE_KINDS
+from causalppl.causal.learnable import CategoricalTable
+from causalppl.causal.mle import fit_mle, why_not_exact
 from causalppl.graph.lower import table_to_tensors
 from causalppl.handlers import block, param_scope, replay, trace
 from causalppl.infer import SVI, Trace_ELBO
@@ -33,6 +40,8 @@ from causalppl.params import ParamStore, set_rng_seed
 from causalppl.runtime import plate
 
 GUIDES = ("normal", "mvn", "delta")
+METHODS = ("auto", "mle", "svi")
+LEARNABLE = tuple(LEARNABLE_KINDS.values())
 
 
 def guided_nodes(scm, observed):
@@ -58,7 +67,13 @@ def _make_guide(kind, model):
 
 @dataclass
 class FitResult:
-    """What :func:`fit` learned: ``losses``, the ``guide``, and posterior sampling."""
+    """What :func:`fit` learned: ``losses``, the ``guide``, and posterior sampling.
+
+    ``method`` says how: ``"mle"`` (exact maximum likelihood only),
+    ``"svi"``, or ``"mle+svi"``; ``estimates`` holds the exact fits
+    (node -> :class:`causalppl.causal.mle.Estimate`, with standard errors);
+    ``notes`` what a reader should know (empty table rows, separation).
+    """
 
     scm: object
     model: object
@@ -68,6 +83,9 @@ class FitResult:
     guide_params: ParamStore = field(default_factory=ParamStore)
     converged: bool | None = None  # see check_convergence
     moving: list = field(default_factory=list)  # nodes whose params still moved at the end
+    method: str = "svi"
+    estimates: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
     @property
     def params(self):
@@ -89,10 +107,23 @@ class FitResult:
         with self._device(), torch.no_grad(), param_scope(store=self.guide_params):
             return self.guide.median()
 
-    def summary(self, n=2000):
-        """Posterior mean and standard deviation of every node."""
+    def node_summary(self, n=2000):
+        """Posterior mean and standard deviation of every node: node -> (mean, sd), from ``n`` draws."""
         draws = self.sample(n)
         return {node: (float(v.float().mean()), float(v.float().std())) for node, v in draws.items()}
+
+    def summary(self):
+        """The learned coefficients in the data's units, one row per number.
+
+        Columns ``node, parameter, parent, estimate, sd``: ``sd`` is the
+        maximum-likelihood standard error, or the posterior sd of a Bayesian
+        mechanism, NaN when unknown (a point fit by SVI). A pandas DataFrame
+        when pandas is importable, else a list of :class:`causalppl.causal.report.Row`.
+        """
+        return report.summary_table(self)
+
+    def __str__(self):
+        return report.describe(self)
 
     def plot_losses(self, path):
         """Save the loss curve to ``path`` (needs matplotlib: ``pip install causalppl[plot]``)."""
@@ -200,19 +231,29 @@ class _DataModel:
 
 def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsample_size=None,
         num_particles=1, device=None, progress=True, seed=None, learn_params=True,
-        posterior_draws_kept=1000, tol=1e-3, **inputs):
-    """Fit ``scm`` (conditioned on its observed nodes and on ``data``) by SVI.
+        posterior_draws_kept=1000, method="auto", alpha=0.0, tol=1e-3, **inputs):
+    """Fit ``scm`` (conditioned on its observed nodes and on ``data``).
 
     Parameters
     ----------
     data : dict of tensors or pandas.DataFrame, optional
         Columns are observed nodes, rows are i.i.d. (in a plate).
+    method : "auto" | "mle" | "svi"
+        ``"mle"``: exact maximum likelihood for every learnable mechanism
+        (each must be fully observed and not Bayesian); no SVI, ``steps`` is
+        ignored and ``losses`` is ``[final negative log-likelihood]``.
+        ``"svi"``: SVI for everything. ``"auto"`` (default): maximum
+        likelihood for the fully observed point mechanisms, held there while
+        SVI learns what remains (latent nodes, Bayesian mechanisms, MLPs,
+        hand-written params); no SVI at all when nothing remains.
+    alpha : float
+        Pseudo-count for categorical tables fitted exactly (0 = maximum likelihood).
     guide : "normal" | "mvn" | "delta" | callable
         Automatic guide over the latent ancestors of observed nodes, or your own.
     steps, lr, optim : SVI steps and optimiser (default: ClippedAdam from ``lr`` decaying to
         ``lr / 10`` over the run).
     subsample_size : int, optional
-        Mini-batch rows per step (plate subsampling, rescaled to the full data).
+        Mini-batch rows per SVI step (plate subsampling, rescaled to the full data).
     device : str or torch.device, optional
         Runs everything (params, data, sampling) on this device, e.g. ``"cuda"``.
     progress : bool
@@ -229,11 +270,22 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         names the nodes whose params still move (``result.converged``, ``result.moving``).
     **inputs : values of the SCM's inputs.
 
+    Before fitting, a learnable mechanism that has no params in ``scm.params``
+    yet and no standardisation is standardised by the mean and sd of its
+    (non-binary) data columns, so that raw columns fit well.
+
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    ValueError for an unknown ``method``, and with ``method="mle"`` naming
+    each node that cannot be fitted exactly and why.
     """
     options = dict(locals())  # the call as made, for refits (bootstrap); see _record_fit
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if seed is not None:
         set_rng_seed(seed)
     device_context = torch.device(device) if device is not None else contextlib.nullcontext()
@@ -254,35 +306,179 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         free = [node for node in scm.nodes
                 if node not in guided and node not in model.observed and node not in scm.interventions]
         svi_model = block(model, hide=free) if free else model
-        if isinstance(guide, str):
-            guide = _make_guide(guide, svi_model)
-        elif not callable(guide):
-            raise TypeError(f"guide must be one of {', '.join(GUIDES)} or a callable, got {guide!r}")
-        if optim is None:
-            # Adam whose step size decays to a tenth over the run: fast early
-            # progress, then small steps that settle on the optimum. No clipping:
-            # minibatch gradients are scaled up by rows/batch, and clipping them
-            # would bias the optimum.
-            optim = optim_module.ClippedAdam(
-                {"lr": lr, "lrd": 0.1 ** (1 / max(steps, 1)), "clip_norm": float("inf")})
-        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
-        result = FitResult(scm, model, guide, device=device)
-        # The mechanisms' params live in the SCM's own store (the lowered model
-        # reads it); the guide's params belong to this fit.
-        scoped_guide = param_scope(guide, store=result.guide_params)
-        if not learn_params:
-            optim = _GuideParamsOnly(optim, result.guide_params)
-        svi = SVI(svi_model, scoped_guide, optim, elbo)
-        watch = ConvergenceWatch((scm.params, result.guide_params), steps)
-        for step in _progress(range(steps), progress):
-            watch.before_step(step)
-            result.losses.append(svi.step())
         if learn_params:
-            _keep_weight_posterior(result, posterior_draws_kept)
-    watch.check(result, tol)
+            standardize_from_data(scm, data)
+        estimates = _exact_estimates(scm, _known_values(scm, data, inputs), method, learn_params, alpha)
+        left = _left_for_svi(scm, svi_model, estimates, free) if method != "svi" else ["everything"]
+        if method == "mle" and left:
+            raise ValueError(
+                f"method='mle' fits learnable mechanisms only, but these need SVI: {', '.join(left)}; "
+                "use method='auto' or 'svi'"
+            )
+        result = FitResult(scm, model, _NoGuide(), device=device, estimates=estimates,
+                           notes=[note for e in estimates.values() for note in e.notes])
+        if left:
+            result.method = "mle+svi" if estimates else "svi"
+            fitted = [f"{node}.{suffix}" for node, e in estimates.items() for suffix in e.params]
+            _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress,
+                     fitted, tol)
+            if learn_params:
+                _keep_weight_posterior(result, posterior_draws_kept)
+        else:
+            result.method = "mle"
+            result.losses = [sum(e.nll for e in estimates.values())]
     if learn_params:
         _record_fit(scm, data, options)
     return result
+
+
+def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress, fixed,
+             tol):
+    """SVI on ``svi_model``; the params named in ``fixed`` (fitted exactly) are not stepped."""
+    if isinstance(guide, str):
+        guide = _make_guide(guide, svi_model)
+    elif not callable(guide):
+        raise TypeError(f"guide must be one of {', '.join(GUIDES)} or a callable, got {guide!r}")
+    result.guide = guide
+    if optim is None:
+        # Adam whose step size decays to a tenth over the run: fast early
+        # progress, then small steps that settle on the optimum. No clipping:
+        # minibatch gradients are scaled up by rows/batch, and clipping them
+        # would bias the optimum.
+        optim = optim_module.ClippedAdam(
+            {"lr": lr, "lrd": 0.1 ** (1 / max(steps, 1)), "clip_norm": float("inf")})
+    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
+    # The mechanisms' params live in the SCM's own store (the lowered model
+    # reads it); the guide's params belong to this fit.
+    scoped_guide = param_scope(guide, store=result.guide_params)
+    if not learn_params:
+        optim = _GuideParamsOnly(optim, result.guide_params)
+    elif fixed:
+        optim = _AllBut(optim, result.scm.params, fixed)
+    svi = SVI(svi_model, scoped_guide, optim, elbo)
+    watch = ConvergenceWatch((result.scm.params, result.guide_params), steps)
+    for step in _progress(range(steps), progress):
+        watch.before_step(step)
+        result.losses.append(svi.step())
+    watch.check(result, tol)
+
+
+# ---------------------------------------------------------------------------
+# What is fitted exactly, and what is left for SVI
+# ---------------------------------------------------------------------------
+
+
+def standardize_from_data(scm, data):
+    """Standardise each learnable mechanism without params or standardisation by its data columns.
+
+    A column's centre and scale are its mean and sd; binary {0, 1} columns
+    (and categorical parents, which enter as indicators) stay as they are.
+
+    >>> import torch, causalppl as cp
+    >>> scm = cp.SCM.from_graph([("x", "y")])
+    >>> standardize_from_data(scm, {"x": torch.tensor([1.0, 3.0]), "y": torch.tensor([0.0, 1.0])})
+    >>> scm.mechanism("y").fn.standardization
+    {'x': (2.0, 1.4142135623730951)}
+    """
+    if not data:
+        return
+    for node in scm.nodes:
+        mechanism = scm.mechanism(node).fn
+        if (not isinstance(mechanism, LEARNABLE) or isinstance(mechanism, CategoricalTable)
+                or mechanism.standardization or _has_params(scm.params, node)):
+            continue
+        stats = {name: _centre_and_scale(data[name]) for name in (node, *mechanism.parents)
+                 if name in data and not _is_binary(data[name])}
+        mechanism.set_standardization(stats)
+
+
+def _has_params(store, node):
+    prefix = f"{node}."
+    return any(name.startswith(prefix) for name in store.keys())
+
+
+def _is_binary(column):
+    return bool(((column == 0) | (column == 1)).all())
+
+
+def _centre_and_scale(column):
+    column = column.double()
+    spread = float(column.std()) if column.numel() > 1 else 1.0
+    return float(column.mean()), spread if spread > 0 else 1.0
+
+
+def _known_values(scm, data, inputs):
+    """Every value known row by row: data columns, observed and intervened values, inputs."""
+    known = {**inputs, **scm.interventions, **scm.observed, **(data or {})}
+    known = {name: torch.as_tensor(value) for name, value in known.items()}
+    rows = max((value.numel() for value in known.values()), default=1)
+    return {name: value.reshape(-1).expand(rows) if value.numel() == 1 else value.reshape(-1)
+            for name, value in known.items() if value.numel() in (1, rows)}
+
+
+def _exact_estimates(scm, known, method, learn_params, alpha):
+    """Fit the fully observed point mechanisms exactly (all learnable ones for "mle")."""
+    if method == "svi" or (method == "auto" and not learn_params):
+        return {}
+    if not learn_params:
+        raise ValueError("method='mle' learns the SCM's params, but learn_params=False holds them fixed")
+    exact, reasons = [], []
+    for node in scm.nodes:
+        mechanism = scm.mechanism(node).fn
+        if node in scm.interventions or not isinstance(mechanism, LEARNABLE):
+            continue
+        reason = why_not_exact(mechanism, node, set(known))
+        if reason is None:
+            exact.append(node)
+        else:
+            reasons.append(f"node '{node}': {reason}")
+    if method == "mle" and reasons:
+        raise ValueError(
+            "method='mle' needs every learnable mechanism fully observed and not Bayesian, but "
+            f"{'; '.join(reasons)}. Use method='auto' (exact where possible, SVI for the rest) or 'svi'"
+        )
+    return fit_mle(scm, known, exact, alpha=alpha)
+
+
+def _left_for_svi(scm, svi_model, estimates, free):
+    """Sites SVI would still learn: latent sample sites, and params not fitted exactly."""
+    if all(node in estimates or node in scm.interventions for node in scm.nodes):
+        return []
+    fitted = {f"{node}.{suffix}" for node, e in estimates.items() for suffix in e.params}
+    # One run of the model tells; its draws must not shift the RNG stream SVI then uses.
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        sites = trace(svi_model).get_trace().nodes
+    left = []
+    for name, site in sites.items():
+        if site["type"] == "sample" and not site["is_observed"]:
+            left.append(f"latent '{name}'")
+        elif site["type"] == "param" and name not in fitted and name.split(".")[0] not in free:
+            left.append(f"param '{name}'")
+    return left
+
+
+class _NoGuide:
+    """The guide of a fit with nothing latent to guide: it samples nothing."""
+
+    def __call__(self, *args, **kwargs):
+        return None
+
+    def median(self):
+        return {}
+
+
+class _AllBut:
+    """An optimiser that leaves some params of a store (the ones fitted exactly) as they are."""
+
+    def __init__(self, optim, store, names):
+        self.optim = optim
+        self.store = store
+        self.names = list(names)
+
+    def __call__(self, params):
+        fixed = {id(self.store.leaf(name)) for name in self.names if name in self.store}
+        self.optim([p for p in params if id(p) not in fixed])
 
 
 def _record_fit(scm, data, options):
@@ -331,7 +527,7 @@ class ConvergenceWatch:
         warnings.warn(
             f"SVI has not converged after {len(result.losses)} steps: {how}; params still moving at "
             f"node(s): {named}. Run more steps or raise lr (or loosen tol=).",
-            ConvergenceWarning, stacklevel=4,
+            ConvergenceWarning, stacklevel=5,
         )
 
 

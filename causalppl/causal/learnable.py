@@ -392,6 +392,24 @@ class MultinomialLogistic(_Learnable):
         logits = torch.cat([torch.zeros_like(logits[..., :1]), logits], dim=-1)
         return dist.Categorical(logits=logits)
 
+    # Each class's log-odds undo the parents' standardisation as a linear mechanism's do.
+    _to_data_units = _Linear._to_data_units
+
+    def coefficients(self, store=None):
+        """Per class after the first (by label): its log-odds against class 0, in the data's units.
+
+        >>> import causalppl as cp
+        >>> m = MultinomialLogistic("c", ["x"], num_categories=3, standardization={"x": (1.0, 2.0)})
+        >>> store = cp.ParamStore()
+        >>> store["c.bias"], store["c.weight"] = torch.tensor([0.0, 1.0]), torch.tensor([[2.0], [0.0]])
+        >>> m.coefficients(store)
+        {1: {'bias': -1.0, 'weights': {'x': 1.0}}, 2: {'bias': 1.0, 'weights': {'x': 0.0}}}
+        """
+        bias = self._stored(store, "bias").tolist()
+        weight = self._stored(store, "weight").tolist() if self.parents else [[] for _ in bias]
+        labels = self.labels or tuple(range(self.num_categories))
+        return {labels[k + 1]: self._to_data_units(b, w) for k, (b, w) in enumerate(zip(bias, weight, strict=True))}
+
 
 class CategoricalTable(_Learnable):
     """A conditional probability table over discrete parents.
