@@ -143,7 +143,7 @@ def test_mlp_fits_a_nonlinear_mechanism_better_than_linear():
     x = 6 * torch.rand(n) - 3
     y = torch.sin(x) + 0.1 * torch.randn(n)
     data = {"x": x, "y": y}
-    linear = from_graph([("x", "y")], data)
+    linear = from_graph([("x", "y")], data, mechanisms={"y": "linear"})
     linear_losses = fit(lambda: linear.model(data=data), steps=300, lr=0.05)
     linear_scale = coefficients(linear, "y")["scale"]
     cp.clear_param_store()
@@ -317,7 +317,7 @@ def test_from_graph_auto_picks_builders_by_column():
     kinds = {node: type(scm.mechanism(node).fn).__name__ for node in scm.nodes}
     assert kinds == {
         "t": "Logistic", "a": "CategoricalTable", "c": "CategoricalTable", "x": "LinearGaussian",
-        "d": "LinearGaussian", "k": "LinearGaussian", "f": "Logistic", "u": "LinearGaussian",
+        "d": "MultinomialLogistic", "k": "LinearGaussian", "f": "Logistic", "u": "LinearGaussian",
     }
     assert scm.mechanism("c").fn.parent_cardinalities == (4, 2)
     assert scm.mechanism("c").fn.num_categories == 3
@@ -381,8 +381,8 @@ def test_from_graph_errors_name_the_node_and_the_expectation():
         from_graph(EDGES, mechanisms={"z": "mlp"})
     with pytest.raises(TypeError, match="networkx.DiGraph"):
         from_graph("z -> x")
-    with pytest.raises(TypeError, match="data column 's': expected numbers"):
-        from_graph([("s", "y")], {"s": ["a", "b"]})
+    with pytest.raises(TypeError, match="data column 's': expected numbers, strings or booleans, got .* dict"):
+        from_graph([("s", "y")], {"s": [{"a": 1}, {"b": 2}]})
 
 
 def test_mechanism_errors():
