@@ -100,17 +100,36 @@ def _least_squares(x, y):
 
 def _train_mlp(x, y, seed):
     """A full-batch Adam fit of a one-hidden-layer tanh network (squared error)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, 1))
-    optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def uniform(*shape):  # torch.nn.Linear's initialisation, from the local generator
+        bound = 1 / math.sqrt(shape[-1])
+        return ((torch.rand(shape, generator=generator) * 2 - 1) * bound).requires_grad_()
+
+    params = [uniform(HIDDEN, x.shape[1]), uniform(HIDDEN, x.shape[1])[:, 0].detach().requires_grad_(),
+              uniform(1, HIDDEN), uniform(1, HIDDEN)[:, 0].detach().requires_grad_()]
+
+    def net(inputs):
+        w1, b1, w2, b2 = params
+        return torch.tanh(inputs @ w1.T + b1) @ w2.T + b2
+
     with torch.enable_grad():
-        for _ in range(STEPS):
-            optimiser.zero_grad()
-            loss = ((net(x) - y) ** 2).mean()
-            loss.backward()
-            optimiser.step()
+        _adam(params, lambda: ((net(x) - y) ** 2).mean())
     return lambda inputs: net(inputs).detach()
+
+
+def _adam(params, loss_fn, beta1=0.9, beta2=0.999, eps=1e-8):
+    """STEPS plain Adam steps (written out: torch.optim's first use imports the compiler stack)."""
+    first = [torch.zeros_like(p) for p in params]
+    second = [torch.zeros_like(p) for p in params]
+    for step in range(1, STEPS + 1):
+        grads = torch.autograd.grad(loss_fn(), params)
+        with torch.no_grad():
+            for p, g, m, v in zip(params, grads, first, second):
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+                p.sub_(LEARNING_RATE * m_hat / (v_hat.sqrt() + eps))
 
 
 def _held_out(predict, x_train, y_train, x_test, y_test):
