@@ -490,6 +490,8 @@ def test_auto_picks_an_mlp_only_when_it_fits_clearly_better():
     assert scm._state.choices["y"].startswith("LinearGaussian: continuous column; held-out log-lik linear")
     assert "(no clear gain" in scm._state.choices["y"]
     assert scm._state.choices["x"] == "LinearGaussian: continuous column, no continuous parent"
+    few = from_graph([("x", "y")], {"x": x[:20], "y": curved["y"][:20]})._state.choices["y"]
+    assert few == "LinearGaussian: continuous column; 20 rows are too few for a held-out check"
     # Deterministic, and it leaves the global random state alone.
     state = torch.get_rng_state()
     assert from_graph([("x", "y")], curved)._state.choices == from_graph([("x", "y")], curved)._state.choices

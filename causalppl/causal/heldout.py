@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 MAX_ROWS = 2000
+MIN_ROWS = 50  # fewer rows cannot show a clear gain
 HIDDEN = 16
 STEPS = 200
 LEARNING_RATE = 0.05

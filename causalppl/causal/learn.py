@@ -17,6 +17,7 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
+from causalppl.causal.heldout import MIN_ROWS, mlp_versus_linear
 from causalppl.causal.learnable import (  # noqa: F401  (re-exported)
     CategoricalTable,
     LinearGaussian,
@@ -25,7 +26,6 @@ from causalppl.causal.learnable import (  # noqa: F401  (re-exported)
     MultinomialLogistic,
     mechanism_from_spec,
 )
-from causalppl.causal.heldout import mlp_versus_linear
 from causalppl.graph.columns import read_columns
 from causalppl.graph.mechanism import as_mechanism
 from causalppl.graph.scm import SCM
@@ -46,17 +46,24 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     G : networkx.DiGraph, SCM, or list of (parent, child) edges
         The causal graph; only its structure is used.
     data : dict of array-likes or pandas DataFrame, optional
-        Used to choose mechanisms (and categorical cardinalities), not fitted
-        here: call ``scm.fit(data)`` next. Nodes with no column are latent.
+        Used to choose mechanisms (cardinalities, labels, standardisation),
+        not fitted here: call ``scm.fit(data)`` next. Columns are read by
+        :func:`causalppl.graph.columns.read_columns` (bool, int, float,
+        category, strings, nullable dtypes). Nodes with no column are latent.
     mechanisms : "auto", a kind, or dict node -> kind or mechanism
-        Kinds are ``"linear"``, ``"logistic"``, ``"categorical"``, ``"mlp"``.
-        ``"auto"`` picks per node from its column: binary {0, 1} values ->
-        Logistic; integer values in 0..19 with only discrete parents ->
-        CategoricalTable; anything else (and latent nodes) -> LinearGaussian.
-        A dict overrides some nodes; the rest are "auto".
+        Kinds are ``"linear"``, ``"logistic"``, ``"categorical"``, ``"mlp"``,
+        ``"multinomial"``. ``"auto"`` picks per node from its column: binary
+        -> Logistic; categorical (labels, or ints in 0..19) -> CategoricalTable
+        when every parent is discrete, else MultinomialLogistic; continuous ->
+        LinearGaussian, or MLPGaussian when a held-out check
+        (:func:`causalppl.causal.heldout.mlp_versus_linear`) finds that an MLP
+        fits clearly better; latent nodes -> LinearGaussian. Categorical
+        parents enter linear, logistic and MLP mechanisms one-hot. A dict
+        overrides some nodes; the rest are "auto". Why each node got its
+        mechanism is kept in ``scm._state.choices`` (node -> text).
     bayesian : bool
         Linear, logistic and categorical coefficients become latent sites
-        (MLP weights stay point estimates).
+        (MLP weights stay point estimates; ``auto`` never picks an MLP).
 
     Returns
     -------
@@ -76,6 +83,8 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     >>> scm = from_graph([("t", "y")], data)
     >>> [scm.mechanism(n).fn.text for n in scm.nodes]
     ['Logistic()', 'LinearGaussian(t)']
+    >>> scm._state.choices["y"]
+    'LinearGaussian: continuous column, no continuous parent'
     """
     graph = _as_graph(G)
     columns = _describe_columns(data) if data is not None else {}
@@ -245,7 +254,9 @@ def _auto_kind(node, parents, columns, bayesian):
     latent = [p for p in parents if p not in columns]
     if latent:
         return "linear", f"continuous column; latent parent(s) {', '.join(latent)} leave no held-out check"
-    comparison = mlp_versus_linear(_design(parents, columns), columns[node].values)
+    if len(column.values) < MIN_ROWS:
+        return "linear", f"continuous column; {len(column.values)} rows are too few for a held-out check"
+    comparison = mlp_versus_linear(_design(parents, columns), column.values)
     return ("mlp" if comparison.clear else "linear"), f"continuous column; {comparison}"
 
 

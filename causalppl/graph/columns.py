@@ -359,11 +359,13 @@ def _encode_by(column, labels):
 def _check_codes(column, labels):
     """A numeric column for a labelled node holds its codes: whole numbers in 0..len(labels)-1."""
     values = column.values
+    # Only on the CPU: the lowered model checks its data at every step, and on
+    # a GPU each check would wait for the device.
     if values.numel() and values.device.type == "cpu":
-        whole = bool((values == torch.round(values)).all())
-        if not (whole and values.min() >= 0 and values.max() < len(labels)):
+        low, high = (float(v) for v in torch.aminmax(values))
+        if not (low >= 0 and high < len(labels) and torch.equal(values, torch.round(values))):
             raise ValueError(
                 f"data column '{column.name}': expected the node's labels {list(labels)} or their codes "
-                f"0..{len(labels) - 1}, got numbers in {float(values.min()):g}..{float(values.max()):g}"
+                f"0..{len(labels) - 1}, got numbers in {low:g}..{high:g}"
             )
     return Column(column.name, values, labels, column.source)
