@@ -7,10 +7,11 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, distributions, graphs, handlers, infer, optim
+from causalppl import causal, datasets, distributions, graphs, handlers, infer, optim
 from causalppl import distributions as dist
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
+from causalppl.graph.persist import load
 from causalppl.handlers import condition, do, trace
 from causalppl.params import (
     ParamStore,
@@ -26,8 +27,8 @@ poutine = handlers
 __version__ = "0.1.0"
 
 __all__ = [
-    "ParamStore", "SCM", "causal", "clear_param_store", "condition", "constraints", "deterministic", "dist",
+    "ParamStore", "SCM", "causal", "datasets", "clear_param_store", "condition", "constraints", "deterministic", "dist",
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
-__all__ += ["graphs", "read_dot"]
+__all__ += ["graphs", "load", "read_dot"]

@@ -1,11 +1,13 @@
 """The ``causalppl`` command: draw, sample, query, fit and identify SCMs from DOT files.
 
-GRAPH is a DOT file path or the name of a ready-made graph (``causalppl list``).
+GRAPH is a DOT file path, the name of a ready-made graph (``causalppl list``),
+or a fitted model saved by ``fit`` (a ``.cpm`` file, or any file ``cp.load`` reads).
 
     causalppl draw confounded -o confounded.svg --do x=1
     causalppl sample confounded -n 1000 --do x=1
     causalppl query confounded --target y --condition x=1
-    causalppl fit confounded data.csv -o params.pt
+    causalppl fit confounded data.csv -o model.cpm
+    causalppl query model.cpm --target y --do x=1
     causalppl identify smoking --treatment smoking --outcome cancer
 """
 
@@ -38,18 +40,37 @@ def _assignment(text):
     return name, number
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # how a torch.save file (a saved SCM) starts
+
+
+def _is_saved_scm(path):
+    if path.suffix == ".cpm":
+        return True
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    except OSError:  # missing, a folder, unreadable: not one of ours
+        return False
+
+
 def _load(graph):
     from causalppl import graphs
     from causalppl.graph.dot import read_dot
+    from causalppl.graph.persist import load
 
     path = Path(graph)
+    if _is_saved_scm(path):
+        if not path.exists():
+            raise CLIError(f"no such file: {graph}")
+        return load(path)
     if path.suffix in (".dot", ".gv") or path.exists():
         if not path.exists():
             raise CLIError(f"no such file: {graph}")
         return read_dot(path)
     if graph in graphs.names():
         return graphs.load(graph)
-    raise CLIError(f"{graph!r} is neither a DOT file nor a known graph ({', '.join(graphs.names())})")
+    raise CLIError(f"{graph!r} is neither a DOT file, a saved model nor a known graph "
+                   f"({', '.join(graphs.names())})")
 
 
 def _surgery(scm, args):
@@ -139,7 +160,9 @@ def cmd_query(args):
 
 def cmd_fit(args):
     from causalppl.causal.learn import from_graph
+    from causalppl.params import check_save_path
 
+    check_save_path(args.output)  # say so now, not after the fit
     scm = _load(args.graph)
     data = _read_csv(args.data)
     unknown = [name for name in data if name not in scm]
@@ -149,7 +172,7 @@ def cmd_fit(args):
         scm = from_graph(scm.graph, data=data)
     result = scm.fit(data=data, steps=args.steps, lr=args.lr, subsample_size=args.batch_size,
                      progress=False, seed=args.seed, **_inputs(args))
-    scm.params.save(args.output)
+    scm.save(args.output)
     print(f"final loss {result.losses[-1]:.4g} after {args.steps} steps; params:")
     for name, value in result.params.items():
         shown = f"{value.item():.4g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
@@ -171,7 +194,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="causalppl",
         description="Draw, sample, query, fit and identify structural causal models "
-                    "(GRAPH: a DOT file or a ready-made graph name; see `causalppl list`).",
+                    "(GRAPH: a DOT file, a ready-made graph name (see `causalppl list`), "
+                    "or a model saved by `causalppl fit`).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -179,7 +203,8 @@ def build_parser():
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(func=func)
         if name != "list":
-            sub.add_argument("graph", metavar="GRAPH", help="DOT file or ready-made graph name")
+            sub.add_argument("graph", metavar="GRAPH",
+                             help="DOT file, ready-made graph name, or fitted model (.cpm)")
         return sub
 
     def surgery(sub):
@@ -211,9 +236,10 @@ def build_parser():
     surgery(sub)
     inputs(sub)
 
-    sub = command("fit", cmd_fit, "fit mechanisms to a CSV of observations and save the params")
+    sub = command("fit", cmd_fit, "fit mechanisms to a CSV of observations and save the fitted model")
     sub.add_argument("data", help="CSV file whose columns are nodes")
-    sub.add_argument("-o", "--output", required=True, help="where to save the param store (.pt)")
+    sub.add_argument("-o", "--output", required=True,
+                     help="where to save the fitted model (.cpm: graph, mechanisms and params; cp.load reads it)")
     sub.add_argument("--mechanisms", choices=("auto", "given"), default="auto",
                      help="auto: learnable mechanisms chosen from the data; given: the file's own")
     sub.add_argument("--steps", type=int, default=1000)
@@ -236,7 +262,7 @@ def main(argv=None):
             parser.error(f"-{'-' if len(name) > 1 else ''}{name} must be at least 1")
     try:
         args.func(args)
-    except (CLIError, ValueError, KeyError, TypeError, ImportError, RuntimeError) as err:
+    except (CLIError, ValueError, KeyError, TypeError, ImportError, RuntimeError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"causalppl {args.command}: error: {message}", file=sys.stderr)
         return 1

@@ -147,20 +147,8 @@ class ParamStore:
             self._store(name, leaf.detach().clone().requires_grad_(True), constraint)
 
     def save(self, path):
-        """Write the store to ``path`` atomically (temporary file, then rename)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        handle, tmp_path = tempfile.mkstemp(prefix=".params-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(self.get_state(), file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp_path, path)
-        except BaseException:
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        """Write the store to ``path`` atomically (see :func:`atomic_torch_save`)."""
+        atomic_torch_save(self.get_state(), path)
 
     def load(self, path, map_location=None):
         """Load params saved by :meth:`save`, replacing those with the same names."""
@@ -174,9 +162,58 @@ class ParamStore:
             raise ValueError(
                 f"{path}: not a causalppl param store file (torch.load failed: {type(err).__name__})"
             ) from err
+        if isinstance(state, dict) and "format" in state and "param_store" in state:
+            raise ValueError(f"{path}: this is a saved SCM, not a param store file; load it with cp.load(path)")
         if not isinstance(state, dict) or "params" not in state:
             raise ValueError(f"{path}: not a causalppl param store file")
         self.set_state(state)
+
+
+def check_save_path(path):
+    """Raise a clear error if ``path`` cannot be saved to: its folder is missing, or it is a folder.
+
+    Called before anything is written (and before a long fit whose result goes there).
+
+    >>> check_save_path("no-such-folder/model.cpm")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: cannot save to no-such-folder/model.cpm: the folder no-such-folder does not exist
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; give a file name")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save(obj)`` to ``path`` so that a crash never leaves a half-written file.
+
+    Writes a temporary file in the same folder, fsyncs it, then renames it
+    over ``path`` (``os.replace`` is atomic); on any error the temporary file
+    is removed and an existing ``path`` is left as it was.
+
+    >>> import os, tempfile, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.pt")
+    >>> atomic_torch_save({"x": torch.ones(2)}, path)
+    >>> torch.load(path, weights_only=True)
+    {'x': tensor([1., 1.])}
+    """
+    check_save_path(path)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
 
 
 # Constraints are stored as short lists ("positive", ["interval", 0.0, 1.0]) so

@@ -131,22 +131,60 @@ def test_query_svi(capsys):
     assert abs(mean_of(out)[0] - 0.5) < 0.1  # z | x=1 ~ N(0.5, sqrt(0.5))
 
 
-def test_fit_writes_loadable_params(capsys, tmp_path):
+def test_fit_writes_a_loadable_model(capsys, tmp_path):
     cp.set_rng_seed(3)
     data = write_csv(tmp_path / "data.csv", cp.graphs.load("confounded").sample(2000))
-    params = tmp_path / "params.pt"
-    status, out, err = run(capsys, "fit", "confounded", data, "-o", params, "--steps", 800)
+    path = tmp_path / "model.cpm"
+    status, out, err = run(capsys, "fit", "confounded", data, "-o", path, "--steps", 800)
     assert status == 0, err
-    assert params.exists() and out.rstrip().endswith(f"wrote {params}")
-    assert "y.weight" in out
-    cp.clear_param_store()
-    store = cp.get_param_store()
-    store.load(params)
-    learned = {name: value.detach() for name, value in store.items()}
-    assert learned["x.weight"].item() == pytest.approx(1.0, abs=0.1)
-    # y's parents are (x, z) in some order: the weights are 2 and 3.
-    assert sorted(learned["y.weight"].tolist()) == pytest.approx([2.0, 3.0], abs=0.15)
-    assert learned["y.scale"].item() == pytest.approx(1.0, abs=0.1)
+    assert path.exists() and out.rstrip().endswith(f"wrote {path}")
+    assert "y.weight" in out  # the learned params are printed
+    scm = cp.load(path)
+    assert scm.nodes == ("z", "x", "y")
+    # The params are in standardised units; coefficients() gives them in the data's.
+    x, y = (scm.mechanism(node).fn.coefficients(scm.params) for node in ("x", "y"))
+    assert x["weights"]["z"] == pytest.approx(1.0, abs=0.1)
+    assert y["weights"]["x"] == pytest.approx(2.0, abs=0.15) and y["weights"]["z"] == pytest.approx(3.0, abs=0.15)
+    assert y["scale"] == pytest.approx(1.0, abs=0.1)
+    assert len(cp.get_param_store()) == 0  # the model carries its params; the global store is untouched
+
+
+@pytest.fixture
+def fitted_model(tmp_path_factory):
+    """A model file fitted by the CLI to data from the confounded graph (E[y | do(x=1)] = 2)."""
+    folder = tmp_path_factory.mktemp("fitted")
+    cp.set_rng_seed(4)
+    data = write_csv(folder / "data.csv", cp.graphs.load("confounded").sample(2000))
+    path = folder / "model.cpm"
+    assert cli.main(["fit", "confounded", str(data), "-o", str(path), "--steps", "800"]) == 0
+    return path
+
+
+def test_the_other_commands_take_a_fitted_model(capsys, tmp_path, fitted_model):
+    capsys.readouterr()
+    cp.set_rng_seed(5)
+    status, out, err = run(capsys, "query", fitted_model, "--target", "y", "--do", "x=1", "-n", 20000)
+    assert status == 0, err
+    mean, stderr = mean_of(out)
+    assert abs(mean - 2.0) < 4 * stderr + 0.15  # learned weights, within the fit's tolerance
+
+    status, out, err = run(capsys, "sample", fitted_model, "-n", 5, "--do", "x=1")
+    assert status == 0, err
+    header, rows = read_csv(out)
+    assert header == ["z", "x", "y"] and all(row[1] == 1.0 for row in rows)
+
+    status, out, err = run(capsys, "identify", fitted_model, "--treatment", "x", "--outcome", "y")
+    assert status == 0 and "backdoor sets:  {'z'}" in out
+
+    status, out, err = run(capsys, "draw", fitted_model, "-o", tmp_path / "model.dot")
+    assert status == 0, err
+    assert "digraph" in (tmp_path / "model.dot").read_text()
+
+    # Any file cp.load reads will do, whatever its name.
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(fitted_model.read_bytes())
+    status, out, err = run(capsys, "identify", renamed, "--treatment", "x", "--outcome", "y")
+    assert status == 0 and "backdoor sets:  {'z'}" in out, err
 
 
 def test_identify(capsys):
@@ -163,7 +201,7 @@ def test_through_a_subprocess(tmp_path):
     done = run_subprocess("identify", "confounded", "--treatment", "x", "--outcome", "y")
     assert done.returncode == 0, done.stderr
     assert "{'z'}" in done.stdout
-    done = run_subprocess("fit", "confounded", tmp_path / "missing.csv", "-o", tmp_path / "p.pt")
+    done = run_subprocess("fit", "confounded", tmp_path / "missing.csv", "-o", tmp_path / "model.cpm")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"causalppl fit: error: cannot read {tmp_path / 'missing.csv'}: No such file or directory"]
@@ -179,17 +217,23 @@ def bad_csv(tmp_path, name, text):
 
 
 RUNTIME_ERRORS = [
-    (lambda tmp: ("query", "bogus", "--target", "y"), "'bogus' is neither a DOT file nor a known graph"),
+    (lambda tmp: ("query", "bogus", "--target", "y"), "'bogus' is neither a DOT file, a saved model nor a known graph"),
     (lambda tmp: ("sample", "confounded", "--do", "q=1"), "'q' is not a node"),
     (lambda tmp: ("query", "confounded", "--target", "nope"), "--target: 'nope' is not a node"),
     (lambda tmp: ("identify", "confounded", "--treatment", "t", "--outcome", "y"), "'t' is not a node"),
     (lambda tmp: ("draw", tmp / "missing.dot", "-o", tmp / "out.svg"), "no such file"),
-    (lambda tmp: ("fit", "confounded", tmp / "missing.csv", "-o", tmp / "p.pt"), "cannot read"),
-    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "w.csv", "x,w\n1,2\n"), "-o", tmp / "p.pt"),
+    (lambda tmp: ("fit", "confounded", tmp / "missing.csv", "-o", tmp / "model.cpm"), "cannot read"),
+    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "w.csv", "x,w\n1,2\n"), "-o", tmp / "model.cpm"),
      "columns ['w'] are not nodes"),
-    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "abc.csv", "x,y\n1,2\n1,abc\n"), "-o", tmp / "p.pt"),
+    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "abc.csv", "x,y\n1,2\n1,abc\n"), "-o", tmp / "model.cpm"),
      "column 'y' has a value that is not a number"),
     (lambda tmp: ("query", "confounded", "--target", "y", "--method", "svi"), "needs --condition"),
+    (lambda tmp: ("query", tmp / "missing.cpm", "--target", "y"), "no such file"),
+    (lambda tmp: ("query", bad_csv(tmp, "garbage.cpm", "not a model"), "--target", "y"),
+     "garbage.cpm: not a causalppl SCM file"),
+    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "d.csv", "x,y\n1,2\n"), "-o", tmp / "no" / "model.cpm"),
+     "the folder"),
+    (lambda tmp: ("fit", "confounded", bad_csv(tmp, "d.csv", "x,y\n1,2\n"), "-o", tmp), "is a folder"),
 ]
 
 
@@ -229,7 +273,8 @@ def test_usage_errors_exit_2(capsys, argv, message):
 def test_fit_with_the_files_own_mechanisms_and_nothing_latent(tmp_path, capsys):
     data = tmp_path / "full.csv"
     assert cli.main(["sample", "confounded", "-n", "200", "-o", str(data)]) == 0
-    out = tmp_path / "params.pt"
+    out = tmp_path / "model.cpm"
     assert cli.main(["fit", "confounded", str(data), "-o", str(out), "--mechanisms", "given", "--steps", "5"]) == 0
     assert out.exists()
     assert "final loss" in capsys.readouterr().out
+    assert cp.load(out).mechanism("y").text == "Normal(2*x + 3*z, 1.0)"  # the file's own expressions

@@ -45,6 +45,23 @@ class Mechanism:
         return f"Mechanism({described}, parents={self.parents})"
 
 
+class FixedDistribution:
+    """A root mechanism that always returns the same ``distribution`` (kept, so it can be saved).
+
+    >>> FixedDistribution(torch.distributions.Normal(0.0, 1.0))()
+    Normal(loc: 0.0, scale: 1.0)
+    """
+
+    def __init__(self, distribution):
+        self.distribution = distribution
+
+    def __call__(self):
+        return self.distribution
+
+    def __repr__(self):
+        return repr(self.distribution)
+
+
 def as_mechanism(mechanism, node="?"):
     """Wrap any accepted mechanism form in a :class:`Mechanism`.
 
@@ -58,7 +75,7 @@ def as_mechanism(mechanism, node="?"):
     if isinstance(mechanism, Expression):
         return Mechanism(mechanism, mechanism.names, text=mechanism.text)
     if isinstance(mechanism, torch.distributions.Distribution):
-        return Mechanism(lambda: mechanism, (), text=None)
+        return Mechanism(FixedDistribution(mechanism), (), text=None)
     if hasattr(mechanism, "parents") and callable(mechanism):
         # Learnable mechanisms have no expression text: DOT writes them as callables.
         return Mechanism(mechanism, mechanism.parents)

@@ -374,6 +374,21 @@ class SCM:
         except Exception:  # notebooks fall back to the text repr
             return None
 
+    def save(self, path):
+        """Write this SCM (graph, mechanisms, params, posterior draws) to one file, atomically.
+
+        :func:`causalppl.load` reads it back; see :mod:`causalppl.graph.persist`.
+
+        >>> import os, tempfile, causalppl as cp
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.cpm")
+        >>> cp.graphs.load("confounded").condition(x=1.0).save(path)
+        >>> cp.load(path).observed
+        {'x': tensor(1.)}
+        """
+        from causalppl.graph.persist import save
+
+        save(self, path)
+
     def fit(self, data=None, **options):
         """Fit the model's params and latent posteriors by SVI; see :func:`causalppl.causal.fit.fit`."""
         from causalppl.causal.fit import fit
