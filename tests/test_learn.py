@@ -489,7 +489,7 @@ def test_auto_picks_an_mlp_only_when_it_fits_clearly_better():
     assert isinstance(scm.mechanism("y").fn, LinearGaussian)
     assert scm._state.choices["y"].startswith("LinearGaussian: continuous column; held-out log-lik linear")
     assert "(no clear gain" in scm._state.choices["y"]
-    assert scm._state.choices["x"] == "LinearGaussian: continuous column, no continuous parent"
+    assert scm._state.choices["x"] == "LinearGaussian: continuous column, no parents"
     few = from_graph([("x", "y")], {"x": x[:20], "y": curved["y"][:20]})._state.choices["y"]
     assert few == "LinearGaussian: continuous column; 20 rows are too few for a held-out check"
     # Deterministic, and it leaves the global random state alone.

@@ -85,6 +85,8 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     ['Logistic()', 'LinearGaussian(t)']
     >>> scm._state.choices["y"]
     'LinearGaussian: continuous column, no continuous parent'
+    >>> scm._state.choices["t"]
+    'Logistic: binary column'
     """
     graph = _as_graph(G)
     columns = _describe_columns(data) if data is not None else {}
@@ -248,7 +250,7 @@ def _auto_kind(node, parents, columns, bayesian):
         return "multinomial", (f"categorical column ({column.cardinality} levels), "
                                f"continuous parent(s) {', '.join(continuous)}")
     if not continuous:
-        return "linear", "continuous column, no continuous parent"
+        return "linear", f"continuous column, {'no continuous parent' if parents else 'no parents'}"
     if bayesian:
         return "linear", "continuous column (bayesian=True never picks an MLP)"
     latent = [p for p in parents if p not in columns]
