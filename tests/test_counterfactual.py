@@ -220,3 +220,23 @@ def test_bad_nodes_and_method(confounded):
         confounded.counterfactual(evidence={"x": 1.0}, do={"w": 0.0})
     with pytest.raises(ValueError, match="method must be 'importance' or 'svi'"):
         confounded.counterfactual(evidence={"x": 1.0}, do={"x": 0.0}, method="mcmc")
+
+
+def test_counterfactual_accepts_labels(one_thread_seeded):
+    # Binary Gumbel-max is monotone: with dysp = yes at P(yes | either=yes) = 0.8, the world where
+    # either := no keeps dysp = yes with probability P(yes | either=no) / 0.8 = 0.1 / 0.8.
+    scm = (cp.SCM()
+           .add("either", "Bernoulli(0.5)", labels=("no", "yes"))
+           .add("dysp", "Bernoulli(0.1 + 0.7*either)", labels=("no", "yes")))
+    n = 4000
+    world = scm.counterfactual(evidence={"either": "yes", "dysp": "yes"}, do={"either": "no"}, n=n)
+    assert torch.all(world["either"] == 0.0) and torch.all(world.factual["dysp"] == 1.0)
+    assert abs(world.mean("dysp") - 0.125) < 4 * math.sqrt(0.125 * 0.875 / n)
+    assert str(world).startswith("counterfactual do(either=no) given either=yes, dysp=yes:")
+    cp.set_rng_seed(1)
+    by_label = scm.counterfactual(evidence={"either": "yes", "dysp": "yes"}, do={"either": "no"}, n=50)
+    cp.set_rng_seed(1)
+    by_code = scm.counterfactual(evidence={"either": 1.0, "dysp": 1.0}, do={"either": 0.0}, n=50)
+    assert torch.equal(by_label["dysp"], by_code["dysp"])
+    with pytest.raises(ValueError, match=r"node 'either': unknown label 'maybe'; its labels are 'no', 'yes'"):
+        scm.counterfactual(evidence={"dysp": "yes"}, do={"either": "maybe"})

@@ -5,6 +5,7 @@ import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
+import torch
 
 import causalppl as cp
 from causalppl.graph.draw import GraphvizNotFound, draw, render_svg
@@ -120,3 +121,23 @@ def test_graphviz_failure_is_reported(monkeypatch, tmp_path):
     monkeypatch.setattr(draw_module, "_dot_binary", lambda: str(fake))
     with pytest.raises(RuntimeError, match="exit 3.*something broke"):
         render_svg(cp.graphs.load("scale"))
+
+
+def test_dot_labels_show_state_labels_and_keep_codes():
+    scm = (cp.SCM()
+           .add("either", "Bernoulli(0.5)", labels=("no", "yes"))
+           .add("dysp", "Bernoulli(0.1 + 0.7*either)", labels=("no", "yes")))
+    text = scm.do(either="yes").condition(dysp="no").to_dot()
+    assert 'label="either = yes"' in text and 'label="dysp = no"' in text
+    assert "intervened=1.0" in text and "observed=0.0" in text  # the file keeps the codes
+    assert cp.read_dot(text).interventions == {"either": torch.tensor(1.0)}
+
+
+@needs_dot
+def test_svg_shows_state_labels():
+    scm = (cp.SCM()
+           .add("either", "Bernoulli(0.5)", labels=("no", "yes"))
+           .add("dysp", "Bernoulli(0.1 + 0.7*either)", labels=("no", "yes")))
+    nodes, _ = svg_picture(render_svg(scm.do(either=1.0).condition(dysp="yes")))
+    assert nodes["either"]["texts"] == ["either = yes"]
+    assert nodes["dysp"]["texts"] == ["dysp = yes"]

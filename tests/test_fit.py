@@ -1,13 +1,15 @@
 """Tests of causalppl.causal.fit: SVI on SCMs with the graph-aware guide."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
 import causalppl as cp
 from causalppl import dist
-from causalppl.causal.fit import FitResult, guided_nodes
+from causalppl.causal import ConvergenceWarning
+from causalppl.causal.fit import FitResult, guided_nodes, loss_change, loss_figure, loss_scale, moving_nodes
 from causalppl.handlers import trace
 
 
@@ -193,3 +195,89 @@ def test_fit_on_cuda(confounded):
     fitted = regression_scm().fit(data=data, steps=300, lr=0.05, device="cuda", progress=False)
     assert fitted.params["w"].device.type == "cuda"
     assert fitted.params["w"].item() == pytest.approx(least_squares_slope(data), abs=0.02)
+
+
+# -- convergence diagnostics ---------------------------------------------------------------
+
+
+def line_data(n=500, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=generator)
+    return {"x": x, "y": 2 * x + 0.5 + torch.randn(n, generator=generator)}
+
+
+def test_a_short_fit_warns_naming_the_nodes_that_still_move(one_thread_seeded):
+    data = line_data()
+    scm = cp.SCM.from_graph([("x", "y")], data)
+    with pytest.warns(ConvergenceWarning, match=r"not converged after 30 steps.*still moving at node\(s\): .*y \("):
+        result = scm.fit(data, steps=30, lr=0.01, progress=False)
+    assert result.converged is False
+    assert "y" in result.moving and set(result.moving) <= {"x", "y"}
+    assert issubclass(ConvergenceWarning, UserWarning)
+
+
+def test_a_converged_fit_says_so_without_warning(one_thread_seeded):
+    data = line_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = cp.SCM.from_graph([("x", "y")], data).fit(data, steps=600, lr=0.05, progress=False)
+        # a loose tol accepts even a short fit
+        loose = cp.SCM.from_graph([("x", "y")], data).fit(data, steps=30, lr=0.01, tol=0.5, progress=False)
+    assert result.converged is True and result.moving == []
+    assert loose.converged is True
+
+
+def test_a_noisy_but_converged_elbo_is_converged(confounded, one_thread_seeded):
+    # One observation and a sampled guide: the loss scatters by O(1) at every step, yet has settled.
+    result = confounded.condition(x=1.0).fit(steps=1500, lr=0.02, progress=False)
+    assert result.converged is True
+
+
+def test_loss_change_separates_trend_from_noise():
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(200, generator=generator).tolist()
+    flat = [100.0 + e for e in noise]
+    assert not loss_change(flat, 20).moving(1e-3)
+    falling = [100.0 - 0.5 * i + e for i, e in enumerate(noise)]
+    change = loss_change(falling, 20)
+    assert change.moving(1e-3) and change.delta == pytest.approx(-10.0, abs=1.5)
+    assert loss_change([1.0, 2.0, 3.0], 2) is None  # fewer than two windows
+
+
+def test_moving_nodes_group_params_by_node():
+    before = {"y.weight": torch.tensor([2.0]), "y.bias": torch.tensor(0.0), "x.scale": torch.tensor(1.0),
+              "AutoNormal.locs.z": torch.tensor(0.3), "w": torch.tensor(5.0)}
+    after = {"y.weight": torch.tensor([2.5]), "y.bias": torch.tensor(0.2), "x.scale": torch.tensor(1.0),
+             "AutoNormal.locs.z": torch.tensor(0.4), "w": torch.tensor(5.0001)}
+    expected = [("y", ["y.weight", "y.bias"]), ("z", ["AutoNormal.locs.z"])]
+    assert moving_nodes(before, after, ("x", "y", "z"), 1e-3) == expected
+    assert moving_nodes(before, after, ("x", "y", "z"), 0.5) == []
+
+
+def test_fit_records_its_data_and_options(one_thread_seeded):
+    data = line_data(50)
+    scm = cp.SCM.from_graph([("x", "y")], data)
+    assert scm._state.fit is None
+    scm.fit(data, steps=5, lr=0.02, progress=False, tol=1.0)
+    record = scm._state.fit
+    assert torch.equal(record["data"]["y"], data["y"])
+    assert record["options"]["steps"] == 5 and record["options"]["lr"] == 0.02
+    assert record["options"]["guide"] == "normal" and record["options"]["inputs"] == {}
+    assert "seed" not in record["options"] and "progress" not in record["options"]
+    # a fit that holds the params fixed (as counterfactual(method="svi") does) records nothing
+    scm.condition(y=1.0).fit(steps=2, learn_params=False, progress=False, tol=1.0)
+    assert scm._state.fit is record
+
+
+def test_loss_plot_scale():
+    assert loss_scale([1e5, 1e3, 50.0, 40.0]) == "log"
+    assert loss_scale([50.0, 40.0, 39.0]) == "linear"
+    assert loss_scale([1e5, 10.0, -3.0, -4.0]) == "symlog"
+    assert loss_scale([3.0, -1.0, -2.0]) == "linear"
+    plt = pytest.importorskip("matplotlib.pyplot")
+    figure, axis = loss_figure([1e5, 1e3, 50.0, 40.0], "test", plt)
+    assert axis.get_yscale() == "log"
+    plt.close(figure)
+    figure, axis = loss_figure([1e5, 10.0, -3.0, -4.0], "test", plt)
+    assert axis.get_yscale() == "symlog"
+    plt.close(figure)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import causalppl as cp
-from causalppl.causal import EffectResult, QueryResult, Summary, association, ate, interventional
+from causalppl.causal import Distribution, EffectResult, QueryResult, Summary, association, ate, interventional
 
 
 @pytest.fixture
@@ -192,3 +192,136 @@ def test_ate_with_an_input_the_treatment_reads():
     cp.set_rng_seed(0)
     effect = ate(cp.graphs.load("scale"), "weight", "measurement", n=5000, guess=8.5)
     assert abs(effect.ate - 1.0) < 4 * effect.stderr
+
+
+# -- labels and categorical outcomes ---------------------------------------------------------
+# smoke ~ Bern(0.5); either ~ Bern(0.1 + 0.6 smoke); dysp ~ Bern(0.1 + 0.7 either), labelled no/yes.
+
+
+def labelled():
+    return (cp.SCM()
+            .add("smoke", "Bernoulli(0.5)", labels=("no", "yes"))
+            .add("either", "Bernoulli(0.1 + 0.6*smoke)", labels=("no", "yes"))
+            .add("dysp", "Bernoulli(0.1 + 0.7*either)", labels=("no", "yes")))
+
+
+def within(p, estimate, n):
+    """|estimate - p| within four binomial standard errors of ``n`` draws."""
+    return abs(estimate - p) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def test_distribution_by_label_under_do(one_thread_seeded):
+    n = 4000
+    result = interventional(labelled(), do={"either": "yes"}, n=n)
+    assert torch.all(result["either"] == 1.0)  # samples are codes
+    dysp = result.distribution("dysp")
+    assert isinstance(dysp, Distribution)
+    assert list(dysp.probs) == ["no", "yes"] and sum(dysp.probs.values()) == pytest.approx(1.0)
+    assert within(0.8, dysp["yes"], n)
+    assert dysp.stderr["yes"] == pytest.approx(math.sqrt(dysp["yes"] * (1 - dysp["yes"]) / n))
+    assert str(dysp).splitlines() == [
+        f"P(dysp | do(either=yes))  n={n}",
+        f"  no   {dysp['no']:.4f} ± {dysp.stderr['no']:.2g}",
+        f"  yes  {dysp['yes']:.4f} ± {dysp.stderr['yes']:.2g}",
+    ]
+    with pytest.raises(KeyError, match="'dysp' has no level 'maybe'"):
+        dysp["maybe"]
+
+
+def test_distribution_given_labelled_evidence(one_thread_seeded):
+    # P(dysp=yes | smoke) = 0.8 P(either=yes | smoke) + 0.1 P(either=no | smoke): 0.17 and 0.59.
+    exact = 0.59 / (0.59 + 0.17)
+    result = interventional(labelled(), evidence={"dysp": "yes"}, n=4000)
+    smoke = result.distribution("smoke")
+    assert within(exact, smoke["yes"], result.ess)
+    assert str(smoke).splitlines()[0] == "P(smoke | given dysp=yes)  n=4000"
+    # the same evidence as a code gives the same query
+    assert interventional(labelled(), evidence={"dysp": 1.0}, n=10).query() == "given dysp=yes"
+
+
+def test_query_result_str_shows_distributions_by_label(one_thread_seeded, confounded):
+    text = str(interventional(labelled(), do={"either": 1.0}, n=2000))
+    lines = text.splitlines()
+    assert lines[0] == "do(either=yes)"  # a code shown as its label
+    assert lines[3].startswith("  dysp: no 0.") and ", yes 0." in lines[3] and "(± " in lines[3]
+    assert "±" in str(interventional(confounded, n=10)).splitlines()[1]  # continuous nodes: means
+
+
+def test_unlabelled_discrete_nodes_use_their_codes(one_thread_seeded):
+    n = 4000
+    result = interventional(cp.graphs.load("sprinkler"), do={"sprinkler": 1.0}, n=n)
+    wet = result.distribution("wet")
+    assert list(wet.probs) == [0, 1]
+    assert wet[1] == pytest.approx(result.mean("wet"))
+    assert within(0.945, wet[1], n)
+
+
+def test_distribution_of_a_continuous_node_is_an_error(confounded):
+    with pytest.raises(ValueError, match="node 'y' is not discrete"):
+        interventional(confounded, n=10).distribution("y")
+    with pytest.raises(KeyError, match="'w'"):
+        interventional(confounded, n=10).distribution("w")
+
+
+def test_ate_with_labels_and_outcome_levels(one_thread_seeded):
+    scm = labelled()
+    effect = ate(scm, "either", "dysp", treated="yes", control="no", n=4000)
+    assert abs(effect.ate - 0.7) < 4 * effect.stderr + 1e-9
+    assert str(effect).startswith("ATE of either on dysp (do(either=yes) vs do(either=no)): ")
+    assert effect.treated_result.do == {"either": "yes"}
+    level = ate(scm, "either", "dysp", treated="yes", control="no", outcome_level="no", n=4000)
+    assert abs(level.ate + 0.7) < 4 * level.stderr
+    assert str(level).startswith("ATE of either on P(dysp=no) ")
+    by_code = ate(scm, "either", "dysp", treated="yes", control="no", outcome_level=1, n=4000)
+    assert abs(by_code.ate - 0.7) < 4 * by_code.stderr
+
+
+def three_level_scm(labels=("new", "returning", "loyal")):
+    """t ~ Bern(0.5); c | t ~ Categorical([0.5, 0.3, 0.2] if t = 0 else [0.2, 0.3, 0.5])."""
+    def customer(t):
+        low, high = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.3, 0.5])
+        return cp.dist.Categorical(probs=low + t.unsqueeze(-1) * (high - low))
+
+    return (cp.SCM()
+            .add("t", "Bernoulli(0.5)", labels=("no", "yes"))
+            .add("c", customer, labels=labels))
+
+
+def test_ate_on_a_categorical_outcome_needs_a_level(one_thread_seeded):
+    with pytest.raises(ValueError, match=r"node 'c' is categorical with levels 'new', 'returning', 'loyal': "
+                                         r"give outcome_level="):
+        ate(three_level_scm(), "t", "c", treated="yes", control="no", n=100)
+    with pytest.raises(ValueError, match=r"node 'c': unknown outcome_level 'gold'; its levels are 'new'"):
+        ate(three_level_scm(), "t", "c", treated="yes", control="no", outcome_level="gold", n=100)
+    effect = ate(three_level_scm(), "t", "c", treated="yes", control="no", outcome_level="loyal", n=4000)
+    assert abs(effect.ate - 0.3) < 4 * effect.stderr  # 0.5 - 0.2
+    result = interventional(three_level_scm(), do={"t": "yes"}, n=4000).distribution("c")
+    assert list(result.probs) == ["new", "returning", "loyal"]
+    assert within(0.5, result["loyal"], 4000)
+    # without labels the levels are the codes 0, 1, 2
+    unlabelled = three_level_scm(labels=None)
+    with pytest.raises(ValueError, match=r"node 'c' is categorical with levels 0, 1, 2"):
+        ate(unlabelled, "t", "c", n=100)
+    assert abs(ate(unlabelled, "t", "c", outcome_level=2, n=4000).ate - 0.3) < 0.1
+    with pytest.raises(ValueError, match=r"outcome_level=1, but node 'y' is not discrete"):
+        ate(cp.graphs.load("confounded"), "x", "y", outcome_level=1, n=10)
+
+
+def test_labels_that_disagree_with_the_mechanism_name_the_node():
+    scm = three_level_scm(labels=("low", "high"))
+    with pytest.raises(ValueError, match=r"node 'c' has 2 labels \('low', 'high'\), but its mechanism draws 3"):
+        interventional(scm, n=10)
+
+
+def test_unknown_labels_in_queries_name_the_node(confounded):
+    scm = labelled()
+    with pytest.raises(ValueError, match=r"node 'either': unknown label 'maybe'; its labels are 'no', 'yes'"):
+        interventional(scm, do={"either": "maybe"}, n=10)
+    with pytest.raises(ValueError, match=r"node 'dysp': unknown label 'perhaps'"):
+        interventional(scm, evidence={"dysp": "perhaps"}, n=10)
+    with pytest.raises(ValueError, match=r"node 'either': unknown label 'maybe'"):
+        ate(scm, "either", "dysp", treated="maybe", control="no", n=10)
+    with pytest.raises(ValueError, match=r"node 'dysp': unknown outcome_level 'often'"):
+        ate(scm, "either", "dysp", treated="yes", control="no", outcome_level="often", n=10)
+    with pytest.raises(ValueError, match=r"node 'x' has no labels"):
+        ate(confounded, "x", "y", treated="high", n=10)

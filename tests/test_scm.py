@@ -445,3 +445,72 @@ def test_to_moves_observed_and_intervened_values_and_leaves_the_original():
     assert moved.observed["y"].dtype == torch.float64 and moved.interventions["x"].dtype == torch.float64
     assert surgered.observed["y"].dtype == torch.float32
     assert moved.nodes == surgered.nodes and moved.parents("x") == ()
+
+
+# -- state labels ---------------------------------------------------------------------
+
+
+def labelled():
+    """smoke -> either -> dysp, all binary with labels ('no', 'yes')."""
+    return (cp.SCM()
+            .add("smoke", "Bernoulli(0.5)", labels=("no", "yes"))
+            .add("either", "Bernoulli(0.1 + 0.6*smoke)", labels=("no", "yes"))
+            .add("dysp", "Bernoulli(0.1 + 0.7*either)", labels=("no", "yes")))
+
+
+def test_labels_translate_to_codes_in_do_and_condition():
+    scm = labelled()
+    assert scm.labels("either") == ("no", "yes")
+    assert scm.do(either="yes").interventions == {"either": torch.tensor(1.0)}
+    assert scm.condition(dysp="no").observed == {"dysp": torch.tensor(0.0)}
+    # codes still work, and batches of labels become batches of codes
+    assert scm.do(either=1.0).interventions["either"] == 1.0
+    assert torch.equal(scm.encode("dysp", ["yes", "no", "yes"]), torch.tensor([1.0, 0.0, 1.0]))
+    # the labels survive surgery and copies, and sit on the graph
+    assert scm.do(either="yes").condition(dysp="yes").copy().labels("dysp") == ("no", "yes")
+    assert scm.graph.nodes["smoke"]["labels"] == ("no", "yes")
+    # the sampled values stay codes
+    assert set(scm.do(either="yes").sample(50)["dysp"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_unknown_label_names_the_node_and_its_labels():
+    scm = labelled()
+    with pytest.raises(ValueError, match=r"node 'either': unknown label 'maybe'; its labels are 'no', 'yes'"):
+        scm.do(either="maybe")
+    with pytest.raises(ValueError, match=r"node 'dysp': unknown label 'perhaps'"):
+        scm.condition(dysp="perhaps")
+    with pytest.raises(ValueError, match=r"node 'either': 3 is neither one of its labels \('no', 'yes'\)"):
+        scm.do(either=3)
+
+
+def test_a_label_for_a_node_without_labels_is_an_error():
+    with pytest.raises(ValueError, match=r"node 'x' has no labels, so 'yes' cannot be translated"):
+        confounded().do(x="yes")
+    with pytest.raises(ValueError, match=r"node 'z' has no labels"):
+        confounded().condition(z="high")
+
+
+def test_labels_are_checked_when_added():
+    with pytest.raises(TypeError, match=r"node 't': labels must be a sequence"):
+        cp.SCM().add("t", "Bernoulli(0.5)", labels="yes")
+    with pytest.raises(ValueError, match=r"node 't': labels must be at least two distinct"):
+        cp.SCM().add("t", "Bernoulli(0.5)", labels=("yes",))
+    with pytest.raises(ValueError, match=r"node 't': labels must be at least two distinct"):
+        cp.SCM().add("t", "Bernoulli(0.5)", labels=("a", "a"))
+
+
+def test_labels_from_a_networkx_attribute_and_from_the_mechanism():
+    graph = nx.DiGraph()
+    graph.add_node("t", mechanism="Bernoulli(0.5)", labels=["off", "on"])
+    assert cp.SCM(graph).labels("t") == ("off", "on")
+    # a learnable mechanism carrying its own labels (what learned categorical nodes do)
+    table = cp.causal.CategoricalTable("c", [], num_categories=3)
+    table.labels = ("new", "returning", "loyal")
+    scm = cp.SCM().add("c", table)
+    assert scm.labels("c") == ("new", "returning", "loyal")
+    assert scm.do(c="loyal").interventions["c"] == 2.0
+    # labels given to add() take precedence over the mechanism's
+    assert cp.SCM().add("c", table, labels=("a", "b", "c")).labels("c") == ("a", "b", "c")
+    assert confounded().labels("x") is None
+    with pytest.raises(KeyError, match="'w'"):
+        confounded().labels("w")

@@ -2,6 +2,7 @@
 
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
 from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
+from causalppl.causal.fit import ConvergenceWarning
 from causalppl.causal.identify import (
     Check,
     Identification,
@@ -16,6 +17,7 @@ from causalppl.causal.identify import (
 )
 from causalppl.causal.learn import CategoricalTable, LinearGaussian, Logistic, MLPGaussian, from_graph
 from causalppl.causal.queries import (
+    Distribution,
     EffectResult,
     QueryResult,
     Summary,
@@ -26,7 +28,8 @@ from causalppl.causal.queries import (
 )
 
 __all__ = [
-    "CategoricalTable", "Check", "CounterfactualError", "CounterfactualResult", "EffectResult",
+    "CategoricalTable", "Check", "ConvergenceWarning", "CounterfactualError", "CounterfactualResult",
+    "Distribution", "EffectResult",
     "Estimate", "Identification", "LinearGaussian", "Logistic", "MLPGaussian", "QueryResult",
     "Summary", "adjusted_slope", "association", "ate", "backdoor_sets", "check_backdoor",
     "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "from_graph",

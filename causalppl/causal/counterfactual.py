@@ -40,7 +40,7 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from causalppl.causal.queries import _resample, nodes_only
+from causalppl.causal.queries import _fmt, _resample, nodes_only
 from causalppl.distributions import Delta
 from causalppl.handlers import param_scope
 
@@ -142,8 +142,8 @@ class CounterfactualResult:
         return self.samples[node]
 
     def __str__(self):
-        given = ", ".join(f"{k}={float(torch.as_tensor(v)):g}" for k, v in self.evidence.items())
-        action = ", ".join(f"{k}={float(torch.as_tensor(v)):g}" for k, v in self.do.items())
+        given = ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items())
+        action = ", ".join(f"{k}={_fmt(v)}" for k, v in self.do.items())
         lines = [f"counterfactual do({action}) given {given}:"]
         for node in self.samples:
             lines.append(f"  {node}: factual {float(self.factual[node].float().mean()):.4g} "
@@ -162,8 +162,8 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
 
     Parameters
     ----------
-    evidence : dict node -> observed value in the factual world
-    do : dict node -> value set by the intervention
+    evidence : dict node -> observed value in the factual world (a label for a labelled node)
+    do : dict node -> value set by the intervention (likewise)
     n : number of counterfactual draws
     method : "importance" (likelihood weighting) or "svi" (fit a guide over the
         latent ancestors of the evidence, holding the SCM's params fixed) for
@@ -175,6 +175,7 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
             raise KeyError(f"'{name}' is not a node (nodes: {', '.join(scm.nodes)})")
     if scm.interventions or scm.observed:
         raise ValueError("counterfactual() needs the original SCM, without do/condition surgery")
+    actions = {node: scm.encode(node, value) for node, value in do.items()}  # labels -> codes, checked early
     factual_scm = scm.condition(**evidence) if evidence else scm
     weights = {}
     if method == "importance":
@@ -204,7 +205,8 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
         world = {}
         for node in scm.nodes:
             if node in do:
-                world[node] = torch.as_tensor(do[node], dtype=factual[node].dtype).expand_as(factual[node])
+                code = torch.as_tensor(actions[node], dtype=factual[node].dtype)
+                world[node] = code.expand_as(factual[node])
             else:
                 world[node] = predict(node, _mechanism_dist(scm, node, world, inputs), noise[node])
     return CounterfactualResult(world, factual, evidence, do)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -64,6 +66,8 @@ class FitResult:
     losses: list = field(default_factory=list)
     device: object = None
     guide_params: ParamStore = field(default_factory=ParamStore)
+    converged: bool | None = None  # see check_convergence
+    moving: list = field(default_factory=list)  # nodes whose params still moved at the end
 
     @property
     def params(self):
@@ -99,15 +103,43 @@ class FitResult:
             import matplotlib.pyplot as plt
         except ImportError as err:
             raise ImportError("plot_losses needs matplotlib: pip install 'causalppl[plot]'") from err
-        figure, axis = plt.subplots(figsize=(6, 3.5))
-        axis.plot(self.losses)
-        axis.set_xlabel("step")
-        axis.set_ylabel("loss (negative ELBO)")
-        axis.set_title(f"SVI on {', '.join(self.scm.nodes)}")
-        figure.tight_layout()
+        figure, _ = loss_figure(self.losses, f"SVI on {', '.join(self.scm.nodes)}", plt)
         figure.savefig(path)
         plt.close(figure)
         return path
+
+
+def loss_scale(losses):
+    """The y-axis scale for a loss curve: ``"log"`` for a positive loss spanning more than two
+    decades, ``"symlog"`` for one that changes sign (or touches 0) across such a span, else ``"linear"``.
+
+    >>> loss_scale([5000.0, 300.0, 12.0]), loss_scale([5000.0, -3.0, -2.0]), loss_scale([3.0, 2.0])
+    ('log', 'symlog', 'linear')
+    """
+    finite = [abs(x) for x in losses if math.isfinite(x)]
+    if not finite:
+        return "linear"
+    if all(x > 0 for x in losses if math.isfinite(x)):
+        return "log" if max(finite) > 100 * min(finite) else "linear"
+    small = sorted(finite)[len(finite) // 2]  # a typical size: the median magnitude
+    return "symlog" if max(finite) > 100 * max(small, 1e-12) else "linear"
+
+
+def loss_figure(losses, title, plt):
+    """A matplotlib (figure, axis) of the loss curve, on the scale :func:`loss_scale` picks."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(losses)
+    scale = loss_scale(losses)
+    if scale == "symlog":
+        finite = sorted(abs(x) for x in losses if math.isfinite(x))
+        axis.set_yscale("symlog", linthresh=max(finite[len(finite) // 2], 1e-12))
+    else:
+        axis.set_yscale(scale)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss (negative ELBO)" + (f", {scale} scale" if scale != "linear" else ""))
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure, axis
 
 
 def posterior_draws(model, guide, n, sites=()):
@@ -168,7 +200,7 @@ class _DataModel:
 
 def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsample_size=None,
         num_particles=1, device=None, progress=True, seed=None, learn_params=True,
-        posterior_draws_kept=1000, **inputs):
+        posterior_draws_kept=1000, tol=1e-3, **inputs):
     """Fit ``scm`` (conditioned on its observed nodes and on ``data``) by SVI.
 
     Parameters
@@ -191,12 +223,17 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     posterior_draws_kept : int
         After a fit with Bayesian mechanisms, this many draws of their weights
         from the fitted guide are kept on the SCM; queries integrate over them.
+    tol : float
+        Convergence tolerance on the relative change of the smoothed loss
+        over the last tenth of the steps; above it, a :class:`ConvergenceWarning`
+        names the nodes whose params still move (``result.converged``, ``result.moving``).
     **inputs : values of the SCM's inputs.
 
     Returns
     -------
     FitResult
     """
+    options = dict(locals())  # the call as made, for refits (bootstrap); see _record_fit
     if seed is not None:
         set_rng_seed(seed)
     device_context = torch.device(device) if device is not None else contextlib.nullcontext()
@@ -236,11 +273,139 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         if not learn_params:
             optim = _GuideParamsOnly(optim, result.guide_params)
         svi = SVI(svi_model, scoped_guide, optim, elbo)
-        for _ in _progress(range(steps), progress):
+        watch = ConvergenceWatch((scm.params, result.guide_params), steps)
+        for step in _progress(range(steps), progress):
+            watch.before_step(step)
             result.losses.append(svi.step())
         if learn_params:
             _keep_weight_posterior(result, posterior_draws_kept)
+    watch.check(result, tol)
+    if learn_params:
+        _record_fit(scm, data, options)
     return result
+
+
+def _record_fit(scm, data, options):
+    """Keep on the SCM what repeating this fit needs (the bootstrap refits it on resampled data).
+
+    ``options`` are :func:`fit`'s arguments as called; ``data`` the tensors it fitted.
+    """
+    kept = {name: value for name, value in options.items() if name not in ("scm", "data", "seed", "progress")}
+    scm._state.fit = {"data": data, "options": kept}
+
+
+class ConvergenceWarning(UserWarning):
+    """An SVI fit whose smoothed loss still changed at the end of its steps."""
+
+
+class ConvergenceWatch:
+    """Convergence of an SVI run: the loss over its last two windows and the params over the last.
+
+    The window is a tenth of the steps. Call :meth:`before_step` before each
+    step (it copies the params when the last window starts) and
+    :meth:`check` after the run.
+    """
+
+    def __init__(self, stores, steps):
+        self.stores = stores
+        self.steps = steps
+        self.window = max(1, steps // 10)
+        self.before = None
+
+    def before_step(self, step):
+        if step == self.steps - self.window:
+            self.before = _snapshot(self.stores)
+
+    def check(self, result, tol):
+        """Set ``result.converged`` / ``result.moving``; warn with :class:`ConvergenceWarning` if not converged."""
+        change = loss_change(result.losses, self.window)
+        result.converged = change is not None and not change.moving(tol)
+        if result.converged or not result.losses:
+            return
+        result.moving = moving_nodes(self.before or {}, _snapshot(self.stores), result.scm.nodes, tol)
+        named = ", ".join(f"{node} ({', '.join(names)})" if node in result.scm else f"param {node}"
+                          for node, names in result.moving) or "none found"
+        result.moving = [node for node, _ in result.moving]
+        how = (f"the smoothed loss changed by {change.relative:.2g} (relative) over the last "
+               f"{self.window} steps, above tol={tol:g}" if change is not None else "too few steps to tell")
+        warnings.warn(
+            f"SVI has not converged after {len(result.losses)} steps: {how}; params still moving at "
+            f"node(s): {named}. Run more steps or raise lr (or loosen tol=).",
+            ConvergenceWarning, stacklevel=4,
+        )
+
+
+@dataclass
+class LossChange:
+    """The change of the mean loss between the last two windows, its relative size and its noise."""
+
+    delta: float
+    relative: float
+    noise: float  # the standard error of ``delta`` from the step-to-step scatter
+
+    def moving(self, tol):
+        """True when the change is above ``tol`` relative to the loss and above three standard errors."""
+        return self.relative > tol and abs(self.delta) > 3 * self.noise
+
+
+def loss_change(losses, window):
+    """:class:`LossChange` of the mean loss from the window before the last to the last; ``None``
+    when there are fewer than two windows of losses.
+
+    >>> change = loss_change([10.0, 8.0, 6.0, 5.0], 2)
+    >>> change.delta, round(change.relative, 3), change.moving(1e-3)
+    (-3.5, 0.389, True)
+    """
+    if window < 1 or len(losses) < 2 * window:
+        return None
+    last = torch.tensor(losses[-window:], dtype=torch.double)
+    previous = torch.tensor(losses[-2 * window:-window], dtype=torch.double)
+    delta = float(last.mean() - previous.mean())
+    scale = max(abs(float(last.mean())), abs(float(previous.mean())), 1e-12)
+    # Step-to-step differences measure the noise of a stochastic ELBO without the trend.
+    steps = torch.diff(torch.cat([previous, last]))
+    sigma = float(steps.std()) / math.sqrt(2) if len(steps) > 1 else 0.0
+    return LossChange(delta, abs(delta) / scale, sigma * math.sqrt(2 / window))
+
+
+def _snapshot(stores):
+    return {name: value.detach().clone() for store in stores for name, value in store.items()}
+
+
+def moving_nodes(before, after, nodes, tol):
+    """Nodes whose params changed by more than ``tol`` from ``before`` to ``after``, largest first.
+
+    A param's change is ``|new - old| / max(|new|, 1)`` (relative for large
+    params, absolute for small ones); params group by node from their names
+    (``y.weight`` -> ``y``; a guide's ``AutoNormal.locs.z`` -> ``z``). Returns
+    ``[(node, [param names]), ...]``; a param no node claims is its own entry.
+
+    >>> old, new = {"y.weight": torch.tensor([1.0]), "x.bias": torch.tensor(0.0)}, {}
+    >>> new = {"y.weight": torch.tensor([1.5]), "x.bias": torch.tensor(1e-5)}
+    >>> moving_nodes(old, new, ("x", "y"), 1e-3)
+    [('y', ['y.weight'])]
+    """
+    changes = {}
+    for name, old in before.items():
+        new = after.get(name)
+        if new is None or new.shape != old.shape:
+            continue
+        change = float((new - old).double().norm()) / max(float(new.double().norm()), 1.0)
+        if change > tol:
+            node = _node_of(name, nodes)
+            largest, names = changes.get(node, (0.0, []))
+            changes[node] = (max(largest, change), names + [name])
+    ranked = sorted(changes.items(), key=lambda item: -item[1][0])
+    return [(node, names) for node, (_, names) in ranked]
+
+
+def _node_of(name, nodes):
+    parts = name.split(".")
+    if parts[0] in nodes:
+        return parts[0]
+    if parts[-1] in nodes:
+        return parts[-1]
+    return name
 
 
 class _GuideParamsOnly:

@@ -16,11 +16,13 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from causalppl.graph.scm import code_label
 from causalppl.handlers import trace
 from causalppl.trace import log_prob_of
 
@@ -43,6 +45,12 @@ def weighted_samples(scm, num_samples, **inputs):
     weights (sites named ``node.weight`` and so on): every row carries its own
     draw of them, so each row is weighed by its own likelihood.
     """
+    values, log_weights, _ = _weighted(scm, num_samples, inputs)
+    return values, log_weights
+
+
+def _weighted(scm, num_samples, inputs):
+    """:func:`weighted_samples`, plus the discrete nodes' levels (see :func:`levels_of`)."""
     with torch.no_grad():
         with trace() as tr:
             values, weights = scm.model.simulate(num_samples, **inputs)
@@ -51,7 +59,59 @@ def weighted_samples(scm, num_samples, **inputs):
     values = {node: value.expand((num_samples,) + value.shape) if node in scm.observed else value
               for node, value in values.items()}
     values.update(weights)
-    return values, log_weights - torch.logsumexp(log_weights, 0)
+    return values, log_weights - torch.logsumexp(log_weights, 0), levels_of(scm, tr.trace)
+
+
+def _simulate(scm, n, inputs):
+    """``n`` forward draws of every node, and the discrete nodes' levels."""
+    with torch.no_grad(), trace() as tr:
+        values, _ = scm.model.simulate(n, **inputs)
+    return values, levels_of(scm, tr.trace)
+
+
+def _num_states(fn):
+    """How many states a Bernoulli (2) or Categorical (K) draws; ``None`` for anything else."""
+    while isinstance(fn, torch.distributions.Independent):
+        fn = fn.base_dist
+    if isinstance(fn, torch.distributions.Bernoulli):
+        return 2
+    if isinstance(fn, torch.distributions.Categorical):
+        return fn.probs.shape[-1]
+    return None
+
+
+def levels_of(scm, tr):
+    """Discrete node -> ``{code: label}`` in code order, from the SCM's labels and a trace of its model.
+
+    A node with labels maps code ``k`` to ``labels[k]``; a node without labels
+    whose mechanism draws from a Bernoulli or a Categorical uses its codes as
+    labels. Continuous nodes (and unlabelled intervened ones) are left out.
+    Raises ``ValueError`` naming the node when its labels and its
+    mechanism disagree on the number of states.
+
+    >>> import causalppl as cp
+    >>> from causalppl.handlers import trace
+    >>> scm = cp.SCM().add("t", "Bernoulli(0.3)", labels=("no", "yes")).add("c", "Categorical(probs=[0.5, 0.5])")
+    >>> with trace() as tr:
+    ...     _ = scm.model(n=3)
+    >>> levels_of(scm, tr.trace)
+    {'t': {0: 'no', 1: 'yes'}, 'c': {0: 0, 1: 1}}
+    """
+    levels = {}
+    for node in scm.nodes:
+        site = tr.nodes.get(node)
+        states = None
+        if site is not None and site["type"] == "sample" and not site.get("intervened"):
+            states = _num_states(site["fn"])
+        labels = scm.labels(node)
+        if labels is not None and states is not None and states != len(labels):
+            raise ValueError(f"node '{node}' has {len(labels)} labels {labels!r}, but its mechanism "
+                             f"draws {states} states (codes 0..{states - 1})")
+        if labels is not None:
+            levels[node] = dict(enumerate(labels))
+        elif states is not None:
+            levels[node] = {k: k for k in range(states)}
+    return levels
 
 
 def effective_sample_size(log_weights):
@@ -83,10 +143,15 @@ def nodes_only(scm, samples):
 
 def _resample(scm, n, num_proposals, inputs):
     """``n`` resampled rows of a likelihood-weighted run, and its effective sample size."""
-    values, log_weights = weighted_samples(scm, num_proposals, **inputs)
+    samples, ess, _ = _resample_with_levels(scm, n, num_proposals, inputs)
+    return samples, ess
+
+
+def _resample_with_levels(scm, n, num_proposals, inputs):
+    values, log_weights, levels = _weighted(scm, num_proposals, inputs)
     index = torch.multinomial(log_weights.exp(), n, replacement=True)
     samples = {node: value.index_select(0, index.to(value.device)) for node, value in values.items()}
-    return samples, effective_sample_size(log_weights)
+    return samples, effective_sample_size(log_weights), levels
 
 
 @dataclass
@@ -111,40 +176,129 @@ def summarize(samples, ess=None):
 
 
 @dataclass
+class Distribution:
+    """``P(node = level | query)`` for each level of a discrete node, with Monte Carlo standard errors.
+
+    ``probs`` and ``stderr`` map each label (the codes, for a node without
+    labels) to a probability and its standard error, in code order.
+
+    >>> d = Distribution("y", {"no": 0.75, "yes": 0.25}, {"no": 0.01, "yes": 0.01}, 1000, "do(t=yes)")
+    >>> d["yes"], str(d).splitlines()[0]
+    (0.25, 'P(y | do(t=yes))  n=1000')
+    """
+
+    node: str
+    probs: dict
+    stderr: dict
+    n: int
+    query: str = ""
+
+    def __getitem__(self, label):
+        if label not in self.probs:
+            raise KeyError(f"node '{self.node}' has no level {label!r} (levels: {', '.join(map(repr, self.probs))})")
+        return self.probs[label]
+
+    def __str__(self):
+        given = f" | {self.query}" if self.query else ""
+        width = max(len(str(label)) for label in self.probs)
+        lines = [f"P({self.node}{given})  n={self.n}"]
+        lines += [f"  {str(label):<{width}}  {p:.4f} ± {self.stderr[label]:.2g}" for label, p in self.probs.items()]
+        return "\n".join(lines)
+
+
+@dataclass
 class QueryResult:
-    """Samples of every node under a query, with summaries."""
+    """Samples of every node under a query, with summaries.
+
+    ``samples`` hold codes for discrete nodes; ``levels`` maps each discrete
+    node to ``{code: label}`` (see :func:`levels_of`), which
+    :meth:`distribution` and the printed form use.
+    """
 
     samples: dict
     do: dict
     evidence: dict
     ess: float | None = None
+    levels: dict = field(default_factory=dict)
+
+    def _require(self, node):
+        if node not in self.samples:
+            raise KeyError(f"'{node}' is not a node (nodes: {', '.join(self.samples)})")
 
     def summary(self, node=None):
         """A :class:`Summary` of ``node`` (or a dict of them for all nodes)."""
         if node is not None:
-            if node not in self.samples:
-                raise KeyError(f"'{node}' is not a node (nodes: {', '.join(self.samples)})")
+            self._require(node)
             return summarize(self.samples[node], self.ess)
         return {name: summarize(value, self.ess) for name, value in self.samples.items()}
 
     def mean(self, node):
         return self.summary(node).mean
 
+    def distribution(self, node):
+        """``P(node = level | do, evidence)`` for every level of discrete ``node``: a :class:`Distribution`.
+
+        >>> import causalppl as cp
+        >>> cp.set_rng_seed(0)
+        >>> scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
+        >>> scm = scm.add("y", "Bernoulli(0.2 + 0.6 * t)", labels=("well", "ill"))
+        >>> d = cp.causal.interventional(scm, do={"t": "yes"}, n=4000).distribution("y")
+        >>> list(d.probs), abs(d["ill"] - 0.8) < 4 * d.stderr["ill"]
+        (['well', 'ill'], True)
+        """
+        self._require(node)
+        if node not in self.levels:
+            raise ValueError(f"node '{node}' is not discrete (it has no labels, and its mechanism is not a "
+                             f"Bernoulli or Categorical); use summary('{node}') for its mean")
+        values = self.samples[node].detach().reshape(-1)
+        effective = self.ess if self.ess is not None else len(self.samples[node])
+        probs, stderr = {}, {}
+        for code, label in self.levels[node].items():
+            p = float((values == code).double().mean())
+            probs[label] = p
+            stderr[label] = math.sqrt(p * (1 - p) / max(effective, 1))
+        return Distribution(node, probs, stderr, len(self.samples[node]), self.query())
+
+    def query(self):
+        """The query in words: ``do(t=yes) given z=0.5`` (empty when observational)."""
+        head = []
+        if self.do:
+            head.append("do(" + ", ".join(f"{k}={self._fmt(k, v)}" for k, v in self.do.items()) + ")")
+        if self.evidence:
+            head.append("given " + ", ".join(f"{k}={self._fmt(k, v)}" for k, v in self.evidence.items()))
+        return " ".join(head)
+
+    def _fmt(self, node, value):
+        labels = tuple(self.levels[node].values()) if node in self.levels else None
+        label = code_label(labels, value) if _is_number(value) else None
+        return str(label) if label is not None else _fmt(value)
+
     def __getitem__(self, node):
         return self.samples[node]
 
     def __str__(self):
-        head = []
-        if self.do:
-            head.append("do(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.do.items()) + ")")
-        if self.evidence:
-            head.append("given " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.evidence.items()))
-        lines = [" ".join(head) or "observational"]
-        lines += [f"  {name}: {summary}" for name, summary in self.summary().items()]
+        lines = [self.query() or "observational"]
+        for name in self.samples:
+            if name in self.levels:
+                shown = self.distribution(name)
+                worst = max(shown.stderr.values())
+                text = ", ".join(f"{label} {p:.4g}" for label, p in shown.probs.items()) + f" (± {worst:.2g})"
+            else:
+                text = str(self.summary(name))
+            lines.append(f"  {name}: {text}")
         return "\n".join(lines)
 
 
+def _is_number(value):
+    return isinstance(value, (numbers.Number, torch.Tensor))
+
+
 def _fmt(value):
+    """A value as text: numbers as ``%g``, tensors as lists, labels as themselves."""
+    if not _is_number(value) and not isinstance(value, (list, tuple)):
+        return str(value)
+    if isinstance(value, (list, tuple)) and not all(_is_number(v) for v in value):
+        return str(list(value))
     value = torch.as_tensor(value)
     return f"{value.item():g}" if value.numel() == 1 else str(value.tolist())
 
@@ -153,6 +307,8 @@ def interventional(scm, do=None, evidence=None, n=10000, **inputs):
     """Samples of every node under ``do`` interventions, given ``evidence``.
 
     ``evidence`` is observed in the intervened world (conditional effects).
+    Values may be labels of labelled nodes (``do={"t": "yes"}``); the samples
+    hold codes, and :meth:`QueryResult.distribution` reports by label.
     After a Bayesian fit every row carries its own posterior draw of the
     mechanism weights, so the samples integrate over the fitted posterior.
 
@@ -166,16 +322,17 @@ def interventional(scm, do=None, evidence=None, n=10000, **inputs):
     do, evidence = dict(do or {}), dict(evidence or {})
     query = scm.do(**do) if do else scm
     if not evidence:
-        with torch.no_grad():
-            values, _ = query.model.simulate(n, **inputs)
-        return QueryResult(values, do, evidence)
-    samples, ess = _resample(query.condition(**evidence), n, max(20 * n, 20000), inputs)
-    return QueryResult(nodes_only(scm, samples), do, evidence, ess=min(ess, n))
+        values, levels = _simulate(query, n, inputs)
+        return QueryResult(values, do, evidence, levels=levels)
+    samples, ess, levels = _resample_with_levels(query.condition(**evidence), n, max(20 * n, 20000), inputs)
+    return QueryResult(nodes_only(scm, samples), do, evidence, ess=min(ess, n), levels=levels)
 
 
 @dataclass
 class EffectResult:
     """An average effect: ``ate = E[Y | do(T=treated)] - E[Y | do(T=control)]``.
+
+    With ``outcome_level`` it is ``P(Y=level | do(T=treated)) - P(Y=level | do(T=control))``.
 
     ``stderr`` is the Monte Carlo standard error of ``ate``. When the
     parameters are uncertain too (a Bayesian fit's posterior, or ``bootstrap=``
@@ -197,6 +354,7 @@ class EffectResult:
     sd: float | None = None
     draws: torch.Tensor | None = None
     covers: str = "Monte Carlo error only (the model's parameters are taken as known)"
+    outcome_level: object = None
 
     def interval(self, level=0.95):
         """The ``level`` interval: percentiles of ``draws`` when there are any,
@@ -213,8 +371,9 @@ class EffectResult:
     def __str__(self):
         low, high = self.interval()
         spread = f"sd {self.sd:.2g}" if self.sd is not None else f"± {self.stderr:.2g}"
+        target = self.outcome if self.outcome_level is None else f"P({self.outcome}={_fmt(self.outcome_level)})"
         return (
-            f"ATE of {self.treatment} on {self.outcome} "
+            f"ATE of {self.treatment} on {target} "
             f"(do({self.treatment}={_fmt(self.treated)}) vs do({self.treatment}={_fmt(self.control)})): "
             f"{self.ate:.4g} {spread} [95% {low:.4g}, {high:.4g}; covers {self.covers}]"
         )
@@ -225,7 +384,7 @@ def _normal_quantile(p):
 
 
 def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=10000, bootstrap=None,
-        **inputs):
+        outcome_level=None, bootstrap_steps=None, **inputs):
     """Average treatment effect of ``treatment`` on ``outcome`` by simulation under do.
 
     With ``evidence`` it is the conditional effect given that evidence. Both
@@ -233,8 +392,13 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
     per-row differences. After a Bayesian fit the result integrates over the
     posterior of the weights and reports its spread (``sd``, ``interval``).
     ``bootstrap=B`` refits a fitted SCM on ``B`` resampled copies of its data
-    and reports the spread of the ``B`` effects: parameter and Monte Carlo
-    uncertainty together.
+    (``bootstrap_steps`` SVI steps each) and reports the spread of the ``B``
+    effects: parameter and Monte Carlo uncertainty together.
+
+    ``treated``, ``control`` and the evidence may be labels of labelled
+    nodes. For a discrete outcome, ``outcome_level`` (a label or code) makes
+    the effect ``P(Y=level | do(treated)) - P(Y=level | do(control))``; it is
+    required when the outcome has more than two levels.
 
     >>> import causalppl as cp
     >>> cp.set_rng_seed(0)
@@ -247,25 +411,56 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
             raise KeyError(f"'{name}' is not a node (nodes: {', '.join(scm.nodes)})")
     if treatment == outcome:
         raise ValueError(f"treatment and outcome are both '{treatment}'")
+    labels = scm.labels(outcome)
+    if labels is not None:  # fail before simulating when the levels are known up front
+        _outcome_code(outcome, dict(enumerate(labels)), outcome_level)
     if bootstrap is not None:
         from causalppl.causal.bootstrap import bootstrap_ate
 
-        return bootstrap_ate(scm, treatment, outcome, treated, control, evidence, n, bootstrap, inputs)
+        return bootstrap_ate(scm, treatment, outcome, treated, control, evidence, n, bootstrap, inputs,
+                             steps=bootstrap_steps, outcome_level=outcome_level)
     seed = int(torch.randint(2**62, ()))
     with _common_random_numbers(seed):
         high = interventional(scm, {treatment: treated}, evidence, n, **inputs)
     with _common_random_numbers(seed):
         low = interventional(scm, {treatment: control}, evidence, n, **inputs)
-    effect = _contrast(treatment, outcome, treated, control, high, low, paired=not evidence)
+    code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
+    effect = _contrast(treatment, outcome, treated, control, high, low, paired=not evidence, code=code)
+    effect.outcome_level = outcome_level
     posterior = scm._state.posterior if scm.model.global_sites else None
     if posterior and not evidence:
         draws = next(iter(posterior.values())).shape[0]
-        _add_parameter_draws(effect, _group_means(_difference(high, low, outcome), draws),
+        _add_parameter_draws(effect, _group_means(_difference(high, low, outcome, code), draws),
                              f"the posterior of the weights ({draws} draws) and Monte Carlo error")
     elif posterior:
         effect.covers = ("Monte Carlo error only (the estimate averages over the posterior of the "
                          "weights, but this interval does not show its spread)")
     return effect
+
+
+def _outcome_code(outcome, levels, level):
+    """The code of ``level`` among the outcome's ``levels`` (``None``: compare means).
+
+    A discrete outcome with more than two levels has no meaningful mean, so
+    it needs a level; a continuous outcome has none to give.
+    """
+    if levels is None:
+        if level is not None:
+            raise ValueError(f"outcome_level={level!r}, but node '{outcome}' is not discrete (it has no labels, "
+                             "and its mechanism is not a Bernoulli or Categorical)")
+        return None
+    listed = ", ".join(map(repr, levels.values()))
+    if level is None:
+        if len(levels) > 2:
+            raise ValueError(f"node '{outcome}' is categorical with levels {listed}: give outcome_level= "
+                             f"(one of them) to compare P({outcome}=level) between the arms")
+        return None
+    for code, label in levels.items():
+        if not isinstance(level, torch.Tensor) and level == label:
+            return code
+    if _is_number(level) and code_label(tuple(levels), level) is not None:
+        return int(float(level))  # a code given for a labelled node
+    raise ValueError(f"node '{outcome}': unknown outcome_level {level!r}; its levels are {listed}")
 
 
 def _common_random_numbers(seed):
@@ -284,9 +479,16 @@ def _common_random_numbers(seed):
     return _Seeded()
 
 
-def _difference(high, low, outcome):
-    return high.samples[outcome].double().reshape(len(high.samples[outcome]), -1).mean(-1) - \
-        low.samples[outcome].double().reshape(len(low.samples[outcome]), -1).mean(-1)
+def _outcome_rows(result, outcome, code=None):
+    """Per-row outcome (mean over event dims): the value, or the indicator of level ``code``."""
+    values = result.samples[outcome]
+    if code is not None:
+        values = values == code
+    return values.double().reshape(len(values), -1).mean(-1)
+
+
+def _difference(high, low, outcome, code=None):
+    return _outcome_rows(high, outcome, code) - _outcome_rows(low, outcome, code)
 
 
 def _group_means(values, groups):
@@ -304,11 +506,12 @@ def _add_parameter_draws(effect, draws, covers):
     return effect
 
 
-def _contrast(treatment, outcome, treated, control, high, low, paired=False):
-    high_summary, low_summary = high.summary(outcome), low.summary(outcome)
+def _contrast(treatment, outcome, treated, control, high, low, paired=False, code=None):
+    high_summary = summarize(_outcome_rows(high, outcome, code), high.ess)
+    low_summary = summarize(_outcome_rows(low, outcome, code), low.ess)
     stderr = math.hypot(high_summary.stderr, low_summary.stderr)
     if paired:
-        stderr = summarize(_difference(high, low, outcome)).stderr
+        stderr = summarize(_difference(high, low, outcome, code)).stderr
     return EffectResult(
         treatment, outcome, treated, control,
         ate=high_summary.mean - low_summary.mean,
@@ -318,11 +521,15 @@ def _contrast(treatment, outcome, treated, control, high, low, paired=False):
     )
 
 
-def association(scm, treatment, outcome, treated=1.0, control=0.0, n=10000, **inputs):
+def association(scm, treatment, outcome, treated=1.0, control=0.0, n=10000, outcome_level=None, **inputs):
     """The naive contrast ``E[Y | T=treated] - E[Y | T=control]`` (conditioning, not do).
 
     It equals the ATE only when nothing confounds treatment and outcome.
+    ``outcome_level`` works as in :func:`ate`.
     """
     high = interventional(scm, evidence={treatment: treated}, n=n, **inputs)
     low = interventional(scm, evidence={treatment: control}, n=n, **inputs)
-    return _contrast(treatment, outcome, treated, control, high, low)
+    code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
+    effect = _contrast(treatment, outcome, treated, control, high, low, code=code)
+    effect.outcome_level = outcome_level
+    return effect

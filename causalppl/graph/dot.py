@@ -51,7 +51,7 @@ import pydot
 import torch
 
 from causalppl.graph.expr import Expression, ExpressionError
-from causalppl.graph.scm import SCM
+from causalppl.graph.scm import SCM, code_label
 
 # Styling (Graphviz attributes). Kept here so to_dot's text renders as drawn.
 OBSERVED_FILL = "#c6dbef"
@@ -115,8 +115,16 @@ def _format_list(data):
     return str(int(data))
 
 
-def label_value(value):
-    """A short form of a value for a node label: ``9.0``, or ``[100 values]`` for a tensor."""
+def label_value(value, labels=None):
+    """A short form of a value for a node label: ``9.0``, ``yes`` (a code of a labelled node),
+    or ``[100 values]`` for a tensor.
+
+    >>> label_value(torch.tensor(9.0)), label_value(torch.tensor(1.0), ("no", "yes"))
+    ('9.0', 'yes')
+    """
+    label = code_label(labels, value)
+    if label is not None:
+        return str(label)
     value = torch.as_tensor(value).detach()
     if value.numel() == 1:
         number = float(value.reshape(()))
@@ -190,12 +198,12 @@ def to_dot(scm, name="scm", rankdir="LR"):
             attrs["color"] = attrs["fontcolor"] = LATENT_COLOR
         if node in observed:
             attrs["observed"] = quote(format_value(observed[node]))
-            attrs["label"] = quote(f"{node} = {label_value(observed[node])}")
+            attrs["label"] = quote(f"{node} = {label_value(observed[node], scm.labels(node))}")
             attrs["fillcolor"] = quote(OBSERVED_FILL)
             styles.insert(0, "filled")
         if node in interventions:
             attrs["intervened"] = quote(format_value(interventions[node]))
-            attrs["label"] = quote(f"{node} = {label_value(interventions[node])}")
+            attrs["label"] = quote(f"{node} = {label_value(interventions[node], scm.labels(node))}")
             attrs["shape"] = "box"
             attrs["fillcolor"] = quote(INTERVENED_FILL)
             styles.insert(0, "filled")

@@ -2,8 +2,9 @@
 
 The picture is the DOT text of :func:`causalppl.graph.dot.to_dot`, laid out
 by Graphviz's ``dot`` program: observed nodes filled, intervened nodes boxed
-with their value in the label, inputs dashed, latent nodes dotted and grey,
-and the edges ``do`` cut simply absent (they are absent from ``scm.graph``).
+with their value in the label (its state label, for a node with labels),
+inputs dashed, latent nodes dotted and grey, and the edges ``do`` cut simply
+absent (they are absent from ``scm.graph``).
 
 >>> import causalppl as cp
 >>> scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)")

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 
 import networkx as nx
 import torch
@@ -57,6 +58,53 @@ def _check_name(name, what="node"):
         raise ValueError(f"{what} name '{name}' is reserved (the lowered model takes {sorted(RESERVED)})")
 
 
+def _check_labels(node, labels):
+    """``labels`` as a tuple of at least two distinct state labels (or ``None``)."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
+        raise TypeError(f"node '{node}': labels must be a sequence of state labels such as "
+                        f"('no', 'yes'), got {labels!r}")
+    labels = tuple(labels)
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ValueError(f"node '{node}': labels must be at least two distinct state labels, got {labels!r}")
+    return labels
+
+
+def _code_of(node, value, labels):
+    """The code of one value: ``labels.index(value)`` for a label; a number is a code already."""
+    if labels is not None and not isinstance(value, torch.Tensor) and value in labels:
+        return labels.index(value)
+    listed = ", ".join(map(repr, labels)) if labels is not None else ""
+    if isinstance(value, numbers.Number) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+        number = float(value)
+        if labels is not None and not (number.is_integer() and 0 <= number < len(labels)):
+            raise ValueError(f"node '{node}': {value!r} is neither one of its labels ({listed}) "
+                             f"nor one of their codes 0..{len(labels) - 1}")
+        return value
+    if labels is None:
+        raise ValueError(f"node '{node}' has no labels, so {value!r} cannot be translated to a code; "
+                         f"give a number, or declare labels with add('{node}', ..., labels=(...))")
+    raise ValueError(f"node '{node}': unknown label {value!r}; its labels are {listed}")
+
+
+def code_label(labels, value):
+    """The label a scalar code ``value`` stands for, or ``None`` (no labels, or not one of the codes).
+
+    >>> code_label(("no", "yes"), torch.tensor(1.0)), code_label(("no", "yes"), 2.5), code_label(None, 1)
+    ('yes', None, None)
+    """
+    if labels is None:
+        return None
+    value = torch.as_tensor(value)
+    if value.numel() != 1:
+        return None
+    number = float(value.reshape(()))
+    if number.is_integer() and 0 <= number < len(labels):
+        return labels[int(number)]
+    return None
+
+
 class SCM:
     """A structural causal model.
 
@@ -71,6 +119,7 @@ class SCM:
         self._latent: set[str] = set()
         self._observed: dict[str, torch.Tensor] = {}
         self._interventions: dict[str, torch.Tensor] = {}
+        self._labels: dict[str, tuple] = {}
         self._cache = {}
         self._state = ModelState()
         if graph is not None:
@@ -84,7 +133,7 @@ class SCM:
         for node, attrs in graph.nodes(data=True):
             if "mechanism" not in attrs:
                 raise ValueError(f"node '{node}' has no 'mechanism' attribute")
-            self._set(node, attrs["mechanism"], bool(attrs.get("latent", False)))
+            self._set(node, attrs["mechanism"], bool(attrs.get("latent", False)), attrs.get("labels"))
         self._check_acyclic()
         for node in graph.nodes:
             declared = set(graph.predecessors(node))
@@ -114,34 +163,46 @@ class SCM:
 
         return from_graph(graph, data=data, mechanisms=mechanisms, bayesian=bayesian)
 
-    def add(self, name, mechanism, latent=False):
+    def add(self, name, mechanism, latent=False, labels=None):
         """Add node ``name`` with ``mechanism``; return the SCM (so calls chain).
 
         Parent names that are not (yet) nodes are model *inputs*. ``latent``
         marks a node that is never observed (identification respects it).
+        ``labels`` names a discrete node's states in code order: code ``k``
+        is ``labels[k]``, and :meth:`do`, :meth:`condition` and the queries
+        accept the labels in place of the codes.
+
+        >>> import causalppl as cp
+        >>> scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
+        >>> scm.labels("t"), scm.do(t="yes").interventions["t"]
+        (('no', 'yes'), tensor(1.))
         """
         if name in self._mechanisms:
             raise ValueError(f"node '{name}' already exists; build a new SCM to change a mechanism")
-        self._set(name, mechanism, latent)
+        self._set(name, mechanism, latent, labels)
         try:
             self._check_acyclic(name)
         except nx.NetworkXUnfeasible:
             del self._mechanisms[name]
             self._latent.discard(name)
+            self._labels.pop(name, None)
             self._cache.clear()
             raise
         return self
 
-    def _set(self, name, mechanism, latent):
+    def _set(self, name, mechanism, latent, labels=None):
         _check_name(name)
         mechanism = as_mechanism(mechanism, node=name)
         for parent in mechanism.parents:
             _check_name(parent, what=f"parent of node '{name}':")
         if name in mechanism.parents:
             raise nx.NetworkXUnfeasible(f"node '{name}' lists itself as a parent (cycle {name} -> {name})")
+        labels = _check_labels(name, labels)
         self._mechanisms[name] = mechanism
         if latent:
             self._latent.add(name)
+        if labels is not None:
+            self._labels[name] = labels
         self._cache.clear()
 
     def _check_acyclic(self, node=None):
@@ -161,6 +222,7 @@ class SCM:
                 node,
                 mechanism=mechanism,
                 latent=node in self._latent,
+                **({"labels": self._labels[node]} if node in self._labels else {}),
                 **({"observed": self._observed[node]} if node in self._observed else {}),
                 **({"intervened": self._interventions[node]} if node in self._interventions else {}),
             )
@@ -214,6 +276,45 @@ class SCM:
     def mechanism(self, node):
         self._require(node)
         return self._mechanisms[node]
+
+    def labels(self, node):
+        """The state labels of discrete ``node`` in code order, or ``None`` (no labels).
+
+        Labels given to :meth:`add` come first; otherwise a mechanism's own
+        ``labels`` attribute (learned categorical mechanisms carry one).
+
+        >>> import causalppl as cp
+        >>> scm = cp.SCM().add("c", "Categorical(probs=[0.2, 0.3, 0.5])", labels=("new", "returning", "loyal"))
+        >>> scm.add("x", "Normal(0, 1)").labels("c"), scm.labels("x")
+        (('new', 'returning', 'loyal'), None)
+        """
+        self._require(node)
+        if node in self._labels:
+            return self._labels[node]
+        found = getattr(self._mechanisms[node].fn, "labels", None)
+        return tuple(found) if found is not None else None
+
+    def encode(self, node, value):
+        """``value`` for ``node`` as a tensor of codes: a label becomes its code, numbers stay.
+
+        A value equal to one of the labels is that label, so numeric labels
+        (``labels=(1, 2, 3)``) take precedence over codes.
+
+        Raises ``ValueError`` naming the node for an unknown label (listing
+        its labels), a label given to a node without labels, or a number that
+        is not one of a labelled node's codes.
+
+        >>> import causalppl as cp
+        >>> scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
+        >>> scm.encode("t", "yes"), scm.encode("t", ["no", "yes", "yes"]), scm.encode("t", 0.0)
+        (tensor(1.), tensor([0., 1., 1.]), tensor(0.))
+        """
+        labels = self.labels(node)
+        if isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, (list, tuple)) and not all(isinstance(v, (numbers.Number, list, tuple)) for v in value):
+            return as_tensor([float(_code_of(node, item, labels)) for item in value])
+        return as_tensor(_code_of(node, value, labels))
 
     @property
     def latent(self):
@@ -283,6 +384,7 @@ class SCM:
         new._latent = set(self._latent)
         new._observed = dict(self._observed)
         new._interventions = dict(self._interventions)
+        new._labels = dict(self._labels)
         new._cache = {}
         return new
 
@@ -306,7 +408,7 @@ class SCM:
             if name in self._observed:
                 raise ValueError(f"node '{name}' is observed; it cannot also be intervened on")
         new = self._copy()
-        new._interventions.update({name: as_tensor(value) for name, value in values.items()})
+        new._interventions.update({name: self.encode(name, value) for name, value in values.items()})
         return new
 
     def condition(self, **values):
@@ -316,7 +418,7 @@ class SCM:
             if name in self._interventions:
                 raise ValueError(f"node '{name}' is intervened on; it cannot also be observed")
         new = self._copy()
-        new._observed.update({name: as_tensor(value) for name, value in values.items()})
+        new._observed.update({name: self.encode(name, value) for name, value in values.items()})
         return new
 
     # -- lowering ------------------------------------------------------------------
