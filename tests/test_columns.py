@@ -154,3 +154,20 @@ def test_lowered_model_encodes_string_data_by_the_node_labels():
         scm.model(data={"g": ["a", "d"]})
     with pytest.raises(ValueError, match="data column 'g': expected a 1-d column"):
         scm.model(data={"g": 1})
+
+
+def test_numeric_labels_are_read_as_labels_when_every_value_is_one():
+    dose = ("10mg", "5mg")
+    assert read_column("d", [1, 0], dose).values.tolist() == [1, 0]  # strings: numbers are codes
+    labels = (10, 5, 1)
+    assert read_column("d", np.array([5, 1, 10, 5]), labels).values.tolist() == [1, 2, 0, 1]
+    assert read_column("d", torch.tensor([0, 2]), labels).values.tolist() == [0, 2]  # not all labels: codes
+    scm = cp.SCM().add("d", cp.causal.learn.CategoricalTable("d", [], 3, labels=labels))
+    trace = cp.trace(lambda: scm.model(data={"d": [1, 1, 10]})).get_trace()
+    assert trace.nodes["d"]["value"].tolist() == [2, 2, 0]
+
+
+def test_labels_given_to_add_encode_the_data_too():
+    scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
+    trace = cp.trace(lambda: scm.model(data=pd.DataFrame({"t": ["yes", "no", "yes"]}))).get_trace()
+    assert trace.nodes["t"]["value"].tolist() == [1, 0, 1]

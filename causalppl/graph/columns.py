@@ -357,8 +357,14 @@ def _encode_by(column, labels):
 
 
 def _check_codes(column, labels):
-    """A numeric column for a labelled node holds its codes: whole numbers in 0..len(labels)-1."""
+    """A numeric column for a labelled node: its labels when every value is one (numeric labels), else codes.
+
+    Codes are whole numbers in 0..len(labels)-1.
+    """
     values = column.values
+    by_label = _numeric_labels(values, labels)
+    if by_label is not None:
+        return Column(column.name, by_label, labels, column.source)
     # Only on the CPU: the lowered model checks its data at every step, and on
     # a GPU each check would wait for the device.
     if values.numel() and values.device.type == "cpu":
@@ -369,3 +375,18 @@ def _check_codes(column, labels):
                 f"0..{len(labels) - 1}, got numbers in {low:g}..{high:g}"
             )
     return Column(column.name, values, labels, column.source)
+
+
+def _numeric_labels(values, labels):
+    """Codes of ``values`` read as numeric labels (``(10, 5, 1)``), or None when some value is not one."""
+    if not all(isinstance(label, (int, float)) and not isinstance(label, bool) for label in labels):
+        return None
+    if tuple(labels) == tuple(range(len(labels))):
+        return None  # labels that are their own codes
+    index = {float(label): code for code, label in enumerate(labels)}
+    distinct = torch.unique(values.detach().cpu()).tolist() if values.numel() else []
+    if not all(value in index for value in distinct):
+        return None
+    lookup = torch.tensor([index[value] for value in distinct], dtype=values.dtype)
+    positions = torch.searchsorted(torch.tensor(distinct, dtype=values.dtype), values.detach().cpu())
+    return lookup[positions].to(values.device)

@@ -40,6 +40,8 @@ class LoweredModel:
         self.observed = scm.observed
         self.interventions = scm.interventions
         self.inputs = scm.inputs
+        # Node -> state labels (SCM.labels); data columns are encoded by these.
+        self.labels = {node: scm.labels(node) for node in self.order if scm.labels(node) is not None}
         # Inputs only intervened nodes used: do() cut them, so a value given for
         # them (as for the unintervened model) is accepted and ignored.
         self.cut_inputs = tuple(dict.fromkeys(
@@ -151,11 +153,6 @@ class LoweredModel:
             raise TypeError(f"SCM model: {'; '.join(parts)} (the model's inputs are: {expected})")
         return {name: value for name, value in inputs.items() if name not in self.cut_inputs}
 
-    @property
-    def labels(self):
-        """Node -> labels of the nodes whose mechanism has them; data columns are encoded by these."""
-        return node_labels(self.mechanisms)
-
     def _check_data(self, data):
         data = table_to_tensors(data, labels=self.labels, scalars=False)
         for name in data:
@@ -225,12 +222,3 @@ def table_to_tensors(data, labels=None, scalars=True):
     """
     return {name: column.values for name, column in read_columns(data, labels, scalars).items()}
 
-
-def node_labels(mechanisms):
-    """Node -> labels, for the nodes whose mechanism (``Mechanism.fn``) has ``labels``."""
-    found = {}
-    for node, mechanism in mechanisms.items():
-        labels = getattr(getattr(mechanism, "fn", mechanism), "labels", None)
-        if labels is not None:
-            found[node] = tuple(labels)
-    return found
