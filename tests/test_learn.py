@@ -143,7 +143,7 @@ def test_mlp_fits_a_nonlinear_mechanism_better_than_linear():
     x = 6 * torch.rand(n) - 3
     y = torch.sin(x) + 0.1 * torch.randn(n)
     data = {"x": x, "y": y}
-    linear = from_graph([("x", "y")], data)
+    linear = from_graph([("x", "y")], data, mechanisms={"y": "linear"})
     linear_losses = fit(lambda: linear.model(data=data), steps=300, lr=0.05)
     linear_scale = coefficients(linear, "y")["scale"]
     cp.clear_param_store()
@@ -317,7 +317,7 @@ def test_from_graph_auto_picks_builders_by_column():
     kinds = {node: type(scm.mechanism(node).fn).__name__ for node in scm.nodes}
     assert kinds == {
         "t": "Logistic", "a": "CategoricalTable", "c": "CategoricalTable", "x": "LinearGaussian",
-        "d": "LinearGaussian", "k": "LinearGaussian", "f": "Logistic", "u": "LinearGaussian",
+        "d": "MultinomialLogistic", "k": "LinearGaussian", "f": "Logistic", "u": "LinearGaussian",
     }
     assert scm.mechanism("c").fn.parent_cardinalities == (4, 2)
     assert scm.mechanism("c").fn.num_categories == 3
@@ -381,8 +381,8 @@ def test_from_graph_errors_name_the_node_and_the_expectation():
         from_graph(EDGES, mechanisms={"z": "mlp"})
     with pytest.raises(TypeError, match="networkx.DiGraph"):
         from_graph("z -> x")
-    with pytest.raises(TypeError, match="data column 's': expected numbers"):
-        from_graph([("s", "y")], {"s": ["a", "b"]})
+    with pytest.raises(TypeError, match="data column 's': expected numbers, strings or booleans, got .* dict"):
+        from_graph([("s", "y")], {"s": [{"a": 1}, {"b": 2}]})
 
 
 def test_mechanism_errors():
@@ -420,3 +420,123 @@ def test_fit_on_cuda():
     result = scm.fit(cpu_data, guide=no_guide, steps=200, lr=0.05, device="cuda", progress=False)
     assert math.isfinite(result.losses[-1])
     assert param("y.weight", scm).device.type == "cuda"
+
+
+# -- columns with labels, and auto's choices -----------------------------------------
+
+
+def test_labels_and_codes_agree_between_from_graph_and_fit():
+    pd = pytest.importorskip("pandas")
+    generator = torch.Generator().manual_seed(11)
+    n, kinds, sizes = 3000, ["a", "b", "c"], ["S", "M", "L"]
+    table = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.1, 0.1, 0.8]])  # P(size | kind), in list order
+    kind = torch.multinomial(torch.tensor([0.3, 0.3, 0.4]), n, replacement=True, generator=generator)
+    size = torch.multinomial(table[kind], 1, generator=generator).squeeze(-1)
+    kind_names, size_names = [kinds[k] for k in kind], [sizes[s] for s in size]
+    built = pd.DataFrame({"kind": pd.Categorical(kind_names, categories=["c", "a", "b"]), "size": size_names})
+    scm = from_graph([("kind", "size")], built)
+    assert scm.mechanism("kind").fn.labels == ("c", "a", "b")
+    assert scm.mechanism("size").fn.labels == ("L", "M", "S")  # strings: sorted
+    assert scm.mechanism("size").fn.parent_levels == {"kind": ("c", "a", "b")}
+    # Fit on a frame whose categories come in another order, with the strings as categories.
+    other = pd.DataFrame({"kind": pd.Categorical(kind_names, categories=["b", "c", "a"]),
+                          "size": pd.Categorical(size_names, categories=sizes)})
+    scm.fit(other, guide=no_guide, steps=300, lr=0.05, progress=False)
+    probs = param("size.probs", scm)
+    kind_labels, size_labels = scm.mechanism("kind").fn.labels, scm.mechanism("size").fn.labels
+    for k, name in enumerate(kinds):
+        rows = size[kind == k]
+        for s, label in enumerate(sizes):
+            fitted = float(probs[kind_labels.index(name), size_labels.index(label)])
+            assert fitted == pytest.approx(float((rows == s).float().mean()), abs=0.01), (name, label)  # the MLE
+            se = math.sqrt(table[k, s] * (1 - table[k, s]) / len(rows))
+            assert abs(fitted - table[k, s]) < 4 * se + 0.01, (name, label)
+    with pytest.raises(ValueError, match=r"data column 'size': values \['XL'\] are not among the node's labels"):
+        scm.fit({"kind": ["a"], "size": ["XL"]}, guide=no_guide, steps=1, progress=False)
+
+
+def test_a_categorical_parent_of_a_linear_node_enters_one_hot():
+    pd = pytest.importorskip("pandas")
+    generator = torch.Generator().manual_seed(12)
+    n = 3000
+    g = torch.randint(0, 3, (n,), generator=generator)
+    y = 2.0 * (g == 1) - 1.0 * (g == 2) + 0.5 + 0.3 * torch.randn(n, generator=generator)
+    frame = pd.DataFrame({"g": [("a", "b", "c")[k] for k in g], "y": y.numpy()})
+    scm = from_graph([("g", "y")], frame)
+    assert scm.mechanism("y").fn.feature_names == ("g=b", "g=c")
+    scm.fit(frame, guide=no_guide, steps=500, lr=0.05, progress=False)
+    fitted = coefficients(scm, "y")
+    # The ML estimates are group-mean differences, with SE 0.3 * sqrt(2 / 1000) ~ 0.013.
+    means = [float(y[g == k].mean()) for k in range(3)]
+    assert fitted["weights"]["g=b"] == pytest.approx(means[1] - means[0], abs=0.02)
+    assert fitted["weights"]["g=c"] == pytest.approx(means[2] - means[0], abs=0.02)
+    assert fitted["weights"]["g=b"] == pytest.approx(2.0, abs=0.06)
+    assert fitted["weights"]["g=c"] == pytest.approx(-1.0, abs=0.06)
+    assert fitted["bias"] == pytest.approx(0.5, abs=0.06)
+
+
+def test_auto_picks_an_mlp_only_when_it_fits_clearly_better():
+    generator = torch.Generator().manual_seed(13)
+    n = 2000
+    x = 3 * torch.rand(n, generator=generator) - 1.5
+    curved = {"x": x, "y": torch.sin(2 * x) + 0.1 * torch.randn(n, generator=generator)}
+    straight = {"x": x, "y": 2 * x + torch.randn(n, generator=generator)}
+    scm = from_graph([("x", "y")], curved)
+    assert isinstance(scm.mechanism("y").fn, MLPGaussian)
+    reason = scm._state.choices["y"]
+    assert reason.startswith("MLPGaussian: continuous column; held-out log-lik linear") and "gain" in reason
+    scm = from_graph([("x", "y")], straight)
+    assert isinstance(scm.mechanism("y").fn, LinearGaussian)
+    assert scm._state.choices["y"].startswith("LinearGaussian: continuous column; held-out log-lik linear")
+    assert "(no clear gain" in scm._state.choices["y"]
+    assert scm._state.choices["x"] == "LinearGaussian: continuous column, no parents"
+    few = from_graph([("x", "y")], {"x": x[:20], "y": curved["y"][:20]})._state.choices["y"]
+    assert few == "LinearGaussian: continuous column; 20 rows are too few for a held-out check"
+    # Deterministic, and it leaves the global random state alone.
+    state = torch.get_rng_state()
+    assert from_graph([("x", "y")], curved)._state.choices == from_graph([("x", "y")], curved)._state.choices
+    assert torch.equal(state, torch.get_rng_state())
+    # bayesian=True never picks an MLP; overrides still win.
+    assert isinstance(from_graph([("x", "y")], curved, bayesian=True).mechanism("y").fn, LinearGaussian)
+    forced = from_graph([("x", "y")], straight, mechanisms={"y": "mlp"})
+    assert isinstance(forced.mechanism("y").fn, MLPGaussian)
+    assert forced._state.choices["y"] == "MLPGaussian: mechanisms='mlp' given"
+
+
+def test_auto_kinds_for_categorical_nodes_and_their_reasons():
+    pd = pytest.importorskip("pandas")
+    generator = torch.Generator().manual_seed(14)
+    n = 300
+    frame = pd.DataFrame({
+        "x": torch.randn(n, generator=generator).numpy(),
+        "g": pd.Categorical([("lo", "mid", "hi")[k] for k in torch.randint(0, 3, (n,), generator=generator)]),
+        "c": torch.randint(0, 3, (n,), generator=generator).numpy(),
+        "t": (torch.rand(n, generator=generator) < 0.5).numpy(),
+    })
+    scm = from_graph([("x", "g"), ("g", "c"), ("c", "t"), ("x", "t")], frame)
+    kinds = {node: type(scm.mechanism(node).fn).__name__ for node in scm.nodes}
+    assert kinds == {"x": "LinearGaussian", "g": "MultinomialLogistic", "c": "CategoricalTable", "t": "Logistic"}
+    assert scm.mechanism("g").fn.labels == ("hi", "lo", "mid")  # pandas sorts inferred categories
+    assert scm.mechanism("t").fn.labels == (False, True)
+    assert scm.mechanism("t").fn.parent_levels == {"c": (0, 1, 2)}
+    assert scm._state.choices["g"] == "MultinomialLogistic: categorical column (3 levels), continuous parent(s) x"
+    assert scm._state.choices["c"] == "CategoricalTable: categorical column (3 levels), discrete parents"
+    assert scm._state.choices["t"] == "Logistic: binary column"
+
+
+def test_marketing_uplift_from_graph_and_fit_keep_the_segment_labels():
+    import causalppl.datasets as datasets
+
+    frame = datasets.marketing_uplift(2000)
+    scm = from_graph(datasets.marketing_uplift_graph(), frame)
+    assert scm.mechanism("segment").fn.labels == ("new", "returning", "loyal")
+    assert scm.mechanism("converted").fn.parent_levels == {"segment": ("new", "returning", "loyal")}
+    assert set(scm._state.choices) == set(scm.nodes)
+    result = scm.fit(frame, guide=no_guide, steps=200, lr=0.05, progress=False)
+    assert math.isfinite(result.losses[-1]) and result.losses[-1] < result.losses[0]
+    assert scm.mechanism("segment").fn.labels == ("new", "returning", "loyal")
+    # The segment shares are their empirical frequencies (true 0.5, 0.3, 0.2; SE <= 0.012).
+    shares = param("segment.probs", scm)
+    counts = frame["segment"].value_counts(normalize=True)
+    for k, label in enumerate(("new", "returning", "loyal")):
+        assert float(shares[k]) == pytest.approx(counts[label], abs=0.01)

@@ -292,7 +292,7 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     with device_context:
         if data is not None:
             data = {name: value.to(device) if device is not None else value
-                    for name, value in table_to_tensors(data).items()}
+                    for name, value in table_to_tensors(data, labels=scm.model.labels).items()}
         inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
                   for name, value in inputs.items()}
         if device is not None:

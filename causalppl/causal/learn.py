@@ -17,6 +17,7 @@ from __future__ import annotations
 import networkx as nx
 import torch
 
+from causalppl.causal.heldout import MIN_ROWS, mlp_versus_linear
 from causalppl.causal.learnable import (  # noqa: F401  (re-exported)
     CategoricalTable,
     LinearGaussian,
@@ -25,12 +26,11 @@ from causalppl.causal.learnable import (  # noqa: F401  (re-exported)
     MultinomialLogistic,
     mechanism_from_spec,
 )
-from causalppl.graph.lower import table_columns
+from causalppl.graph.columns import read_columns
 from causalppl.graph.mechanism import as_mechanism
 from causalppl.graph.scm import SCM
 
 KINDS = ("categorical", "linear", "logistic", "mlp", "multinomial")
-MAX_CATEGORIES = 20  # an integer column with values in 0..19 is treated as categorical
 
 
 # ---------------------------------------------------------------------------
@@ -46,17 +46,24 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     G : networkx.DiGraph, SCM, or list of (parent, child) edges
         The causal graph; only its structure is used.
     data : dict of array-likes or pandas DataFrame, optional
-        Used to choose mechanisms (and categorical cardinalities), not fitted
-        here: call ``scm.fit(data)`` next. Nodes with no column are latent.
+        Used to choose mechanisms (cardinalities, labels, standardisation),
+        not fitted here: call ``scm.fit(data)`` next. Columns are read by
+        :func:`causalppl.graph.columns.read_columns` (bool, int, float,
+        category, strings, nullable dtypes). Nodes with no column are latent.
     mechanisms : "auto", a kind, or dict node -> kind or mechanism
-        Kinds are ``"linear"``, ``"logistic"``, ``"categorical"``, ``"mlp"``.
-        ``"auto"`` picks per node from its column: binary {0, 1} values ->
-        Logistic; integer values in 0..19 with only discrete parents ->
-        CategoricalTable; anything else (and latent nodes) -> LinearGaussian.
-        A dict overrides some nodes; the rest are "auto".
+        Kinds are ``"linear"``, ``"logistic"``, ``"categorical"``, ``"mlp"``,
+        ``"multinomial"``. ``"auto"`` picks per node from its column: binary
+        -> Logistic; categorical (labels, or ints in 0..19) -> CategoricalTable
+        when every parent is discrete, else MultinomialLogistic; continuous ->
+        LinearGaussian, or MLPGaussian when a held-out check
+        (:func:`causalppl.causal.heldout.mlp_versus_linear`) finds that an MLP
+        fits clearly better; latent nodes -> LinearGaussian. Categorical
+        parents enter linear, logistic and MLP mechanisms one-hot. A dict
+        overrides some nodes; the rest are "auto". Why each node got its
+        mechanism is kept in ``scm._state.choices`` (node -> text).
     bayesian : bool
         Linear, logistic and categorical coefficients become latent sites
-        (MLP weights stay point estimates).
+        (MLP weights stay point estimates; ``auto`` never picks an MLP).
 
     Returns
     -------
@@ -76,6 +83,10 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     >>> scm = from_graph([("t", "y")], data)
     >>> [scm.mechanism(n).fn.text for n in scm.nodes]
     ['Logistic()', 'LinearGaussian(t)']
+    >>> scm._state.choices["y"]
+    'LinearGaussian: continuous column, no continuous parent'
+    >>> scm._state.choices["t"]
+    'Logistic: binary column'
     """
     graph = _as_graph(G)
     columns = _describe_columns(data) if data is not None else {}
@@ -92,15 +103,20 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
     overrides = _overrides(mechanisms, nodes)
     position = {node: i for i, node in enumerate(nodes)}
     scm = SCM()
+    choices = {}
     for node in nx.lexicographical_topological_sort(graph, key=position.__getitem__):
         parents = tuple(graph.predecessors(node))
         latent = data is not None and node not in columns
         choice = overrides.get(node, "auto")
         if isinstance(choice, str):
-            mechanism = _build(node, parents, choice, columns, data is not None, bayesian)
+            kind, reason = (_auto_kind(node, parents, columns, bayesian) if choice == "auto"
+                            else (choice, f"mechanisms={choice!r} given"))
+            mechanism = _build(node, parents, kind, columns, data is not None, bayesian)
         else:
-            mechanism = _check_given(node, parents, choice, nodes)
+            mechanism, reason = _check_given(node, parents, choice, nodes), "mechanism given"
+        choices[node] = f"{_name_of(mechanism)}: {reason}"
         scm.add(node, mechanism, latent=latent)
+    scm._state.choices = choices
     return scm
 
 
@@ -123,64 +139,9 @@ def _as_graph(G):
     raise TypeError(f"from_graph needs a networkx.DiGraph, an SCM or a list of edges, got {type(G).__name__}")
 
 
-class _Column:
-    """What ``auto`` needs to know about one data column."""
-
-    def __init__(self, name, values):
-        self.name = name
-        self.dtype = values.dtype
-        finite = values[torch.isfinite(values.double())] if values.is_floating_point() else values
-        distinct = torch.unique(finite) if finite.numel() else finite
-        self.binary = values.dtype == torch.bool or (
-            len(finite) == len(values) and bool(((distinct == 0) | (distinct == 1)).all())
-        )
-        whole = distinct.double() == torch.round(distinct.double())
-        integral = len(finite) == len(values) and bool(whole.all())
-        self.integer_dtype = not values.is_floating_point()
-        low = int(distinct.min()) if integral and distinct.numel() else 0
-        high = int(distinct.max()) if integral and distinct.numel() else 0
-        # Non-negative integer codes: usable as a categorical (0..cardinality-1).
-        self.codes = integral and low >= 0
-        self.cardinality = max(high + 1, 2) if self.codes else None
-        self.discrete = self.binary or (self.integer_dtype and self.codes and high < MAX_CATEGORIES)
-        self.labels = None  # state labels, when the column had them (strings, categories)
-        real = finite.double()
-        self.centre = float(real.mean()) if real.numel() else 0.0
-        self.spread = float(real.std()) if real.numel() > 1 else 1.0
-        if not self.spread > 0:
-            self.spread = 1.0
-
-    @property
-    def levels(self):
-        """The labels of a discrete column's states (its codes when it has no labels)."""
-        if self.labels is not None:
-            return tuple(self.labels)
-        return tuple(range(self.cardinality)) if self.cardinality else ()
-
-    def describe(self):
-        if self.binary:
-            return "a binary column"
-        if self.discrete:
-            return f"an integer column with values in 0..{self.cardinality - 1}"
-        return f"a continuous column (dtype {str(self.dtype).replace('torch.', '')})"
-
-
 def _describe_columns(data):
-    columns = {}
-    for name, value in table_columns(data).items():
-        try:
-            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(
-                f"data column '{name}': expected numbers, got {type(value).__name__} ({err})"
-            ) from err
-        if tensor.is_complex() or tensor.dim() != 1:
-            raise ValueError(
-                f"data column '{name}': expected a 1-d column of real numbers, got shape "
-                f"{tuple(tensor.shape)} and dtype {tensor.dtype}"
-            )
-        columns[name] = _Column(name, tensor.detach().cpu())
-    return columns
+    """Column name -> :class:`~causalppl.graph.columns.Column` (kind, labels, centre/spread)."""
+    return read_columns(data)
 
 
 def _overrides(mechanisms, nodes):
@@ -212,22 +173,19 @@ def _check_kind(node, kind):
 
 def _features_of(node, parents, columns):
     """Options that tell a mechanism how its parents enter: one-hot levels and standardisation."""
-    levels = {p: columns[p].levels for p in parents
-              if p in columns and columns[p].discrete and not columns[p].binary}
+    levels = {p: columns[p].levels for p in parents if p in columns and columns[p].kind == "categorical"}
     stats = {name: (columns[name].centre, columns[name].spread) for name in (node, *parents)
-             if name in columns and not columns[name].discrete}
+             if name in columns and columns[name].kind == "continuous"}
     return {"parent_levels": levels, "standardization": stats}
 
 
 def _build(node, parents, kind, columns, have_data, bayesian):
     column = columns.get(node)
-    if kind == "auto":
-        kind = _auto_kind(parents, column, columns)
     features = _features_of(node, parents, columns)
     if kind == "linear":
         return LinearGaussian(node, parents, bayesian=bayesian, **features)
     if kind == "logistic":
-        if column is not None and not column.binary:
+        if column is not None and column.kind != "binary":
             raise ValueError(
                 f"node '{node}': a logistic mechanism needs a binary {{0, 1}} column, got {column.describe()}"
             )
@@ -242,7 +200,12 @@ def _build(node, parents, kind, columns, have_data, bayesian):
                 f"{column.describe() if column is not None else 'no column'}"
             )
         return MultinomialLogistic(node, parents, column.cardinality, labels=column.labels, **features)
-    # categorical: cardinalities come from the data
+    return _categorical_table(node, parents, columns, have_data, bayesian)
+
+
+def _categorical_table(node, parents, columns, have_data, bayesian):
+    """A CategoricalTable whose cardinalities (and labels) come from the columns."""
+    column = columns.get(node)
     if column is None:
         why = "it has no data column" if have_data else "no data was given"
         raise ValueError(
@@ -267,17 +230,54 @@ def _build(node, parents, kind, columns, have_data, bayesian):
                 f"{parent_column.describe()}"
             )
         cards.append(parent_column.cardinality)
-    return CategoricalTable(node, parents, column.cardinality, cards, bayesian=bayesian, labels=column.labels)
+    # The parents' labels name the table's rows (in summaries and drawings).
+    levels = {p: columns[p].labels for p in parents if columns[p].labels is not None and len(columns[p].labels) > 1}
+    return CategoricalTable(node, parents, column.cardinality, cards, bayesian=bayesian, labels=column.labels,
+                            parent_levels=levels)
 
 
-def _auto_kind(parents, column, columns):
+def _auto_kind(node, parents, columns, bayesian):
+    """The kind ``auto`` picks for ``node``, and why (a phrase for ``scm._state.choices``)."""
+    column = columns.get(node)
     if column is None:
-        return "linear"
-    if column.binary:
-        return "logistic"
-    if column.discrete and all(p in columns and columns[p].discrete for p in parents):
-        return "categorical"
-    return "linear"
+        return "linear", "latent node (no data column)" if columns else "no data"
+    if column.kind == "binary":
+        return "logistic", "binary column"
+    continuous = [p for p in parents if p not in columns or columns[p].kind == "continuous"]
+    if column.kind == "categorical":
+        if not continuous:
+            return "categorical", f"categorical column ({column.cardinality} levels), discrete parents"
+        return "multinomial", (f"categorical column ({column.cardinality} levels), "
+                               f"continuous parent(s) {', '.join(continuous)}")
+    if not continuous:
+        return "linear", f"continuous column, {'no continuous parent' if parents else 'no parents'}"
+    if bayesian:
+        return "linear", "continuous column (bayesian=True never picks an MLP)"
+    latent = [p for p in parents if p not in columns]
+    if latent:
+        return "linear", f"continuous column; latent parent(s) {', '.join(latent)} leave no held-out check"
+    if len(column.values) < MIN_ROWS:
+        return "linear", f"continuous column; {len(column.values)} rows are too few for a held-out check"
+    comparison = mlp_versus_linear(_design(parents, columns), column.values)
+    return ("mlp" if comparison.clear else "linear"), f"continuous column; {comparison}"
+
+
+def _design(parents, columns):
+    """The parents' feature matrix (rows, features): categorical parents one-hot, others as they are."""
+    features = []
+    for parent in parents:
+        column = columns[parent]
+        values = column.values.detach().cpu().float()
+        if column.kind == "categorical":
+            features += [(values == k).float() for k in range(1, column.cardinality)]
+        else:
+            features.append(values)
+    return torch.stack(features, dim=-1)
+
+
+def _name_of(mechanism):
+    fn = getattr(mechanism, "fn", mechanism)
+    return getattr(fn, "name", None) or type(fn).__name__
 
 
 def _check_given(node, parents, mechanism, nodes):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from causalppl.graph.columns import read_columns
 from causalppl.handlers import param_scope, substitute, trace
 from causalppl.runtime import as_tensor, intervention, plate, sample
 from causalppl.trace import contributes_log_prob, log_prob_of
@@ -39,6 +40,8 @@ class LoweredModel:
         self.observed = scm.observed
         self.interventions = scm.interventions
         self.inputs = scm.inputs
+        # Node -> state labels (SCM.labels); data columns are encoded by these.
+        self.labels = {node: scm.labels(node) for node in self.order if scm.labels(node) is not None}
         # Inputs only intervened nodes used: do() cut them, so a value given for
         # them (as for the unintervened model) is accepted and ignored.
         self.cut_inputs = tuple(dict.fromkeys(
@@ -151,7 +154,7 @@ class LoweredModel:
         return {name: value for name, value in inputs.items() if name not in self.cut_inputs}
 
     def _check_data(self, data):
-        data = table_to_tensors(data)
+        data = table_to_tensors(data, labels=self.labels, scalars=False)
         for name in data:
             if name not in self.mechanisms:
                 raise KeyError(f"data column '{name}' is not a node (nodes: {', '.join(self.order)})")
@@ -204,14 +207,18 @@ def table_columns(data):
     return dict(data.items())
 
 
-def table_to_tensors(data):
-    """A dict of array-likes or a pandas DataFrame -> dict of name -> tensor."""
-    tensors = {}
-    for name, value in table_columns(data).items():
-        if not isinstance(value, torch.Tensor):
-            # A copy: DataFrame columns can be read-only views.
-            value = torch.tensor(value, dtype=torch.get_default_dtype())
-        elif not value.is_floating_point():
-            value = value.to(torch.get_default_dtype())
-        tensors[name] = value
-    return tensors
+def table_to_tensors(data, labels=None, scalars=True):
+    """A dict of array-likes or a pandas DataFrame -> dict of name -> tensor.
+
+    Columns are read by :func:`causalppl.graph.columns.read_columns`: bools,
+    ints, floats, categories and strings are accepted; label columns become
+    codes, into ``labels[name]`` when given (a node's labels). ``scalars``
+    accepts 0-d values (one assignment, as ``SCM.log_prob`` takes).
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"g": ["lo", "hi"], "t": [True, False]})
+    >>> table_to_tensors(df, labels={"g": ("lo", "hi")})
+    {'g': tensor([0., 1.]), 't': tensor([1., 0.])}
+    """
+    return {name: column.values for name, column in read_columns(data, labels, scalars).items()}
+

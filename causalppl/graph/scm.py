@@ -40,6 +40,7 @@ class ModelState:
         self.params = ParamStore()
         self.posterior = None
         self.fit = None
+        self.choices = None  # from_graph: node -> why its mechanism was chosen (plain strings)
 
     def copy(self):
         """An independent copy: params cloned, posterior draws shared (they are never modified)."""
