@@ -330,10 +330,6 @@ class TraceGraph_ELBO(Trace_ELBO):
         super().__init__(num_particles, vectorize_particles, max_plate_nesting)
         self._averages = {}  # site name -> decaying average of its downstream cost
 
-    def _particle_loss(self, model_trace, guide_trace, particle_dim):
-        return self._loss_from_terms(_elbo_terms(model_trace, guide_trace), model_trace, guide_trace,
-                                     particle_dim)
-
     def _downstream_costs(self, terms, model_trace, guide_trace, score_names):
         guide_order = [name for name, site in guide_trace.nodes.items() if _is_latent(site)]
         model_order = {name: index for index, name in
