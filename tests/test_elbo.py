@@ -222,3 +222,228 @@ def test_mismatched_model_and_guide_warn_once_naming_the_sites():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         elbo.loss(model, guide)  # checked once: no second round of warnings
+
+
+# ---------------------------------------------------------------------------
+# Score-function gradients: closed forms under scale, subsampling and big plates
+# ---------------------------------------------------------------------------
+#
+# Model: z_i ~ Bernoulli(0.3), x_i ~ Normal(3 z_i, 1) observed; guide:
+# z_i ~ Bernoulli(sigmoid(logit)), one shared logit. Bernoulli has no rsample,
+# so d loss / d logit comes from score terms only. With q = sigmoid(logit) and
+# c_i(z) = log p(z) + log N(x_i; 3z, 1) - log q(z), row i's estimate is
+# -(z_i - q) * scale * c_i(z_i): its mean and variance are exact sums over z_i.
+
+PRIOR = 0.3
+
+
+def row_cost(x, z, logit):
+    q = torch.sigmoid(torch.tensor(logit)).item()
+    log_prior = math.log(PRIOR if z else 1 - PRIOR)
+    log_q = math.log(q if z else 1 - q)
+    return log_prior - 0.5 * math.log(2 * math.pi) - 0.5 * (x - 3.0 * z) ** 2 - log_q
+
+
+def row_gradient_moments(x, logit=0.0, scale=1.0):
+    """(mean, variance) of one row's Rao-Blackwellised score estimate of d loss / d logit."""
+    q = torch.sigmoid(torch.tensor(logit)).item()
+    on = -scale * (1 - q) * row_cost(x, 1, logit)
+    off = scale * q * row_cost(x, 0, logit)
+    mean = q * on + (1 - q) * off
+    return mean, q * on**2 + (1 - q) * off**2 - mean**2
+
+
+def exact_gradient(data, logit=0.0, scale=1.0):
+    """d loss / d logit in closed form, and the sd of the per-row (Rao-Blackwellised) estimator."""
+    moments = [row_gradient_moments(x, logit, scale) for x in data.tolist()]
+    return sum(m for m, _ in moments), math.sqrt(sum(v for _, v in moments))
+
+
+def rows_model_and_guide(data, subsample_size=None):
+    size = len(data)
+
+    def model():
+        with cp.plate("rows", size, subsample_size=subsample_size) as idx:
+            z = cp.sample("z", cp.dist.Bernoulli(PRIOR))
+            cp.sample("x", cp.dist.Normal(3.0 * z, 1.0), obs=data[idx])
+
+    def guide():
+        logit = cp.param("logit", torch.tensor(0.0))
+        with cp.plate("rows", size, subsample_size=subsample_size):
+            cp.sample("z", cp.dist.Bernoulli(logits=logit))
+
+    return model, guide
+
+
+def logit_gradients(elbo, model, guide, repeats, name="logit"):
+    grads = []
+    for _ in range(repeats):
+        loss = elbo.differentiable_loss(model, guide)
+        (grad,) = torch.autograd.grad(loss, [cp.get_param_store().leaf(name)])
+        grads.append(grad)
+    return torch.stack(grads)
+
+
+def mixture_data(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.rand(n, generator=generator) < PRIOR
+    return 3.0 * z + torch.randn(n, generator=generator)
+
+
+def test_score_gradient_under_scale_counts_the_scale_once():
+    data = torch.tensor([0.0, 1.0, 2.5])
+    model, guide = rows_model_and_guide(data)
+    particles = 20000
+    elbo = Trace_ELBO(num_particles=particles, vectorize_particles=True)
+    grad = logit_gradients(elbo, cp.handlers.scale(model, scale=2.0), cp.handlers.scale(guide, scale=2.0), 1)
+    exact, sd = exact_gradient(data, scale=2.0)
+    # Twice the unscaled gradient (scale counted twice would give four times it).
+    assert exact == pytest.approx(2 * exact_gradient(data)[0])
+    assert abs(grad.item() - exact) < 5 * sd / math.sqrt(particles)
+
+
+def test_score_gradient_under_plate_subsampling_is_unbiased_for_the_full_data():
+    data = mixture_data(100, seed=2)
+    model, guide = rows_model_and_guide(data, subsample_size=10)
+    repeats = 1000
+    grads = logit_gradients(Trace_ELBO(), model, guide, repeats)
+    exact, _ = exact_gradient(data)  # the full-data gradient: all 100 rows, no subsampling
+    assert abs(grads.mean().item() - exact) < 5 * grads.std().item() / math.sqrt(repeats)
+    # Scaling the score as well as the cost would make the mean ten times too large.
+    assert grads.std().item() < 3 * abs(exact)
+
+
+def test_score_gradient_in_a_plate_of_1000_is_rao_blackwellised():
+    data = mixture_data(1000, seed=1)
+    model, guide = rows_model_and_guide(data)
+    repeats = 200
+    grads = logit_gradients(Trace_ELBO(), model, guide, repeats)
+    exact, exact_sd = exact_gradient(data)  # about 700 and 65
+    assert abs(grads.mean().item() - exact) < 4 * grads.std().item() / math.sqrt(repeats)
+    # Each row's score sees only its own row's cost: the sd is that of a sum of
+    # 1,000 independent rows. Weighting by the whole ELBO gives an sd near 60,000.
+    assert 0.75 * exact_sd < grads.std().item() < 1.3 * exact_sd
+
+
+def test_vectorized_particles_average_the_rao_blackwellised_score():
+    data = mixture_data(1000, seed=1)
+    model, guide = rows_model_and_guide(data)
+    repeats, particles = 60, 10
+    grads = logit_gradients(Trace_ELBO(num_particles=particles, vectorize_particles=True), model, guide, repeats)
+    exact, exact_sd = exact_gradient(data)
+    assert abs(grads.mean().item() - exact) < 4 * grads.std().item() / math.sqrt(repeats)
+    assert grads.std().item() < 1.5 * exact_sd / math.sqrt(particles)
+
+
+def test_mean_field_score_gradient_counts_the_scale_once():
+    data = torch.tensor([0.0, 1.0, 2.5])
+    model, guide = rows_model_and_guide(data)
+    particles = 20000
+    elbo = TraceMeanField_ELBO(num_particles=particles, vectorize_particles=True)
+    grad = logit_gradients(elbo, cp.handlers.scale(model, scale=2.0), cp.handlers.scale(guide, scale=2.0), 1)
+    # With KL(Bernoulli || Bernoulli) analytic, only log N(x_i; 3 z_i, 1) is sampled; same mean.
+    exact, sd = exact_gradient(data, scale=2.0)
+    assert abs(grad.item() - exact) < 5 * sd / math.sqrt(particles)
+
+
+# ---------------------------------------------------------------------------
+# TraceGraph_ELBO: downstream costs only, and baselines
+# ---------------------------------------------------------------------------
+
+X_OBS = 4.0  # far from both components' means, so costs have a large common offset
+
+
+def one_row_model():
+    z = cp.sample("z", cp.dist.Bernoulli(PRIOR))
+    cp.sample("x", cp.dist.Normal(3.0 * z, 1.0), obs=torch.tensor(X_OBS))
+
+
+def one_row_guide(baseline=None, net=None):
+    if net is not None:
+        cp.module("baseline", net)
+    logit = cp.param("logit", torch.tensor(0.0))
+    cp.sample("z", cp.dist.Bernoulli(logits=logit), infer={"baseline": baseline} if baseline else {})
+
+
+def test_tracegraph_drops_upstream_costs():
+    # An upstream, unrelated latent u (scored before z in both model and guide)
+    # adds noise to Trace_ELBO's weight for z but not to TraceGraph_ELBO's.
+    def model():
+        u = cp.sample("u", cp.dist.Normal(0.0, 3.0))
+        cp.sample("y", cp.dist.Normal(u, 1.0), obs=torch.tensor(2.0))
+        one_row_model()
+
+    def guide():
+        cp.sample("u", cp.dist.Normal(cp.param("u_loc", torch.tensor(0.0)), 2.0))
+        one_row_guide()
+
+    repeats = 400
+    trace_grads = logit_gradients(Trace_ELBO(), model, guide, repeats)
+    graph_grads = logit_gradients(cp.infer.TraceGraph_ELBO(), model, guide, repeats)
+    exact, exact_sd = exact_gradient(torch.tensor([X_OBS]))
+    for grads in (trace_grads, graph_grads):
+        assert abs(grads.mean().item() - exact) < 4 * grads.std().item() / math.sqrt(repeats)
+    assert graph_grads.std().item() == pytest.approx(exact_sd, rel=0.2)
+    assert graph_grads.std() < trace_grads.std() / 2
+
+
+def test_decaying_average_baseline_reduces_variance_and_keeps_the_mean():
+    repeats, warmup = 400, 50
+    exact, exact_sd = exact_gradient(torch.tensor([X_OBS]))  # about -1.66 and 2.6
+    plain = logit_gradients(cp.infer.TraceGraph_ELBO(), one_row_model, one_row_guide, repeats)
+    assert plain.std().item() == pytest.approx(exact_sd, rel=0.15)
+
+    def guide():
+        one_row_guide({"use_decaying_avg_baseline": True, "baseline_beta": 0.9})
+
+    with_baseline = logit_gradients(cp.infer.TraceGraph_ELBO(), one_row_model, guide, repeats)[warmup:]
+    # At q = 1/2 the baseline E[cost] would remove all variance; a running average gets close.
+    assert with_baseline.std() < plain.std() / 3
+    tol = 4 * with_baseline.std().item() / math.sqrt(repeats - warmup)
+    assert abs(with_baseline.mean().item() - exact) < tol
+
+
+def test_nn_baseline_is_trained_by_its_squared_error_and_reduces_variance():
+    net = torch.nn.Linear(1, 1)
+    torch.nn.init.zeros_(net.weight)
+    torch.nn.init.zeros_(net.bias)
+
+    def guide():
+        one_row_guide({"nn_baseline": net, "nn_baseline_input": torch.ones(1)}, net=net)
+
+    elbo = cp.infer.TraceGraph_ELBO()
+    # Train only the baseline: the logit stays at 0, where the closed forms hold.
+    optim = cp.optim.Adam(lambda name: {"lr": 0.0 if name == "logit" else 0.1})
+    svi = cp.infer.SVI(one_row_model, guide, optim, elbo)
+    for _ in range(300):
+        svi.step()
+    assert cp.param("logit").item() == 0.0
+    # The net learns E[cost] = (c(1) + c(0)) / 2 at q = 1/2 (about -5.3).
+    expected = 0.5 * (row_cost(X_OBS, 1, 0.0) + row_cost(X_OBS, 0, 0.0))
+    output = net(torch.ones(1)).item()
+    assert output == pytest.approx(expected, abs=0.7)
+    repeats = 300
+    grads = logit_gradients(elbo, one_row_model, guide, repeats)
+    exact, exact_sd = exact_gradient(torch.tensor([X_OBS]))
+    assert grads.std().item() < exact_sd / 3
+    assert abs(grads.mean().item() - exact) < 4 * grads.std().item() / math.sqrt(repeats) + 1e-6
+
+
+def test_tracegraph_loss_equals_trace_elbo_loss_and_rejects_bad_baselines():
+    cp.set_rng_seed(3)
+    trace_loss = Trace_ELBO().loss(one_row_model, one_row_guide)
+    cp.set_rng_seed(3)
+    graph_loss = cp.infer.TraceGraph_ELBO().loss(one_row_model, one_row_guide)
+    assert graph_loss == trace_loss
+
+    def typo_guide():
+        one_row_guide({"use_decaying_average": True})
+
+    with pytest.raises(ValueError, match=r"site 'z'.*use_decaying_average"):
+        cp.infer.TraceGraph_ELBO().differentiable_loss(one_row_model, typo_guide)
+
+    def wrong_shape_guide():
+        one_row_guide({"baseline_value": torch.zeros(3)})
+
+    with pytest.raises(ValueError, match=r"site 'z'.*shape \(3,\)"):
+        cp.infer.TraceGraph_ELBO().differentiable_loss(one_row_model, wrong_shape_guide)

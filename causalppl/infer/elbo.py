@@ -2,8 +2,10 @@
 
 ``Trace_ELBO`` runs the guide, replays its latent values through the model,
 and returns ``-(log p(x, z) - log q(z))`` averaged over particles. Gradients
-are unbiased for reparameterised sites (pathwise) and for the others
-(score function: ``log q(z) * (log p - log q).detach()``).
+are unbiased for reparameterised sites (pathwise) and for the others (score
+function: each plate element's unscaled ``log q(z)`` times the detached,
+scaled cost summed down to the site's plates). ``TraceGraph_ELBO`` keeps only
+downstream costs and adds baselines; ``TraceMeanField_ELBO`` uses analytic KLs.
 
 >>> import torch, causalppl as cp
 >>> def model():
@@ -17,6 +19,7 @@ are unbiased for reparameterised sites (pathwise) and for the others
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -177,6 +180,11 @@ class Trace_ELBO(ELBO):
     ``num_particles`` samples are averaged; with ``vectorize_particles=True``
     they are drawn in one pass along a leading batch dimension.
 
+    Latent guide sites that cannot be reparameterised (e.g. ``Bernoulli``) get
+    score-function gradients: each plate element's ``log q`` (unscaled) is
+    weighted by the cost -- every ELBO term, scaled, summed down to the site's
+    plates -- so terms at other elements of the same plate do not add noise.
+
     >>> import torch, causalppl as cp
     >>> def model():
     ...     cp.sample("z", cp.dist.Normal(0.0, 1.0))
@@ -187,15 +195,54 @@ class Trace_ELBO(ELBO):
     """
 
     def _particle_loss(self, model_trace, guide_trace, particle_dim):
-        elbo = None  # differentiable through reparameterised sites
-        score = None  # sum of log q(z) over non-reparameterised latent sites
+        if _has_score_sites(guide_trace):
+            return self._loss_from_terms(_elbo_terms(model_trace, guide_trace), model_trace, guide_trace,
+                                         particle_dim)
+        # Every latent is reparameterised: the ELBO itself is the surrogate.
+        # This is the hot path of SVI; it keeps to one sum per site.
+        elbo = None
         for site in model_trace.nodes.values():
             if contributes_log_prob(site):
                 elbo = _add(elbo, _site_term(site, particle_dim))
         for site in guide_trace.nodes.values():
-            if contributes_log_prob(site) and not site["is_observed"]:
-                elbo, score = _subtract_log_q(elbo, score, site, _site_term(site, particle_dim))
-        return _surrogate_and_loss(elbo, score, particle_dim)
+            if _is_latent(site):
+                elbo = _add(elbo, -_site_term(site, particle_dim))
+        return _surrogate_and_loss(elbo, None, particle_dim)
+
+    def _loss_from_terms(self, terms, model_trace, guide_trace, particle_dim):
+        """(surrogate, loss) from the ELBO's terms, with a score term per non-reparameterised site."""
+        elbo = None  # differentiable through reparameterised sites only
+        for term in terms:
+            value = term.value if term.pathwise else term.value.detach()
+            elbo = _add(elbo, _site_term(term.site, particle_dim, value))
+        score_names = [name for name, site in guide_trace.nodes.items() if _is_score_site(site)]
+        if not score_names or not torch.is_grad_enabled():
+            return _surrogate_and_loss(elbo, None, particle_dim)
+        costs = self._downstream_costs(terms, model_trace, guide_trace, score_names)
+        weighted = baseline_loss = None
+        for name in score_names:
+            site = guide_trace.nodes[name]
+            weight, loss = self._baseline(name, site, costs[name])
+            weighted = _add(weighted, _per_particle(_score(site) * weight, particle_dim))
+            if loss is not None:
+                baseline_loss = _add(baseline_loss, _per_particle(loss, particle_dim))
+        return _surrogate_and_loss(elbo, weighted, particle_dim, baseline_loss)
+
+    def _downstream_costs(self, terms, model_trace, guide_trace, score_names):
+        """Site name -> the cost weighting its score: all terms, summed to its plates."""
+        groups = _group_by_plates(terms)
+        by_plates = {}
+        costs = {}
+        for name in score_names:
+            target = plate_frames(guide_trace.nodes[name])
+            if target not in by_plates:
+                by_plates[target] = _sum_groups_to(groups, target)
+            costs[name] = by_plates[target]
+        return costs
+
+    def _baseline(self, name, site, cost):
+        """(weight for the score, baseline loss or None); Trace_ELBO uses no baselines."""
+        return cost, None
 
 
 class TraceMeanField_ELBO(Trace_ELBO):
@@ -219,33 +266,146 @@ class TraceMeanField_ELBO(Trace_ELBO):
     """
 
     def _particle_loss(self, model_trace, guide_trace, particle_dim):
+        return self._loss_from_terms(self._mean_field_terms(model_trace, guide_trace), model_trace,
+                                     guide_trace, particle_dim)
+
+    @staticmethod
+    def _mean_field_terms(model_trace, guide_trace):
+        """The ELBO's terms, with ``-KL(q || p)`` in place of ``log p - log q`` where torch has it."""
         analytic = {}
         for name, site in guide_trace.nodes.items():
             model_site = model_trace.nodes.get(name)
-            if (
-                contributes_log_prob(site) and not site["is_observed"]
-                and model_site is not None and contributes_log_prob(model_site)
-                and not model_site["is_observed"]
-            ):
+            if _is_latent(site) and model_site is not None and _is_latent(model_site):
                 kl = _analytic_kl(site, model_site)
                 if kl is not None:
-                    analytic[name] = _site_term(site, particle_dim, log_prob=kl)
-        elbo = None
-        score = None
-        for name, site in model_trace.nodes.items():
-            if contributes_log_prob(site) and name not in analytic:
-                elbo = _add(elbo, _site_term(site, particle_dim))
-        for name, site in guide_trace.nodes.items():
-            if not (contributes_log_prob(site) and not site["is_observed"]):
-                continue
-            if name in analytic:
-                elbo = _add(elbo, -analytic[name])
-                if not site["fn"].has_rsample:
-                    # Downstream sites still saw this sample: keep its score term.
-                    score = _add(score, _site_term(site, particle_dim))
-            else:
-                elbo, score = _subtract_log_q(elbo, score, site, _site_term(site, particle_dim))
-        return _surrogate_and_loss(elbo, score, particle_dim)
+                    analytic[name] = kl
+        terms = [term for term in _elbo_terms(model_trace, guide_trace) if term.name not in analytic]
+        # A non-reparameterised site with an analytic KL keeps its score term
+        # (downstream sites still saw its sample); the KL itself is pathwise.
+        terms += [ElboTerm(name, "guide", guide_trace.nodes[name], -kl) for name, kl in analytic.items()]
+        return terms
+
+
+class TraceGraph_ELBO(Trace_ELBO):
+    """``Trace_ELBO`` whose score terms see only downstream costs, with optional baselines.
+
+    A non-reparameterised guide site ``z`` is weighted by the cost terms that
+    can depend on it. The dependency structure is taken, as in Pyro's
+    ``TraceGraph_ELBO``, from the order of the traces plus their plates:
+
+    - guide terms of ``z`` and of every guide latent sampled after it;
+    - model terms of every model site from the first of those sites in the
+      model's order on (a model site cannot depend on values sampled after it);
+    - summed down to ``z``'s plates, as in :class:`Trace_ELBO`.
+
+    (Iterations of a sequential ``for i in plate(...)`` are not told apart:
+    that keeps more terms than needed, never fewer.)
+
+    Baselines reduce the variance further; set them per site with
+    ``infer={"baseline": {...}}``:
+
+    - ``"use_decaying_avg_baseline": True`` (and ``"baseline_beta"``, 0.9 by
+      default): subtract a running average of the site's cost, kept by this
+      ELBO object per site name;
+    - ``"nn_baseline": module, "nn_baseline_input": tensor``: subtract
+      ``module(input)``, trained by adding its squared error to the cost to the
+      surrogate loss (register the module with ``cp.module`` in the guide so
+      SVI updates it); or ``"baseline_value": tensor``, trained the same way.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> def model():
+    ...     z = cp.sample("z", cp.dist.Bernoulli(0.3))
+    ...     cp.sample("x", cp.dist.Normal(3.0 * z, 1.0), obs=torch.tensor(1.0))
+    >>> def guide():
+    ...     p = cp.param("p", torch.tensor(0.5), constraint=cp.constraints.unit_interval)
+    ...     cp.sample("z", cp.dist.Bernoulli(p), infer={"baseline": {"use_decaying_avg_baseline": True}})
+    >>> elbo = cp.infer.TraceGraph_ELBO(num_particles=100, vectorize_particles=True)
+    >>> loss = elbo.differentiable_loss(model, guide)
+    >>> loss.requires_grad, 1.0 < loss.item() < 3.0
+    (True, True)
+    """
+
+    def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=None):
+        super().__init__(num_particles, vectorize_particles, max_plate_nesting)
+        self._averages = {}  # site name -> decaying average of its downstream cost
+
+    def _downstream_costs(self, terms, model_trace, guide_trace, score_names):
+        guide_order = [name for name, site in guide_trace.nodes.items() if _is_latent(site)]
+        model_order = {name: index for index, name in
+                       enumerate(name for name, site in model_trace.nodes.items() if contributes_log_prob(site))}
+        costs = {}
+        for name in score_names:
+            picked = downstream_terms(terms, name, guide_order, model_order)
+            costs[name] = _sum_groups_to(_group_by_plates(picked), plate_frames(guide_trace.nodes[name]))
+        return costs
+
+    def _baseline(self, name, site, cost):
+        options = site["infer"].get("baseline")
+        if not options:
+            return cost, None
+        _check_baseline_options(name, options)
+        baseline = None
+        if options.get("use_decaying_avg_baseline", False):
+            baseline = self._decaying_average(name, cost, options.get("baseline_beta", 0.9))
+        learned = _learned_baseline(name, options, cost)
+        if learned is None:
+            return (cost if baseline is None else cost - baseline), None
+        baseline = learned if baseline is None else baseline + learned
+        # The baseline learns from its own squared error only; the score sees it as a constant.
+        return cost - baseline.detach(), (cost - baseline).pow(2)
+
+    def _decaying_average(self, name, cost, beta):
+        """The running average of ``name``'s cost before this step (then updated with it).
+
+        Using the *previous* average keeps the baseline independent of the
+        current sample, so the gradient stays unbiased.
+        """
+        beta = float(beta)
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"sample site '{name}': baseline_beta must be in [0, 1), got {beta}")
+        old = self._averages.get(name)
+        if old is None or old.shape != cost.shape:
+            old = torch.zeros_like(cost)
+        self._averages[name] = beta * old + (1.0 - beta) * cost
+        return old
+
+
+_BASELINE_KEYS = ("use_decaying_avg_baseline", "baseline_beta", "nn_baseline", "nn_baseline_input",
+                  "baseline_value")
+
+
+def _check_baseline_options(name, options):
+    unknown = [key for key in options if key not in _BASELINE_KEYS]
+    if unknown:
+        raise ValueError(
+            f"sample site '{name}': unknown baseline option(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(_BASELINE_KEYS)})"
+        )
+    if "nn_baseline" in options and "baseline_value" in options:
+        raise ValueError(f"sample site '{name}': give nn_baseline or baseline_value, not both")
+    if "nn_baseline" in options and "nn_baseline_input" not in options:
+        raise ValueError(f"sample site '{name}': nn_baseline needs nn_baseline_input")
+
+
+def _learned_baseline(name, options, cost):
+    """The site's trainable baseline (an nn module's output or a given tensor), or None."""
+    if "nn_baseline" in options:
+        given = options["nn_baseline_input"]
+        given = tuple(x.detach() for x in given) if isinstance(given, (tuple, list)) else given.detach()
+        value = options["nn_baseline"](given)
+    elif "baseline_value" in options:
+        value = torch.as_tensor(options["baseline_value"])
+    else:
+        return None
+    while value.dim() > cost.dim() and value.shape[0] == 1:
+        value = value.squeeze(0)  # e.g. Linear(1, 1) gives shape (1,) for a scalar cost
+    if torch.broadcast_shapes(value.shape, cost.shape) != cost.shape:
+        raise ValueError(
+            f"sample site '{name}': the baseline has shape {tuple(value.shape)}, but the site's "
+            f"downstream cost has shape {tuple(cost.shape)} (one entry per plate element)"
+        )
+    return value
 
 
 def _analytic_kl(guide_site, model_site):
@@ -260,27 +420,162 @@ def _analytic_kl(guide_site, model_site):
     return kl
 
 
-def _subtract_log_q(elbo, score, site, log_q):
-    """Add ``-log q`` to the ELBO: pathwise if reparameterised, else as a score term."""
-    if site["fn"].has_rsample:
-        return _add(elbo, -log_q), score
-    # E[grad log q] = 0: drop it from the pathwise part, keep it as a score.
-    return _add(elbo, -log_q.detach()), _add(score, log_q)
+# ---------------------------------------------------------------------------
+# Score-function terms
+# ---------------------------------------------------------------------------
+#
+# For a latent z drawn without reparameterisation, d/dtheta E_q[f] is
+# E_q[d log q(z) / dtheta * f]. Two things keep that estimate right and its
+# variance small:
+#   * the score is log q(z) *unscaled*: the site's scale (plate subsampling, the
+#     scale handler) is already inside the cost, and must count once;
+#   * element i of a plate cannot change a term at element k != i of the same
+#     plate, so element i's score is weighted by the cost summed down to the
+#     site's plates, not by the whole ELBO (Pyro's Trace_ELBO rule).
 
 
-def _surrogate_and_loss(elbo, score, particle_dim):
-    """(surrogate loss, loss): the surrogate's gradient is the ELBO's, its value the loss."""
+class ElboTerm(NamedTuple):
+    """One site's contribution to the ELBO, kept per plate element.
+
+    ``value`` is masked and unscaled: ``log p`` for a model site, ``-log q``
+    (or ``-KL``) for a guide site. ``pathwise`` is False for the sampled
+    ``-log q`` of a non-reparameterised site, whose gradient the score carries.
+    """
+
+    name: str
+    role: str
+    site: dict
+    value: torch.Tensor
+    pathwise: bool = True
+
+
+def _is_latent(site):
+    return contributes_log_prob(site) and not site["is_observed"]
+
+
+def _is_score_site(site):
+    """A latent guide site drawn without reparameterisation (its gradient needs a score term)."""
+    return _is_latent(site) and not site["fn"].has_rsample
+
+
+def _has_score_sites(guide_trace):
+    return any(_is_score_site(site) for site in guide_trace.nodes.values())
+
+
+def _elbo_terms(model_trace, guide_trace):
+    """``log p`` of every model site, then ``-log q`` of every latent guide site."""
+    terms = [ElboTerm(name, "model", site, log_prob_of(site, scaled=False))
+             for name, site in model_trace.nodes.items() if contributes_log_prob(site)]
+    terms += [ElboTerm(name, "guide", site, -log_prob_of(site, scaled=False), site["fn"].has_rsample)
+              for name, site in guide_trace.nodes.items() if _is_latent(site)]
+    return terms
+
+
+def _score(site):
+    """``log q(z)`` of a score site: unscaled (its cost is scaled) and unmasked (as in Pyro).
+
+    A masked element's own term drops out of the cost, but terms downstream of
+    its sample may not, so its score still counts.
+    """
+    return site["fn"].log_prob(site["value"])
+
+
+def plate_frames(site):
+    """The vectorised plates a site lives in (sequential plates broadcast nothing)."""
+    return frozenset(frame for frame in site["cond_indep_stack"] if frame.dim is not None)
+
+
+def sum_to_plates(value, frames, target):
+    """Sum ``value`` (living in plates ``frames``) down to the plates in ``target``.
+
+    Dims of plates in ``frames`` but not in ``target`` are summed, and so are
+    dims no plate declares; leading singleton dims are dropped, so the result
+    broadcasts against a tensor with ``target``'s plates at their dims.
+
+    >>> import torch
+    >>> from causalppl.runtime import CondIndepStackFrame as Frame
+    >>> rows, cols = Frame("rows", -2, 3, 3), Frame("cols", -1, 2, 2)
+    >>> sum_to_plates(torch.ones(3, 2), {rows, cols}, {rows})
+    tensor([[2.],
+            [2.],
+            [2.]])
+    >>> sum_to_plates(torch.ones(3, 2), {rows, cols}, set())
+    tensor(6.)
+    """
+    keep = {frame.dim for frame in frames if frame in target}
+    drop = tuple(d for d in range(-value.dim(), 0) if d not in keep and value.shape[d] != 1)
+    if drop:
+        value = value.sum(drop, keepdim=True)
+    while value.dim() and value.shape[0] == 1:
+        value = value.squeeze(0)
+    return value
+
+
+def _scaled_cost(term):
+    """A term's value times its site's scale, detached: what a score is weighted by."""
+    value = term.value.detach()
+    scale = term.site["scale"]
+    if isinstance(scale, float) and scale == 1.0:
+        return value
+    return value * (scale.detach() if isinstance(scale, torch.Tensor) else scale)
+
+
+def _group_by_plates(terms):
+    """Plates -> the sum of the scaled costs of the terms that live in exactly those plates."""
+    groups = {}
+    for term in terms:
+        frames = plate_frames(term.site)
+        value = sum_to_plates(_scaled_cost(term), frames, frames)
+        groups[frames] = value if frames not in groups else groups[frames] + value
+    return groups
+
+
+def _sum_groups_to(groups, target):
+    """The total cost seen from plates ``target``: every group summed down to them."""
+    total = None
+    for frames, value in groups.items():
+        total = _add(total, sum_to_plates(value, frames, target))
+    return torch.zeros(()) if total is None else total
+
+
+def downstream_terms(terms, name, guide_order, model_order):
+    """The ELBO terms that may depend on guide site ``name`` (TraceGraph_ELBO's rule).
+
+    ``guide_order`` lists the guide's latent sites in sampling order;
+    ``model_order`` maps each scored model site to its position. Kept: guide
+    terms of ``name`` and every later guide latent; model terms from the first
+    of those in the model's order on.
+
+    >>> from types import SimpleNamespace as T
+    >>> terms = [T(name="a", role="model"), T(name="z", role="model"), T(name="x", role="model"),
+    ...          T(name="a", role="guide"), T(name="z", role="guide")]
+    >>> [(t.role, t.name) for t in downstream_terms(terms, "z", ["a", "z"], {"a": 0, "z": 1, "x": 2})]
+    [('model', 'z'), ('model', 'x'), ('guide', 'z')]
+    """
+    later = set(guide_order[guide_order.index(name):])
+    first = min((model_order[n] for n in later if n in model_order), default=len(model_order))
+    return [term for term in terms
+            if (term.name in later if term.role == "guide" else model_order[term.name] >= first)]
+
+
+def _surrogate_and_loss(elbo, weighted_score, particle_dim, baseline_loss=None):
+    """(surrogate loss, loss): the surrogate's gradient is the ELBO's, its value the loss.
+
+    ``weighted_score`` is the sum of score x cost terms (None without score
+    sites); ``baseline_loss`` trains learned baselines. Both enter the
+    surrogate as ``x - x.detach()``: gradient, no value.
+    """
     elbo = torch.zeros(()) if elbo is None else elbo
     if particle_dim is not None:
-        elbo_value = elbo
         elbo = elbo.mean()
     loss = -elbo
-    if score is None:
+    if weighted_score is None:
         return loss, loss.detach()
-    # Score-function gradients: log q(z) weighted by the per-particle ELBO's
-    # value; the surrogate's value stays equal to the loss.
-    weight = (elbo_value if particle_dim is not None else elbo).detach()
-    score_term = score * weight
     if particle_dim is not None:
-        score_term = score_term.mean()
-    return loss - (score_term - score_term.detach()), loss.detach()
+        weighted_score = weighted_score.mean()
+    surrogate = loss - (weighted_score - weighted_score.detach())
+    if baseline_loss is not None:
+        if particle_dim is not None:
+            baseline_loss = baseline_loss.mean()
+        surrogate = surrogate + (baseline_loss - baseline_loss.detach())
+    return surrogate, loss.detach()
