@@ -48,6 +48,7 @@ class ModelState:
         new.params.set_state(self.params.get_state())
         new.posterior = self.posterior
         new.fit = self.fit
+        new.choices = self.choices
         return new
 
 
@@ -452,7 +453,7 @@ class SCM:
 
     def log_prob(self, values, **inputs):
         """Joint log density of a full assignment ``values`` (node -> value)."""
-        return self.model.log_prob(table_to_tensors(values), inputs)
+        return self.model.log_prob(table_to_tensors(values, labels=self.model.labels), inputs)
 
     # -- delegations to other layers ------------------------------------------------
 
