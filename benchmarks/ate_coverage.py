@@ -5,7 +5,7 @@ For each seed: draw a job-training table (true ATE of training on earnings
 the ATE with ``bootstrap=B`` refits. The 95% interval should cover 2.3 in at
 least 18 of 20 seeds; a Monte Carlo-only interval, shown beside it, does not.
 
-    python benchmarks/ate_coverage.py                # 20 seeds, 2,000 rows, B = 100
+    python benchmarks/ate_coverage.py                # 20 seeds, 2,000 rows, B = 200
     python benchmarks/ate_coverage.py --quick        # a smoke run
 """
 
@@ -34,8 +34,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--bootstrap", type=int, default=100)
-    parser.add_argument("-n", type=int, default=2000, help="Monte Carlo rows per effect")
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("-n", type=int, default=500, help="Monte Carlo rows per effect")
     parser.add_argument("--quick", action="store_true", help="3 seeds, B = 20")
     args = parser.parse_args(argv)
     if args.quick:

@@ -85,3 +85,20 @@ def test_learn_benchmark_quick_run(capsys, tmp_path):
     text = capsys.readouterr().out
     assert "max err" in text and "faster than" in text
     assert (tmp_path / "learn.json").exists()
+
+
+COVERAGE = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "ate_coverage.py"
+
+
+def test_coverage_benchmark_quick_run(capsys):
+    spec = importlib.util.spec_from_file_location("ate_coverage", COVERAGE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        covered = module.main(["--quick", "--rows", "500", "-n", "200"])
+    finally:
+        torch.set_num_threads(threads)
+    assert covered["monte carlo only"] <= 1  # a Monte Carlo-only interval ignores the parameters
+    assert covered["bootstrap"] >= 2  # of 3 seeds
+    assert "covered it in" in capsys.readouterr().out
