@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -463,20 +464,13 @@ def _outcome_code(outcome, levels, level):
     raise ValueError(f"node '{outcome}': unknown outcome_level {level!r}; its levels are {listed}")
 
 
+@contextlib.contextmanager
 def _common_random_numbers(seed):
     """A block whose random draws start from ``seed``, leaving the global stream as it was."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    fork = torch.random.fork_rng(devices=devices)
-
-    class _Seeded:
-        def __enter__(self):
-            fork.__enter__()
-            torch.manual_seed(seed)
-
-        def __exit__(self, *exc):
-            return fork.__exit__(*exc)
-
-    return _Seeded()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def _outcome_rows(result, outcome, code=None):
