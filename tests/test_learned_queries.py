@@ -151,3 +151,22 @@ def test_hand_built_categorical_table_answers_evidence_queries(one_thread_seeded
     # Gumbel-max noise is counterfactually stable: c was 1 when it was unlikely (0.1 under a=0),
     # and a=1 makes it likelier (0.6) and its rival less likely, so it stays 1 in every world.
     assert world.mean("c") == 1.0
+
+
+def test_bayesian_effect_on_a_discrete_outcome_has_the_posterior_spread(one_thread_seeded):
+    # a -> c, both categorical, Dirichlet tables. The effect of a on P(c=0) is a difference of two
+    # table entries, so its posterior sd is that of the kept posterior draws of those entries;
+    # the outcome's own noise must not widen it.
+    generator = torch.Generator().manual_seed(4)
+    a = torch.multinomial(torch.tensor([0.5, 0.5]), 1000, replacement=True, generator=generator)
+    table = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    c = torch.multinomial(table[a], 1, generator=generator).squeeze(-1)
+    data = {"a": a, "c": c}
+    scm = cp.SCM.from_graph([("a", "c")], data, bayesian=True)
+    scm.fit(data, steps=600, lr=0.05, progress=False)
+    effect = ate(scm, "a", "c", treated=1, control=0, outcome_level=0, n=4000)
+    draws = scm._state.posterior["c.probs"]
+    exact = draws[:, 1, 0] - draws[:, 0, 0]
+    assert effect.ate == pytest.approx(float(exact.mean()), abs=0.01)
+    assert effect.sd == pytest.approx(float(exact.std()), rel=0.3)
+    assert effect.ate == pytest.approx(0.4, abs=4 * 0.03)

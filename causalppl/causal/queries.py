@@ -64,10 +64,14 @@ def _weighted(scm, num_samples, inputs):
 
 
 def _simulate(scm, n, inputs):
-    """``n`` forward draws of every node, and the discrete nodes' levels."""
+    """``n`` forward draws of every node, the discrete nodes' levels, and each drawn node's
+    distribution given its parents (row by row)."""
     with torch.no_grad(), trace() as tr:
         values, _ = scm.model.simulate(n, **inputs)
-    return values, levels_of(scm, tr.trace)
+    conditionals = {node: site["fn"] for node, site in tr.trace.nodes.items()
+                    if node in values and site["type"] == "sample" and not site["is_observed"]
+                    and not site["intervened"]}
+    return values, levels_of(scm, tr.trace), conditionals
 
 
 def _num_states(fn):
@@ -221,6 +225,9 @@ class QueryResult:
     evidence: dict
     ess: float | None = None
     levels: dict = field(default_factory=dict)
+    # node -> its distribution given its parents in each row (forward draws only);
+    # effects average these conditional means instead of the noisy draws.
+    conditionals: dict = field(default_factory=dict, repr=False)
 
     def _require(self, node):
         if node not in self.samples:
@@ -323,8 +330,8 @@ def interventional(scm, do=None, evidence=None, n=10000, **inputs):
     do, evidence = dict(do or {}), dict(evidence or {})
     query = scm.do(**do) if do else scm
     if not evidence:
-        values, levels = _simulate(query, n, inputs)
-        return QueryResult(values, do, evidence, levels=levels)
+        values, levels, conditionals = _simulate(query, n, inputs)
+        return QueryResult(values, do, evidence, levels=levels, conditionals=conditionals)
     samples, ess, levels = _resample_with_levels(query.condition(**evidence), n, max(20 * n, 20000), inputs)
     return QueryResult(nodes_only(scm, samples), do, evidence, ess=min(ess, n), levels=levels)
 
@@ -420,6 +427,11 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
 
         return bootstrap_ate(scm, treatment, outcome, treated, control, evidence, n, bootstrap, inputs,
                              steps=bootstrap_steps, outcome_level=outcome_level)
+    posterior = scm._state.posterior if scm.model.global_sites else None
+    if posterior and not evidence:
+        # At least two rows per posterior draw, so each draw's effect and its
+        # Monte Carlo noise can both be estimated (see _posterior_effects).
+        n = max(n, 2 * next(iter(posterior.values())).shape[0])
     seed = int(torch.randint(2**62, ()))
     with _common_random_numbers(seed):
         high = interventional(scm, {treatment: treated}, evidence, n, **inputs)
@@ -428,10 +440,9 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
     code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
     effect = _contrast(treatment, outcome, treated, control, high, low, paired=not evidence, code=code)
     effect.outcome_level = outcome_level
-    posterior = scm._state.posterior if scm.model.global_sites else None
     if posterior and not evidence:
         draws = next(iter(posterior.values())).shape[0]
-        _add_parameter_draws(effect, _group_means(_difference(high, low, outcome, code), draws),
+        _add_parameter_draws(effect, _posterior_effects(_difference(high, low, outcome, code), draws),
                              f"the posterior of the weights ({draws} draws) and Monte Carlo error")
     elif posterior:
         effect.covers = ("Monte Carlo error only (the estimate averages over the posterior of the "
@@ -474,23 +485,75 @@ def _common_random_numbers(seed):
 
 
 def _outcome_rows(result, outcome, code=None):
-    """Per-row outcome (mean over event dims): the value, or the indicator of level ``code``."""
+    """Per-row outcome (mean over event dims): the value, or the indicator of level ``code``.
+
+    Where the outcome's distribution given its parents is known, each row
+    gives its conditional mean (or the probability of ``code``) instead: the
+    same expectation with the outcome's own noise averaged out
+    (Rao-Blackwellisation), which matters most for discrete outcomes.
+    """
     values = result.samples[outcome]
-    if code is not None:
+    expected = _conditional_mean(result.conditionals.get(outcome), code, values.shape)
+    if expected is not None:
+        values = expected
+    elif code is not None:
         values = values == code
     return values.double().reshape(len(values), -1).mean(-1)
+
+
+def _conditional_mean(fn, code, shape):
+    """E[value] (or P(value = code)) under ``fn``, with ``shape``; ``None`` when unknown."""
+    if fn is None:
+        return None
+    try:
+        if code is None:
+            mean = fn.mean
+        elif isinstance(fn, torch.distributions.Bernoulli):
+            mean = fn.probs if int(code) == 1 else 1 - fn.probs
+        elif isinstance(fn, torch.distributions.Categorical):
+            mean = fn.probs[..., int(code)]
+        else:
+            return None
+    except NotImplementedError:
+        return None
+    if not torch.isfinite(mean).all():
+        return None  # e.g. a Cauchy outcome: keep the draws
+    return mean.expand(shape) if mean.shape != shape else mean
 
 
 def _difference(high, low, outcome, code=None):
     return _outcome_rows(high, outcome, code) - _outcome_rows(low, outcome, code)
 
 
-def _group_means(values, groups):
-    """Means of ``values`` by row group ``i % groups`` (the posterior draw row ``i`` used)."""
-    groups = min(groups, len(values))
+def _posterior_effects(values, groups):
+    """The effect under each posterior draw, from the rows that used it (row ``i`` used draw ``i % groups``).
+
+    A draw's mean over its few rows carries Monte Carlo noise, which would
+    widen the spread of the draws beyond the posterior's (a discrete outcome
+    has much of it). So the group means are shrunk towards their mean by the
+    factor that removes the within-group noise from their variance (the
+    one-way analysis-of-variance estimate of the between-draw variance); for
+    outcomes the shared noise makes exact, nothing is shrunk.
+
+    >>> rows = torch.tensor([1.0, 3.0, 5.0, 7.0])       # draws 0 and 1 alternate
+    >>> _posterior_effects(rows, 2)                      # groups {1, 5} and {3, 7}: the difference is noise
+    tensor([4., 4.], dtype=torch.float64)
+    """
+    values = values.double()
     index = torch.arange(len(values), device=values.device) % groups
-    totals = torch.zeros(groups, dtype=values.dtype, device=values.device).index_add_(0, index, values)
-    return totals / torch.bincount(index, minlength=groups).to(values.dtype)
+    counts = torch.bincount(index, minlength=groups).to(values.dtype)
+    means = torch.zeros(groups, dtype=values.dtype, device=values.device).index_add_(0, index, values) / counts
+    if groups < 2:
+        return means
+    squares = torch.zeros_like(means).index_add_(0, index, (values - means[index]) ** 2)
+    within = float(squares.sum() / (counts - 1).clamp(min=1).sum())  # pooled within-draw variance
+    between = float(means.var())
+    noise = within * float((1 / counts).mean())
+    if between <= 0:
+        return means
+    factor = math.sqrt(max(between - noise, 0.0) / between)
+    centre = means.mean()
+    return centre + factor * (means - centre)
 
 
 def _add_parameter_draws(effect, draws, covers):
