@@ -13,8 +13,8 @@ identification question.
 >>> g = latent_projection(G, {"u"})
 >>> print(g)
 ADMG(x -> m, m -> y, x <-> y)
->>> g.districts()
-[frozenset({'x', 'y'}), frozenset({'m'})]
+>>> [sorted(d) for d in g.districts()]
+[['x', 'y'], ['m']]
 """
 
 from __future__ import annotations
