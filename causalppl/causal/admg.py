@@ -34,6 +34,7 @@ class ADMG:
     def __init__(self, nodes, directed=(), bidirected=()):
         self.nodes = tuple(nodes)
         self.node_set = frozenset(self.nodes)
+        self.rank = {v: i for i, v in enumerate(self.nodes)}
         self.pa = {v: set() for v in self.nodes}
         self.ch = {v: set() for v in self.nodes}
         self.bi = {v: set() for v in self.nodes}
@@ -49,7 +50,7 @@ class ADMG:
         return [(a, b) for b in self.nodes for a in sorted_nodes(self.pa[b])]
 
     def bidirected_edges(self):
-        rank = {v: i for i, v in enumerate(self.nodes)}
+        rank = self.rank
         return [(a, b) for a in self.nodes for b in sorted(self.bi[a], key=rank.get)
                 if rank[a] < rank[b]]
 
@@ -63,7 +64,7 @@ class ADMG:
     def subgraph(self, nodes):
         """The induced subgraph on `nodes` (G_S in the paper)."""
         keep = frozenset(nodes)
-        return ADMG([v for v in self.nodes if v in keep],
+        return ADMG(sorted(keep, key=self.rank.__getitem__),
                     [(a, b) for b in keep for a in self.pa[b] if a in keep],
                     [(a, b) for a in keep for b in self.bi[a] if b in keep])
 
@@ -105,12 +106,14 @@ class ADMG:
             found.append(frozenset(part))
         return found
 
-    def district_of(self, v):
-        """The c-component of G that holds `v`."""
+    def district_of(self, v, upto=None):
+        """The c-component of G that holds `v`; with `upto`, of G restricted
+        to the nodes up to and including `upto` in the order."""
+        last = len(self.nodes) if upto is None else self.rank[upto]
         part, todo = {v}, [v]
         while todo:
             for w in self.bi[todo.pop()]:
-                if w not in part:
+                if w not in part and self.rank[w] <= last:
                     part.add(w)
                     todo.append(w)
         return frozenset(part)

@@ -269,34 +269,33 @@ def index_of(source, node, value):
 def distribution(expr, source, outcome, fixed):
     """P(outcome | fixed) from estimand `expr`: a dict value -> probability.
 
-    `fixed` assigns every other free variable of `expr` (the treatment, and
-    for a conditional effect the conditioning nodes); keys are the outcome's
-    values, tuples of them (in the order of `outcome`) for several.
+    `fixed` assigns the treatment (and for a conditional effect the
+    conditioning nodes); keys are the outcome's values, tuples of them (in
+    the order of `outcome`) for several. A free variable that is neither
+    (ID adds one when the effect does not depend on it) is averaged over its
+    observed distribution.
     """
     source = as_source(source)
     outcome = tuple(outcome)
-    free = expr.free
-    missing = sorted_nodes(free - set(outcome) - set(fixed))
-    if missing:
-        raise ValueError(f"the estimand depends on {missing}; give their values")
     for node, value in fixed.items():
         index_of(source, node, value)  # checks the value exists
     t = table(expr, source)
-    values = t.aligned(tuple(t.vars))
-    index = []
-    for v in t.vars:
-        index.append(index_of(source, v, fixed[v]) if v in fixed else slice(None))
-    values = values[tuple(index)] if index else values
+    # Other free variables were added as treatments by ID (line 3) because
+    # the effect does not depend on them: average over their observed law.
+    extra = tuple(v for v in t.vars if v not in fixed and v not in outcome)
+    if extra:
+        t = contract([t, Table(extra, source.marginal(extra))], [v for v in t.vars if v not in extra])
+    index = tuple(index_of(source, v, fixed[v]) if v in fixed else slice(None) for v in t.vars)
+    values = t.values[index] if index else t.values
     rest = [v for v in t.vars if v not in fixed]
-    # an outcome the estimand does not mention (no effect on it, summed to 1) is broadcast
-    order = list(outcome)
-    full = Table(rest, values).aligned(order)
-    shape = [len(source.support(v)) for v in order]
-    full = full.expand(shape) if full.dim() else full
+    missing = [v for v in outcome if v not in rest]
+    if missing:
+        raise ValueError(f"the estimand does not mention outcome {missing}")
+    full = Table(rest, values).aligned(outcome)
     out = {}
-    for combo in itertools.product(*(range(k) for k in shape)):
-        key = tuple(source.support(v)[i] for v, i in zip(order, combo, strict=True))
-        out[key[0] if len(order) == 1 else key] = float(full[combo])
+    for combo in itertools.product(*(range(len(source.support(v))) for v in outcome)):
+        key = tuple(source.support(v)[i] for v, i in zip(outcome, combo, strict=True))
+        out[key[0] if len(outcome) == 1 else key] = float(full[combo])
     return out
 
 

@@ -124,17 +124,21 @@ def product(*factors) -> Expr:
     """The product of `factors`, flattened, with chain-rule factors merged."""
     flat = [g for f in factors for g in _factors(f)]
     merged = True
-    while merged:
+    while merged:  # P(A|B) P(C|A,B) = P(A,C|B); each pass merges along chains
         merged = False
+        by_given = {}
+        for j, g in enumerate(flat):
+            if isinstance(g, P):
+                by_given.setdefault(g.given, []).append(j)
         for i, f in enumerate(flat):
-            for j, g in enumerate(flat):
-                if i != j and isinstance(f, P) and isinstance(g, P) and g.given == f.head | f.given:
-                    flat[i] = P(f.head | g.head, f.given)  # P(A|B) P(C|A,B) = P(A,C|B)
-                    del flat[j]
+            if not isinstance(f, P):
+                continue
+            for j in by_given.get(f.head | f.given, ()):
+                if j != i and flat[j] is not None:
+                    f = flat[i] = P(f.head | flat[j].head, f.given)
+                    flat[j] = None
                     merged = True
-                    break
-            if merged:
-                break
+        flat = [f for f in flat if f is not None]
     return flat[0] if len(flat) == 1 else Product(tuple(flat))
 
 
@@ -150,37 +154,48 @@ def marginal(expr, over) -> Expr:
         return expr
     if isinstance(expr, Sum):
         return marginal(expr.body, over | expr.over)
+    if isinstance(expr, P) and over <= expr.head:
+        return P(expr.head - over, expr.given) if over < expr.head else ONE
     factors = _factors(expr)
-    absorbed = True
-    while absorbed:
-        absorbed = False
-        for i, f in enumerate(factors):
-            if not isinstance(f, Sum):
-                continue
-            others = frozenset().union(*(g.free for j, g in enumerate(factors) if j != i))
-            if not f.over & (others | over):
-                factors[i:i + 1] = _factors(f.body)
-                over |= f.over
-                absorbed = True
-                break
-    dropped = True
-    while dropped:
-        dropped = False
-        for v in sorted_nodes(over):
-            holders = [i for i, f in enumerate(factors) if v in f.free]
-            if len(holders) == 1 and isinstance(factors[holders[0]], P) and v in factors[holders[0]].head:
-                f = factors[holders[0]]
-                if f.head == {v}:
-                    del factors[holders[0]]  # sum_v P(v|B) = 1
-                else:
-                    factors[holders[0]] = P(f.head - {v}, f.given)
-                over.discard(v)
-                dropped = True
-                break
-    inside = [f for f in factors if f.free & over]
-    outside = [f for f in factors if not f.free & over]
+    # absorb inner sums whose bound variables nothing else mentions
+    mentioned = set(over).union(*(f.free for f in factors))
+    todo, factors = factors, []
+    while todo:
+        f = todo.pop()
+        if isinstance(f, Sum) and not f.over & mentioned:
+            mentioned |= f.over
+            over |= f.over
+            todo.extend(_factors(f.body))
+        else:
+            factors.append(f)
+    factors.reverse()
+    # sum_v P(v, A | B) = P(A | B) when no other factor mentions v
+    holders = {}
+    for i, f in enumerate(factors):
+        for v in f.free & over:
+            holders.setdefault(v, set()).add(i)
+    todo = sorted_nodes(over)
+    while todo:
+        v = todo.pop()
+        if v not in over or len(holders.get(v, ())) != 1:
+            continue
+        (i,) = holders[v]
+        f = factors[i]
+        if not isinstance(f, P) or v not in f.head:
+            continue
+        over.discard(v)
+        if f.head == {v}:
+            factors[i] = None  # sum_v P(v|B) = 1: B may now be free to go too
+            for g in f.given & over:
+                holders[g].discard(i)
+                todo.append(g)
+        else:
+            factors[i] = P(f.head - {v}, f.given)
+    factors = [f for f in factors if f is not None]
     if not over:
         return product(*factors)
+    inside = [f for f in factors if f.free & over]
+    outside = [f for f in factors if not f.free & over]
     return product(*outside, Sum(frozenset(over), product(*inside)))
 
 
@@ -191,20 +206,31 @@ def fraction(numerator, denominator) -> Expr:
     with C within A, leaving P(A-C | B, C); equal factors cancel outright.
     """
     num, den = _factors(numerator), _factors(denominator)
-    for d in list(den):
-        for i, n in enumerate(num):
-            if n == d:
-                del num[i]
-                den.remove(d)
-                break
-            if isinstance(n, P) and isinstance(d, P) and n.given == d.given and d.head < n.head:
-                num[i] = P(n.head - d.head, n.given | d.head)
-                den.remove(d)
-                break
+    where = {}
+    for i, n in enumerate(num):
+        where.setdefault(n, []).append(i)
+        if isinstance(n, P):
+            where.setdefault(("given", n.given), []).append(i)
+    left = []
+    for d in den:
+        exact = [i for i in where.get(d, ()) if num[i] == d]
+        if exact:
+            num[exact[0]] = None
+            where[d].remove(exact[0])
+            continue
+        if isinstance(d, P):
+            wider = [i for i in where.get(("given", d.given), ())
+                     if num[i] is not None and d.head < num[i].head]
+            if wider:
+                n = num[wider[0]]
+                num[wider[0]] = P(n.head - d.head, n.given | d.head)
+                continue
+        left.append(d)
+    num = [n for n in num if n is not None]
     top = product(*num) if num else ONE
-    if not den:
+    if not left:
         return top
-    return Fraction(top, product(*den))
+    return Fraction(top, product(*left))
 
 
 # ---------------------------------------------------------------------------

@@ -189,12 +189,11 @@ def _conditional(P_, G, v):
     the c-component of v_i in G restricted to v_π^(i) (its first i nodes).
     Otherwise the conditional is the ratio of two marginals of P.
     """
-    before = frozenset(G.nodes[:G.nodes.index(v)])
     if P_.observational:
-        prefix = G.subgraph(before | {v})
-        T = prefix.district_of(v)
-        blanket = T.union(*(prefix.pa[t] for t in T)) - {v}
-        return P({v}, blanket)
+        # parents of T precede it, so they lie in v_π^(i) already
+        T = G.district_of(v, upto=v)
+        return P({v}, T.union(*(G.pa[t] for t in T)) - {v})
+    before = frozenset(G.nodes[:G.rank[v]])
     numerator = marginal(P_.expr, P_.variables - before - {v})
     denominator = marginal(P_.expr, P_.variables - before)
     return fraction(numerator, denominator)

@@ -517,9 +517,9 @@ def minimal_adjustment(graph, treatment, outcome, latent=()):
     Examples
     --------
     >>> import networkx as nx
-    >>> G = nx.DiGraph([("a", "x"), ("a", "b"), ("b", "y"), ("x", "y")])
+    >>> G = nx.DiGraph([("a", "x"), ("a", "b"), ("b", "y"), ("x", "y"), ("x", "m"), ("m", "y")])
     >>> sorted(minimal_adjustment(G, "x", "y"))
-    ['b']
+    ['a']
     """
     G = _dag(graph)
     X = _nodes(G, treatment, "treatment")
@@ -685,7 +685,7 @@ class Identification:
             return "no effect", _est.P(Y), f"{self.query()} = P({', '.join(map(str, sorted_nodes(Y)))})"
         if not Z and self.adjustment is not None:
             A = self.adjustment
-            formula = _est.marginal(_est.product(_est.P(Y, X | A), _est.P(A)), A) if A else _est.P(Y, X)
+            formula = _est.marginal(_est.product(_est.P(A), _est.P(Y, X | A)), A) if A else _est.P(Y, X)
             return "backdoor", formula, _backdoor_text(self.treatment, self.outcome, X, Y, A)
         if not Z and self.frontdoor_set:
             (x,), M = X, self.frontdoor_set
