@@ -63,3 +63,14 @@ def test_quick_run_prints_table(bench, capsys, tmp_path):
     text = capsys.readouterr().out
     assert "cp/floor" in text and ("PASS" in text or "MISS" in text)
     assert (tmp_path / "r.json").exists()
+
+
+def test_identify_benchmark_quick_run(capsys):
+    spec = importlib.util.spec_from_file_location("identify_bench", PATH.with_name("identify.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--sizes", "50", "200", "--repeats", "1"])
+    assert [(r["nodes"], r["case"]) for r in rows] == [(50, "adjust"), (50, "ID"), (200, "adjust"), (200, "ID")]
+    assert all(r["median_s"] > 0 for r in rows)
+    assert rows[0]["method"] == "backdoor"
+    assert "PASS" in capsys.readouterr().out

@@ -28,7 +28,7 @@ import string
 
 import torch
 
-from causalppl.causal.estimand import P, Fraction, Product, Sum
+from causalppl.causal.estimand import Fraction, P, Product, Sum
 from causalppl.causal.separators import sorted_nodes
 
 
@@ -82,15 +82,11 @@ def contract(tables, keep):
     size = {}
     for t in tables:
         size.update(zip(t.vars, t.values.shape, strict=True))
-    while drop:
-        def cost(v):
-            joined = {w for t in tables if v in t.vars for w in t.vars}
-            n = 1
-            for w in joined:
-                n *= size[w]
-            return n
+    def cost(v, tables):
+        return _prod(size[w] for w in {w for t in tables if v in t.vars for w in t.vars})
 
-        v = min(sorted_nodes(drop), key=cost)
+    while drop:
+        v = min(sorted_nodes(drop), key=lambda v: cost(v, tables))
         touching = [t for t in tables if v in t.vars]
         tables = [t for t in tables if v not in t.vars]
         joined = [w for w in dict.fromkeys(w for t in touching for w in t.vars) if w != v]
@@ -152,8 +148,14 @@ class EnumeratedSCM:
             raise ValueError(f"node '{node}': cannot enumerate {type(d).__name__}; exact answers "
                              "need scalar discrete mechanisms (Bernoulli, Categorical, ...)")
         values = d.enumerate_support(expand=False)  # (K, 1, ...)
-        probs = d.log_prob(values).exp().reshape(values.shape[0], -1)  # (K, rows or 1)
-        probs = probs.expand(values.shape[0], len(grid)).T.to(torch.float64)
+        if isinstance(d, torch.distributions.Bernoulli):
+            p = d.probs.to(torch.float64).reshape(1, -1)
+            probs = torch.cat([1 - p, p])
+        elif isinstance(d, torch.distributions.Categorical):
+            probs = d.probs.to(torch.float64).reshape(-1, values.shape[0]).T
+        else:
+            probs = d.log_prob(values).exp().to(torch.float64).reshape(values.shape[0], -1)
+        probs = probs.expand(values.shape[0], len(grid)).T  # (rows, K)
         values = values.reshape(-1)
         self._values[node] = values
         self._supports[node] = tuple(_python(v) for v in values)

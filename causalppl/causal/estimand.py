@@ -38,7 +38,7 @@ class Expr:
     free: frozenset
 
     def __str__(self):
-        return _render(self, {}, self.free, top=True)
+        return _render(self, {}, self.free)
 
     def __repr__(self):
         return f"{type(self).__name__}<{self}>"
@@ -245,7 +245,7 @@ def _vars(nodes, names):
     return ",".join(_name(v, names) for v in sorted_nodes(nodes))
 
 
-def _render(expr, names, scope, top=False):
+def _render(expr, names, scope):
     """Text of `expr`; `names` maps renamed bound variables, `scope` holds
     the variables visible around it (a sum over one of them primes it)."""
     if isinstance(expr, P):
@@ -276,6 +276,5 @@ def _render(expr, names, scope, top=False):
         sub = shown[0] if len(shown) == 1 else "{" + ",".join(shown) + "}"
         return f"Σ_{sub} {_render(expr.body, names, scope | expr.over)}"
     if isinstance(expr, Fraction):
-        text = f"{_render(expr.numerator, names, scope)} / {_render(expr.denominator, names, scope)}"
-        return text if top else text
+        return f"{_render(expr.numerator, names, scope)} / {_render(expr.denominator, names, scope)}"
     raise TypeError(f"not an estimand node: {expr!r}")

@@ -564,10 +564,10 @@ def _optimal_adjustment(G, X, Y, hidden):
     above = _reach(G.pred, Y, blocked=X) | Y    # ancestors in G without edges out of X
     causal = (below & above) - X
     forbidden = descendants_of(G, causal) | causal | X
-    O = frozenset(p for c in causal for p in G.pred[c]) - forbidden
-    if O & hidden or not nx.is_d_separator(cut_out_edges(G, X), X, Y, O):
+    optimal = frozenset(p for c in causal for p in G.pred[c]) - forbidden
+    if optimal & hidden or not nx.is_d_separator(cut_out_edges(G, X), X, Y, optimal):
         return None
-    return O
+    return optimal
 
 
 def _reach(step, start, blocked):
