@@ -1,10 +1,14 @@
 """Causal queries over SCMs: effects, counterfactuals, identification, fitting."""
 
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
+from causalppl.causal.discrete import exact_distribution
 from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
 from causalppl.causal.identify import (
     Check,
+    Estimand,
+    Hedge,
     Identification,
+    NotIdentifiable,
     backdoor_sets,
     check_backdoor,
     check_frontdoor,
@@ -13,6 +17,8 @@ from causalppl.causal.identify import (
     frontdoor_sets,
     identify,
     instruments,
+    minimal_adjustment,
+    optimal_adjustment,
 )
 from causalppl.causal.learn import CategoricalTable, LinearGaussian, Logistic, MLPGaussian, from_graph
 from causalppl.causal.queries import (
@@ -27,7 +33,8 @@ from causalppl.causal.queries import (
 
 __all__ = [
     "CategoricalTable", "Check", "CounterfactualError", "CounterfactualResult", "EffectResult",
-    "Estimate", "Identification", "LinearGaussian", "Logistic", "MLPGaussian", "QueryResult",
+    "Estimand", "Estimate", "Hedge", "Identification", "NotIdentifiable", "exact_distribution",
+    "minimal_adjustment", "optimal_adjustment", "LinearGaussian", "Logistic", "MLPGaussian", "QueryResult",
     "Summary", "adjusted_slope", "association", "ate", "backdoor_sets", "check_backdoor",
     "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "from_graph",
     "frontdoor_sets", "identify", "instruments", "interventional", "iv_slope", "posterior_samples",
