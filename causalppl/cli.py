@@ -185,10 +185,17 @@ def cmd_identify(args):
     from causalppl.causal import identify
 
     scm = _load(args.graph)
-    for name in (args.treatment, args.outcome):
+    given = args.given or []
+    for name in (args.treatment, args.outcome, *given):
         if name not in scm:
             raise CLIError(f"'{name}' is not a node (nodes: {', '.join(scm.nodes)})")
-    print(identify(scm, args.treatment, args.outcome))
+    result = identify(scm, args.treatment, args.outcome, given=given)
+    if args.json:
+        import json
+
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(result)  # the report ends with the estimand, or the hedge
 
 
 def build_parser():
@@ -249,9 +256,11 @@ def build_parser():
     sub.add_argument("--seed", type=int, default=0)
     inputs(sub)
 
-    sub = command("identify", cmd_identify, "backdoor / frontdoor / instrument analysis")
+    sub = command("identify", cmd_identify, "is the effect identifiable: estimand or hedge, adjustment sets")
     sub.add_argument("--treatment", required=True)
     sub.add_argument("--outcome", required=True)
+    sub.add_argument("--given", action="append", metavar="Z", help="condition on Z (repeatable): IDC")
+    sub.add_argument("--json", action="store_true", help="print the findings as JSON")
     return parser
 
 

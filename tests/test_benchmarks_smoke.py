@@ -102,3 +102,14 @@ def test_coverage_benchmark_quick_run(capsys):
     assert covered["monte carlo only"] <= 1  # a Monte Carlo-only interval ignores the parameters
     assert covered["bootstrap"] >= 2  # of 3 seeds
     assert "covered it in" in capsys.readouterr().out
+
+
+def test_identify_benchmark_quick_run(capsys):
+    spec = importlib.util.spec_from_file_location("identify_bench", PATH.with_name("identify.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--sizes", "50", "200", "--repeats", "1"])
+    assert [(r["nodes"], r["case"]) for r in rows] == [(50, "adjust"), (50, "ID"), (200, "adjust"), (200, "ID")]
+    assert all(r["median_s"] > 0 for r in rows)
+    assert rows[0]["method"] == "backdoor"
+    assert "PASS" in capsys.readouterr().out

@@ -198,6 +198,22 @@ def test_identify(capsys):
     assert status == 0 and "instruments:    'z'" in out
 
 
+def test_identify_prints_estimand_or_hedge_and_json(capsys):
+    import json
+
+    status, out, _ = run(capsys, "identify", "smoking", "--treatment", "smoking", "--outcome", "cancer")
+    assert status == 0 and "estimand:       P(cancer | do(smoking)) = Σ_tar P(tar|smoking)" in out
+    status, out, _ = run(capsys, "identify", "instrument", "--treatment", "x", "--outcome", "y")
+    assert status == 0 and "not identifiable" in out and "hedge F = {'x', 'y'}, F' = {'y'}" in out
+    status, out, _ = run(capsys, "identify", "instrument", "--treatment", "x", "--outcome", "y", "--json")
+    data = json.loads(out)
+    assert status == 0 and data["identifiable"] is False and data["hedge"] == [["x", "y"], ["y"]]
+    assert data["instruments"] == ["z"] and data["estimand"] is None
+    status, out, _ = run(capsys, "identify", "confounded", "--treatment", "x", "--outcome", "y", "--json")
+    data = json.loads(out)
+    assert data["estimand"] == "Σ_z P(z)P(y|x,z)" and data["method"] == "backdoor"
+
+
 def test_through_a_subprocess(tmp_path):
     done = run_subprocess("identify", "confounded", "--treatment", "x", "--outcome", "y")
     assert done.returncode == 0, done.stderr

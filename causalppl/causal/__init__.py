@@ -1,11 +1,15 @@
 """Causal queries over SCMs: effects, counterfactuals, identification, fitting."""
 
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
+from causalppl.causal.discrete import exact_distribution
 from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
 from causalppl.causal.fit import ConvergenceWarning
 from causalppl.causal.identify import (
     Check,
+    Estimand,
+    Hedge,
     Identification,
+    NotIdentifiable,
     backdoor_sets,
     check_backdoor,
     check_frontdoor,
@@ -14,6 +18,8 @@ from causalppl.causal.identify import (
     frontdoor_sets,
     identify,
     instruments,
+    minimal_adjustment,
+    optimal_adjustment,
 )
 from causalppl.causal.learn import CategoricalTable, LinearGaussian, Logistic, MLPGaussian, from_graph
 from causalppl.causal.queries import (
@@ -29,8 +35,9 @@ from causalppl.causal.queries import (
 
 __all__ = [
     "CategoricalTable", "Check", "ConvergenceWarning", "CounterfactualError", "CounterfactualResult",
-    "Distribution", "EffectResult",
-    "Estimate", "Identification", "LinearGaussian", "Logistic", "MLPGaussian", "QueryResult",
+    "Distribution", "EffectResult", "Estimand", "Estimate", "Hedge", "Identification", "NotIdentifiable",
+    "exact_distribution", "minimal_adjustment", "optimal_adjustment", "LinearGaussian", "Logistic",
+    "MLPGaussian", "QueryResult",
     "Summary", "adjusted_slope", "association", "ate", "backdoor_sets", "check_backdoor",
     "check_frontdoor", "check_instrument", "counterfactual", "d_separated", "from_graph",
     "frontdoor_sets", "identify", "instruments", "interventional", "iv_slope", "posterior_samples",

@@ -20,15 +20,21 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 
+from causalppl.causal import discrete as _discrete
+from causalppl.causal import estimand as _est
+from causalppl.causal.admg import latent_projection
+from causalppl.causal.estimand import Expr
+from causalppl.causal.id_algorithm import Hedge, NotIdentifiable, id_effect, idc_effect
 from causalppl.causal.separators import (
     ALL_SETS_LIMIT,
     SearchTooLarge,
     all_separators,
     cut_out_edges,
+    d_connected,
     descendants_of,
     fmt_nodes,
     fmt_path,
@@ -43,7 +49,11 @@ from causalppl.causal.separators import (
 
 __all__ = [
     "Check",
+    "Estimand",
+    "Hedge",
     "Identification",
+    "NoEstimand",
+    "NotIdentifiable",
     "backdoor_sets",
     "check_backdoor",
     "check_frontdoor",
@@ -52,6 +62,8 @@ __all__ = [
     "frontdoor_sets",
     "identify",
     "instruments",
+    "minimal_adjustment",
+    "optimal_adjustment",
 ]
 
 # backdoor_sets gives up beyond this many minimal sets; identify lists fewer.
@@ -484,111 +496,405 @@ def instruments(graph, treatment, outcome, latent=()) -> list:
     y = _one_node(G, outcome, "outcome")
     _require_disjoint(("treatment", {x}), ("outcome", {y}))
     hidden = _latent(G, latent)
-    return [z for z in sorted_nodes(set(G) - {x, y} - hidden)
-            if _instrument(G, z, x, y, frozenset(), hidden)]
+    # Relevance and exclusion with W = {} are reachability questions: one
+    # search from x in G and one from y in G without the edges out of x.
+    relevant = d_connected(G, {x})
+    leaky = d_connected(G, {y}, cut={x})
+    return sorted_nodes(relevant - leaky - hidden - {x, y})
+
+
+# ---------------------------------------------------------------------------
+# polynomial adjustment sets
+
+
+def minimal_adjustment(graph, treatment, outcome, latent=()):
+    """A minimal backdoor adjustment set, or None when there is none.
+
+    Polynomial: networkx's `find_minimal_d_separator` on the graph without
+    the edges out of the treatment, restricted to observed non-descendants
+    (van der Zander, Liśkiewicz and Textor 2019). No set is enumerated.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("a", "x"), ("a", "b"), ("b", "y"), ("x", "y"), ("x", "m"), ("m", "y")])
+    >>> sorted(minimal_adjustment(G, "x", "y"))
+    ['a']
+    """
+    G = _dag(graph)
+    X = _nodes(G, treatment, "treatment")
+    Y = _nodes(G, outcome, "outcome")
+    _require_disjoint(("treatment", X), ("outcome", Y))
+    return _minimal_adjustment(G, X, Y, _latent(G, latent))
+
+
+def _minimal_adjustment(G, X, Y, hidden):
+    allowed = set(G) - X - Y - hidden - descendants_of(G, X)
+    found = nx.find_minimal_d_separator(cut_out_edges(G, X), X, Y, restricted=allowed)
+    return None if found is None else frozenset(found)
+
+
+def optimal_adjustment(graph, treatment, outcome, latent=()):
+    """The optimal adjustment set O(X, Y), or None when it is not usable.
+
+    Henckel, Perković and Maathuis (2022, JRSS-B), Def. 3.12: O = pa(cn) \\ forb,
+    where cn are the causal nodes (those on a proper causal path from X to
+    Y, X excluded) and forb their descendants and X. Among valid adjustment
+    sets it gives the smallest asymptotic variance of the adjusted
+    estimator. Computed on the DAG in linear time; None when it holds a
+    latent node or is not a valid backdoor set (then use
+    `minimal_adjustment`).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph([("a", "x"), ("a", "b"), ("b", "y"), ("x", "y"), ("c", "y")])
+    >>> sorted(optimal_adjustment(G, "x", "y"))
+    ['b', 'c']
+    """
+    G = _dag(graph)
+    X = _nodes(G, treatment, "treatment")
+    Y = _nodes(G, outcome, "outcome")
+    _require_disjoint(("treatment", X), ("outcome", Y))
+    return _optimal_adjustment(G, X, Y, _latent(G, latent))
+
+
+def _optimal_adjustment(G, X, Y, hidden):
+    below = _reach(G.succ, X, blocked=X)        # descendants in G without edges into X
+    above = _reach(G.pred, Y, blocked=X) | Y    # ancestors in G without edges out of X
+    causal = (below & above) - X
+    forbidden = descendants_of(G, causal) | causal | X
+    optimal = frozenset(p for c in causal for p in G.pred[c]) - forbidden
+    if optimal & hidden or not nx.is_d_separator(cut_out_edges(G, X), X, Y, optimal):
+        return None
+    return optimal
+
+
+def _reach(step, start, blocked):
+    """Nodes reached from `start` along `step` (succ or pred) without entering `blocked`."""
+    seen, todo = set(), list(start)
+    while todo:
+        for w in step[todo.pop()]:
+            if w not in seen and w not in blocked:
+                seen.add(w)
+                todo.append(w)
+    return seen
 
 
 # ---------------------------------------------------------------------------
 # the summary
 
 
-@dataclass
+class NoEstimand:
+    """Stands in for the estimand of an effect that is not identifiable: falsy."""
+
+    def __bool__(self):
+        return False
+
+    def __str__(self):
+        return "not identifiable"
+
+    def __repr__(self):
+        return "NoEstimand()"
+
+    def __call__(self):
+        return "not identifiable by backdoor/frontdoor adjustment"
+
+
+@dataclass(frozen=True)
+class Estimand:
+    """An identified effect: the `formula` (an :mod:`~causalppl.causal.estimand` tree) and its query.
+
+    ``str`` is the formula as the literature writes it; ``equation()`` puts
+    the query in front. Calling it returns the equation in the earlier text
+    form (``Identification.estimand()`` used to be a method).
+    """
+
+    formula: Expr
+    query: str
+    text: str = ""
+
+    def __str__(self):
+        return str(self.formula)
+
+    def equation(self):
+        return f"{self.query} = {self.formula}"
+
+    def __call__(self):
+        return self.text or self.equation()
+
+    @property
+    def free(self):
+        return self.formula.free
+
+
 class Identification:
     """What the graph alone says about the effect of `treatment` on `outcome`.
 
-    ``backdoor`` and ``frontdoor`` hold the minimal valid sets, ``instruments``
-    the unconditional instruments, ``notes`` any search that was skipped.
-    The effect is identifiable (here: by an adjustment formula) when a
-    backdoor or frontdoor set exists; `estimand` writes the formula for the
-    first (smallest) one, preferring backdoor.
+    Attributes
+    ----------
+    identifiable : bool
+        Whether P(outcome | do(treatment) [, given]) has a formula (ID/IDC).
+    estimand : Estimand or NoEstimand
+        The simplest formula found (``str`` reads like the literature).
+    method : str or None
+        ``"no effect"``, ``"backdoor"``, ``"frontdoor"``, ``"ID"`` or ``"IDC"``.
+    hedge : Hedge or None
+        The witness (F, F') when not identifiable.
+    adjustment, optimal : frozenset or None
+        A minimal and the optimal backdoor adjustment set, found in
+        polynomial time.
+    frontdoor_set : frozenset or None
+        One frontdoor set (single treatment and outcome).
+    instruments : list
+        The unconditional instruments (single treatment and outcome).
+    backdoor, frontdoor : list of frozenset
+        Listings of the minimal sets, computed on first access (cut short
+        on large graphs; ``notes`` says so).
     """
 
-    treatment: str
-    outcome: str
-    backdoor: list[frozenset]
-    frontdoor: list[frozenset]
-    instruments: list[str]
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, G, X, Y, Z, hidden, treatment, outcome, given):
+        self._G, self._X, self._Y, self._Z, self._hidden = G, X, Y, Z, hidden
+        self.treatment, self.outcome, self.given = treatment, outcome, given
+        self.outcomes = tuple(outcome) if isinstance(outcome, (list, tuple)) else tuple(sorted_nodes(Y))
+        self.latent = hidden
+        self.notes = []
+        self._listings = {}
+        single = len(X) == 1 and len(Y) == 1
+        x, y = next(iter(X)), next(iter(Y))
+        self.adjustment = _minimal_adjustment(G, X, Y, hidden)
+        self.optimal = _optimal_adjustment(G, X, Y, hidden) if self.adjustment is not None else None
+        self.frontdoor_set = _frontdoor_set(G, x, y, hidden) if single else None
+        self.instruments = instruments(G, x, y, latent=hidden) if single else []
+        self.hedge = None
+        self.method, formula, text = self._choose()
+        self.identifiable = formula is not None
+        self.estimand = (Estimand(formula, self.query(), text) if formula is not None else NoEstimand())
+
+    def query(self):
+        """P(y | do(x)) or P(y | do(x), z), as text."""
+        ys = ", ".join(map(str, sorted_nodes(self._Y)))
+        xs = ", ".join(map(str, sorted_nodes(self._X)))
+        zs = "".join(f", {z}" for z in sorted_nodes(self._Z))
+        return f"P({ys} | do({xs}){zs})"
+
+    def _choose(self):
+        """The simplest strategy that applies: (method, formula, legacy text)."""
+        G, X, Y, Z = self._G, self._X, self._Y, self._Z
+        if not Z and not any(nx.has_path(G, x, y) for x in X for y in Y):
+            return "no effect", _est.P(Y), f"{self.query()} = P({', '.join(map(str, sorted_nodes(Y)))})"
+        if not Z and self.adjustment is not None:
+            A = self.adjustment
+            formula = _est.marginal(_est.product(_est.P(A), _est.P(Y, X | A)), A) if A else _est.P(Y, X)
+            return "backdoor", formula, _backdoor_text(self.treatment, self.outcome, X, Y, A)
+        if not Z and self.frontdoor_set:
+            (x,), M = X, self.frontdoor_set
+            inner = _est.marginal(_est.product(_est.P({x}), _est.P(Y, {x} | M)), {x})
+            formula = _est.marginal(_est.product(_est.P(M, {x}), inner), M)
+            return "frontdoor", formula, _frontdoor_text(x, next(iter(Y)), M)
+        admg = latent_projection(G, self._hidden)
+        try:
+            if Z:
+                return "IDC", idc_effect(admg, Y, X, Z, dag=G), ""
+            return "ID", id_effect(admg, Y, X), ""
+        except NotIdentifiable as failure:
+            self.hedge = failure.hedge
+            return None, None, ""
+
+    # -- listings, on request --------------------------------------------------
 
     @property
-    def identifiable(self) -> bool:
-        """True if some backdoor or frontdoor set is valid."""
-        return bool(self.backdoor or self.frontdoor)
+    def backdoor(self):
+        """The minimal backdoor sets (at most 50, a smallest among them); computed on first access."""
+        if "backdoor" not in self._listings:
+            found, complete = _list_backdoor(self._G, self._X, self._Y, self._hidden, _REPORT_SETS)
+            if not complete:
+                self.notes.append(f"there are more than {_REPORT_SETS} minimal backdoor sets; "
+                                  f"{_REPORT_SETS} are listed, a smallest among them")
+            self._listings["backdoor"] = sorted(found, key=set_key)
+        return self._listings["backdoor"]
 
-    def estimand(self) -> str:
-        """Return the adjustment formula for P(y | do(x)) as text.
-
-        Examples
-        --------
-        >>> import networkx as nx
-        >>> G = nx.DiGraph([("z", "x"), ("z", "y"), ("x", "y")])
-        >>> identify(G, "x", "y").estimand()
-        'P(y | do(x)) = sum_{z} P(y | x, z) P(z)'
-        """
-        x, y = self.treatment, self.outcome
-        lhs = f"P({y} | do({x}))"
-        if self.backdoor:
-            if not self.backdoor[0]:
-                return f"{lhs} = P({y} | {x})"
-            zs = ", ".join(str(n) for n in sorted_nodes(self.backdoor[0]))
-            return f"{lhs} = sum_{{{zs}}} P({y} | {x}, {zs}) P({zs})"
-        if self.frontdoor:
-            if not self.frontdoor[0]:
-                return f"{lhs} = P({y})"
-            ms = ", ".join(str(n) for n in sorted_nodes(self.frontdoor[0]))
-            return (f"{lhs} = sum_{{{ms}}} P({ms} | {x}) "
-                    f"sum_{{{x}'}} P({y} | {x}', {ms}) P({x}')")
-        return "not identifiable by backdoor/frontdoor adjustment"
+    @property
+    def frontdoor(self):
+        """The minimal frontdoor sets found within 2000 tries; computed on first access."""
+        if "frontdoor" not in self._listings:
+            if len(self._X) != 1 or len(self._Y) != 1:
+                self._listings["frontdoor"] = []
+            else:
+                (x,), (y,) = self._X, self._Y
+                found, complete = _list_frontdoor(self._G, x, y, self._hidden, True, _REPORT_STATES)
+                if not complete:
+                    self.notes.append(f"the frontdoor search stopped after {_REPORT_STATES} sets; "
+                                      "larger minimal frontdoor sets may exist")
+                self._listings["frontdoor"] = found
+        return self._listings["frontdoor"]
 
     def strategy(self) -> str:
         """Return one line saying how the effect is identified, if it is."""
-        if self.backdoor == [frozenset()]:
-            return "no adjustment needed: the empty set {} blocks every backdoor path"
-        if self.backdoor:
-            return f"backdoor adjustment for {fmt_set(self.backdoor[0])}"
-        if self.frontdoor == [frozenset()]:
-            return (f"none needed: there is no directed path from {self.treatment!r} "
-                    f"to {self.outcome!r}")
-        if self.frontdoor:
-            return f"frontdoor adjustment through {fmt_set(self.frontdoor[0])}"
+        if self.method == "no effect":
+            return (f"none needed: there is no directed path from {fmt_nodes(self._X)} "
+                    f"to {fmt_nodes(self._Y)}")
+        if self.method == "backdoor":
+            if not self.adjustment:
+                return "no adjustment needed: the empty set {} blocks every backdoor path"
+            return f"backdoor adjustment for {fmt_set(self.adjustment)}"
+        if self.method == "frontdoor":
+            return f"frontdoor adjustment through {fmt_set(self.frontdoor_set)}"
+        if self.method in ("ID", "IDC"):
+            return f"the {self.method} algorithm (Shpitser and Pearl 2006)"
         if self.instruments:
-            return ("none by adjustment; the instruments identify the effect "
-                    "only under extra assumptions (e.g. a linear model)")
-        return "none by adjustment"
+            return ("none: not identifiable non-parametrically; the instruments identify "
+                    "the effect only under extra assumptions (e.g. a linear model)")
+        return "none: not identifiable"
+
+    # -- numbers -----------------------------------------------------------------
+
+    def evaluate(self, source, do, given=None):
+        """P(outcome | do [, given]) computed from `source` with the estimand.
+
+        Parameters
+        ----------
+        source : SCM or pandas.DataFrame
+            An observational discrete SCM (latent nodes summed out exactly,
+            by enumeration) or a DataFrame of the observed discrete columns
+            (plug-in frequencies).
+        do : dict
+            A value for every treatment node.
+        given : dict, optional
+            A value for every conditioning node (conditional effects).
+
+        Returns
+        -------
+        dict
+            Outcome value -> probability; for several outcomes the keys are
+            tuples in the order of ``outcomes``.
+
+        Raises
+        ------
+        NotIdentifiable
+            If the effect has no estimand.
+        ValueError
+            If a treatment or conditioning value is missing or unknown.
+
+        Examples
+        --------
+        >>> import causalppl as cp
+        >>> scm = cp.SCM().add("u", "Bernoulli(0.5)", latent=True)
+        >>> _ = scm.add("x", "Bernoulli(0.2 + 0.6*u)").add("m", "Bernoulli(0.1 + 0.8*x)")
+        >>> _ = scm.add("y", "Bernoulli(0.1 + 0.4*m + 0.4*u)")
+        >>> result = identify(scm, "x", "y")
+        >>> result.method, str(result.estimand)
+        ('frontdoor', "Σ_m P(m|x) Σ_x' P(x')P(y|m,x')")
+        >>> round(result.evaluate(scm, do={"x": 1})[1], 6)   # 0.1 + 0.4 * 0.9 + 0.4 * 0.5
+        0.66
+        """
+        if not self.identifiable:
+            raise NotIdentifiable(self.query(), self.hedge)
+        do, given = dict(do), dict(given or {})
+        for role, names, values in (("treatment", self._X, do), ("conditioning", self._Z, given)):
+            missing = sorted_nodes(set(names) - set(values))
+            extra = sorted_nodes(set(values) - set(names))
+            if missing or extra:
+                raise ValueError(f"{role} values: expected one for each of {fmt_set(names)}, "
+                                 f"got {fmt_set(values)}")
+        return _discrete.distribution(self.estimand.formula, source, self.outcomes, {**do, **given})
+
+    # -- output ------------------------------------------------------------------
+
+    def to_dict(self):
+        """The findings as plain JSON-ready data (node names as strings)."""
+        def names(nodes):
+            return None if nodes is None else [str(n) for n in sorted_nodes(nodes)]
+
+        return {
+            "query": self.query(),
+            "treatment": names(self._X),
+            "outcome": names(self._Y),
+            "given": names(self._Z),
+            "identifiable": self.identifiable,
+            "method": self.method,
+            "strategy": self.strategy(),
+            "estimand": str(self.estimand) if self.identifiable else None,
+            "hedge": None if self.hedge is None else [names(self.hedge.forest), names(self.hedge.subforest)],
+            "adjustment": names(self.adjustment),
+            "optimal_adjustment": names(self.optimal),
+            "backdoor_sets": [names(s) for s in self.backdoor],
+            "frontdoor_sets": [names(s) for s in self.frontdoor],
+            "instruments": [str(z) for z in self.instruments],
+            "notes": list(self.notes),
+        }
 
     def __str__(self) -> str:
         def sets(found):
             return ", ".join(fmt_set(s) for s in found) or "none"
 
+        backdoor, frontdoor = sets(self.backdoor), sets(self.frontdoor)  # listings fill notes
         verdict = "identifiable" if self.identifiable else "not identifiable"
-        return "\n".join([
-            f"effect of {self.treatment!r} on {self.outcome!r}: {verdict}",
-            f"  backdoor sets:  {sets(self.backdoor)}",
-            f"  frontdoor sets: {sets(self.frontdoor)}",
+        lines = [
+            f"effect of {fmt_nodes(self._X)} on {fmt_nodes(self._Y)}"
+            + (f" given {fmt_nodes(self._Z)}" if self._Z else "") + f": {verdict}",
+            f"  backdoor sets:  {backdoor}",
+            f"  frontdoor sets: {frontdoor}",
             f"  instruments:    {', '.join(map(repr, self.instruments)) or 'none'}",
             f"  strategy:       {self.strategy()}",
-            f"  estimand:       {self.estimand()}",
-            *(f"  note:           {note}" for note in self.notes),
-        ])
+        ]
+        if self.identifiable:
+            lines.append(f"  estimand:       {self.estimand.equation()}")
+        else:
+            lines.append(f"  hedge:          {self.hedge}")
+        lines += [f"  note:           {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self):
+        verdict = "identifiable" if self.identifiable else "not identifiable"
+        return f"<Identification {self.query()}: {verdict}>"
 
 
-def identify(graph, treatment, outcome, latent=()) -> Identification:
-    """Find the backdoor sets, frontdoor sets and instruments for X -> Y.
+def _backdoor_text(treatment, outcome, X, Y, A):
+    """The adjustment formula in the earlier text form."""
+    lhs = f"P({outcome} | do({treatment}))" if len(X) == len(Y) == 1 else \
+        f"P({', '.join(map(str, sorted_nodes(Y)))} | do({', '.join(map(str, sorted_nodes(X)))}))"
+    ys = ", ".join(map(str, sorted_nodes(Y)))
+    xs = ", ".join(map(str, sorted_nodes(X)))
+    if not A:
+        return f"{lhs} = P({ys} | {xs})"
+    zs = ", ".join(str(n) for n in sorted_nodes(A))
+    return f"{lhs} = sum_{{{zs}}} P({ys} | {xs}, {zs}) P({zs})"
+
+
+def _frontdoor_text(x, y, M):
+    ms = ", ".join(str(n) for n in sorted_nodes(M))
+    return (f"P({y} | do({x})) = sum_{{{ms}}} P({ms} | {x}) "
+            f"sum_{{{x}'}} P({y} | {x}', {ms}) P({x}')")
+
+
+def identify(graph, treatment, outcome, latent=(), given=()) -> Identification:
+    """Decide whether P(outcome | do(treatment) [, given]) is identifiable, and how.
+
+    The graph is a DAG whose latent nodes are unobserved; identification
+    runs on its latent projection (an ADMG). The simplest strategy that
+    applies is used: no effect (no directed path), backdoor adjustment for a
+    minimal set, frontdoor adjustment, else the complete ID algorithm (IDC
+    with `given`) of Shpitser and Pearl (2006), which also returns a hedge
+    when the effect is not identifiable.
 
     Parameters
     ----------
     graph : networkx.DiGraph or object with a ``.graph`` DiGraph
         A causal DAG, or an SCM.
-    treatment, outcome : node
-        The cause and the effect.
+    treatment, outcome : node or iterable of nodes
+        The cause(s) and effect(s); observed nodes.
     latent : iterable of nodes, optional
         Unobserved nodes, in addition to those with ``latent=True``.
+    given : node or iterable of nodes, optional
+        Observed conditioning nodes, for P(outcome | do(treatment), given).
 
     Returns
     -------
     Identification
-        The minimal backdoor and frontdoor sets and the instruments;
-        ``str()`` of it is a readable report.
+        ``identifiable``, ``estimand``, ``hedge``, ``method``, the
+        adjustment sets and instruments; ``evaluate(source, do=...)`` turns
+        the estimand into numbers; ``str()`` is a readable report.
 
     Raises
     ------
@@ -597,47 +903,44 @@ def identify(graph, treatment, outcome, latent=()) -> Identification:
     networkx.NetworkXUnfeasible
         If the graph has a cycle.
     ValueError
-        If treatment equals outcome.
+        If the roles overlap or one of them is latent.
 
     Notes
     -----
-    On large graphs the listings are cut short rather than raising: at most
-    50 minimal backdoor sets (a smallest one always among them) and the
-    minimal frontdoor sets found within 2000 tries (the smallest ones).
-    ``notes`` says when that happened.
+    Polynomial in the graph: the adjustment and frontdoor sets are
+    constructed, not enumerated; ``backdoor`` and ``frontdoor`` list the
+    minimal sets only when read (at most 50 backdoor sets, 2000 frontdoor
+    tries; ``notes`` says when a listing was cut short).
 
     Examples
     --------
     >>> import networkx as nx
-    >>> G = nx.DiGraph([("u", "smoking"), ("u", "cancer"),
-    ...                 ("smoking", "tar"), ("tar", "cancer")])
-    >>> G.nodes["u"]["latent"] = True
-    >>> result = identify(G, "smoking", "cancer")
-    >>> result.identifiable, result.backdoor, result.frontdoor
-    (True, [], [frozenset({'tar'})])
+    >>> napkin = nx.DiGraph([("w", "z"), ("z", "x"), ("x", "y"),
+    ...                      ("u1", "w"), ("u1", "x"), ("u2", "w"), ("u2", "y")])
+    >>> result = identify(napkin, "x", "y", latent={"u1", "u2"})
+    >>> result.identifiable, result.method
+    (True, 'ID')
+    >>> print(result.estimand)
+    Σ_w P(w)P(x,y|w,z) / Σ_w P(w)P(x|w,z)
+    >>> bow = nx.DiGraph([("u", "x"), ("u", "y"), ("x", "y")])
+    >>> result = identify(bow, "x", "y", latent={"u"})
+    >>> result.identifiable, [sorted(part) for part in result.hedge]
+    (False, [['x', 'y'], ['y']])
     """
     G = _dag(graph)
-    x = _one_node(G, treatment, "treatment")
-    y = _one_node(G, outcome, "outcome")
-    _require_disjoint(("treatment", {x}), ("outcome", {y}))
+    X = _nodes(G, treatment, "treatment")
+    Y = _nodes(G, outcome, "outcome")
+    Z = _nodes(G, given, "conditioning node")
+    if not X or not Y:
+        raise ValueError("identify needs at least one treatment and one outcome node")
+    _require_disjoint(("treatment", X), ("outcome", Y), ("conditioning set", Z))
     hidden = _latent(G, latent)
-    notes = []
-    backdoor, complete = _list_backdoor(G, {x}, {y}, hidden, _REPORT_SETS)
-    if not complete:
-        notes.append(f"there are more than {_REPORT_SETS} minimal backdoor sets; "
-                     f"{_REPORT_SETS} are listed, a smallest among them")
-    frontdoor, complete = _list_frontdoor(G, x, y, hidden, True, _REPORT_STATES)
-    if not complete:
-        notes.append(f"the frontdoor search stopped after {_REPORT_STATES} sets; "
-                     "larger minimal frontdoor sets may exist")
-    return Identification(
-        treatment=x,
-        outcome=y,
-        backdoor=sorted(backdoor, key=set_key),
-        frontdoor=frontdoor,
-        instruments=instruments(G, x, y, latent=latent),
-        notes=notes,
-    )
+    for role, nodes in (("treatment", X), ("outcome", Y), ("conditioning node", Z)):
+        inside = sorted_nodes(nodes & hidden)
+        if inside:
+            raise ValueError(f"{role} {inside[0]!r} is latent (unobserved); "
+                             "identification is about observed nodes")
+    return Identification(G, X, Y, Z, hidden, treatment, outcome, given)
 
 
 # ---------------------------------------------------------------------------
@@ -684,23 +987,48 @@ def _frontdoor_pool(G, x, y, pool):
     """
     pool = set(pool)
     while pool:
-        cut = cut_out_edges(G, pool)
-        failing = {m for m in pool if not nx.is_d_separator(cut, {m}, {y}, {x})}
+        failing = pool & d_connected(G, {y}, {x}, cut=pool)
         if not failing:
             break
         pool -= failing
     return sorted_nodes(pool)
 
 
+def _frontdoor_candidates(G, x, y, hidden):
+    """The observed nodes meeting condition (ii): no open backdoor path from x.
+
+    Condition (ii) holds for a set iff it holds for each member, and the
+    members are the nodes one search from x (edges out of x removed) misses.
+    """
+    return set(G) - {x, y} - hidden - d_connected(G, {x}, cut={x})
+
+
+def _frontdoor_set(G, x, y, hidden):
+    """One frontdoor set for x -> y, or None: polynomial, no enumeration.
+
+    The largest set meeting (ii) and (iii), cut down to the ancestors of y,
+    is valid iff any set is (see `frontdoor_sets`); then members are dropped
+    one at a time while the set stays valid, so no single member can go.
+    """
+    if _directed_path(G, x, y, ()) is None:
+        return frozenset()
+    pool = _frontdoor_pool(G, x, y, _frontdoor_candidates(G, x, y, hidden))
+    M = set(pool) & nx.ancestors(G, y)
+    if _directed_path(G, x, y, M) is not None:
+        return None
+    for n in sorted_nodes(M):
+        smaller = M - {n}
+        if (_directed_path(G, x, y, smaller) is None
+                and not smaller & d_connected(G, {y}, {x}, cut=smaller)):
+            M = smaller
+    return frozenset(M)
+
+
 def _list_frontdoor(G, x, y, hidden, minimal, max_tries):
     """Frontdoor sets for x -> y: (sets, complete); see `frontdoor_sets`."""
     if minimal and _directed_path(G, x, y, ()) is None:
         return [frozenset()], True  # no directed path: {} is the one minimal set
-    Gx = cut_out_edges(G, {x})
-    # Condition (ii) holds for a set iff it holds for each member.
-    pool = [n for n in sorted_nodes(set(G) - {x, y} - hidden)
-            if nx.is_d_separator(Gx, {x}, {n}, set())]
-    pool = _frontdoor_pool(G, x, y, pool)
+    pool = _frontdoor_pool(G, x, y, _frontdoor_candidates(G, x, y, hidden))
     # Condition (i) only gets easier as a set grows.
     if _directed_path(G, x, y, pool) is not None:
         return [], True
