@@ -475,3 +475,12 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
                    treated_result=_share_result(high, parallel), control_result=_share_result(low, parallel),
                    sd=None, draws=None,
                    covers=f"Monte Carlo error only (n={sums['high'].n} draws over {parallel.size} ranks)")
+
+
+def is_main():
+    """Whether this process is rank 0 (always, outside ``torchrun``): the one to write files and print.
+
+    >>> is_main()
+    True
+    """
+    return Parallel.start().is_main
