@@ -163,6 +163,8 @@ def cmd_fit(args):
     from causalppl.params import check_save_path
 
     check_save_path(args.output)  # say so now, not after the fit
+    if _start_workers(args):
+        return
     scm = _load(args.graph)
     data = _read_csv(args.data)
     unknown = [name for name in data if name not in scm]
@@ -171,7 +173,9 @@ def cmd_fit(args):
     if args.mechanisms == "auto":
         scm = from_graph(scm.graph, data=data)
     result = scm.fit(data=data, steps=args.steps, lr=args.lr, subsample_size=args.batch_size,
-                     progress=False, seed=args.seed, **_inputs(args))
+                     progress=False, seed=args.seed, distributed=args.workers > 1, **_inputs(args))
+    if not _is_main_worker():
+        return
     scm.save(args.output)
     steps = "no SVI steps" if result.method == "mle" else f"{args.steps} SVI steps"
     print(f"method {result.method}: final loss {result.losses[-1]:.4g} ({steps}); params:")
@@ -179,6 +183,37 @@ def cmd_fit(args):
         shown = f"{value.item():.4g}" if value.numel() == 1 else f"tensor of shape {tuple(value.shape)}"
         print(f"  {name} = {shown}")
     print(f"wrote {args.output}")
+
+
+def _workers_option(sub):
+    sub.add_argument("--workers", type=int, default=1, metavar="K",
+                     help="fit on K local processes (torch.distributed: gloo on CPU, nccl on GPU), "
+                          "started by torch.distributed.run; each fits its share of the rows")
+
+
+def _start_workers(args):
+    """Run this same command on ``--workers K`` processes under ``torch.distributed.run``; False when
+    there is nothing to start (one worker, or this process is already one of them)."""
+    import subprocess
+
+    from causalppl.causal.distributed import under_torchrun
+
+    if args.workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers == 1 or under_torchrun():
+        return False
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={args.workers}", "-m", "causalppl.cli", *args.argv]
+    finished = subprocess.run(command, check=False)
+    if finished.returncode != 0:
+        raise CLIError(f"the {args.workers} workers failed (exit status {finished.returncode})")
+    return True
+
+
+def _is_main_worker():
+    from causalppl.causal.distributed import Parallel
+
+    return Parallel.start().is_main
 
 
 def cmd_identify(args):
@@ -255,6 +290,7 @@ def build_parser():
     sub.add_argument("--batch-size", type=int, default=None, help="mini-batch rows per step")
     sub.add_argument("--seed", type=int, default=0)
     inputs(sub)
+    _workers_option(sub)
 
     sub = command("identify", cmd_identify, "is the effect identifiable: estimand or hedge, adjustment sets")
     sub.add_argument("--treatment", required=True)
@@ -267,6 +303,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given, for `fit --workers` to pass on
     for name in ("n", "steps"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
             parser.error(f"-{'-' if len(name) > 1 else ''}{name} must be at least 1")

@@ -30,6 +30,8 @@ import torch
 
 from causalppl import optim as optim_module
 from causalppl.causal import report
+from causalppl.causal.checkpoint import Checkpoints
+from causalppl.causal.distributed import Parallel
 from causalppl.causal.learnable import KINDS as LEARNABLE_KINDS
 from causalppl.causal.learnable import CategoricalTable
 from causalppl.causal.mle import fit_mle, why_not_exact
@@ -231,7 +233,8 @@ class _DataModel:
 
 def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsample_size=None,
         num_particles=1, device=None, progress=True, seed=None, learn_params=True,
-        posterior_draws_kept=1000, method="auto", alpha=0.0, tol=1e-3, **inputs):
+        posterior_draws_kept=1000, method="auto", alpha=0.0, tol=1e-3, distributed=False,
+        checkpoint=None, checkpoint_every=None, resume=None, **inputs):
     """Fit ``scm`` (conditioned on its observed nodes and on ``data``).
 
     Parameters
@@ -268,6 +271,20 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         Convergence tolerance on the relative change of the smoothed loss
         over the last tenth of the steps; above it, a :class:`ConvergenceWarning`
         names the nodes whose params still move (``result.converged``, ``result.moving``).
+    distributed : bool
+        Data-parallel over the ranks of ``torchrun`` (one rank outside it; see
+        :mod:`causalppl.causal.distributed`): each rank fits its shard of the
+        rows (seeded by ``seed``), ``subsample_size`` rows per rank and step;
+        exact fits sum their statistics over the ranks, SVI sums the
+        gradients. Every rank returns the same fitted params; write files
+        from rank 0 only.
+    checkpoint, checkpoint_every : path and int, optional
+        Every ``checkpoint_every`` SVI steps (and at the end) write the fitted
+        SCM to ``checkpoint`` atomically, in ``scm.save``'s format, with what
+        resuming needs (optimiser state, step, losses, random streams).
+    resume : path, optional
+        Continue the SVI run saved in this checkpoint (same data, options and
+        number of ranks): the result equals that of an uninterrupted run.
     **inputs : values of the SCM's inputs.
 
     Before fitting, a learnable mechanism that has no params in ``scm.params``
@@ -286,13 +303,19 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     options = dict(locals())  # the call as made, for refits (bootstrap); see _record_fit
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if seed is not None:
+    parallel = Parallel.start(distributed)
+    if distributed:
+        seed = parallel.seed_from_main(seed)  # rows are shared out by it; each rank draws on its own stream
+        set_rng_seed(seed + parallel.rank)
+    elif seed is not None:
         set_rng_seed(seed)
+    checkpoints = Checkpoints(checkpoint, checkpoint_every, resume, parallel)
     device_context = torch.device(device) if device is not None else contextlib.nullcontext()
     with device_context:
         if data is not None:
             data = {name: value.to(device) if device is not None else value
                     for name, value in table_to_tensors(data, labels=scm.model.labels).items()}
+            data, _ = parallel.shard(data, seed)
         inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
                   for name, value in inputs.items()}
         if device is not None:
@@ -307,8 +330,9 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
                 if node not in guided and node not in model.observed and node not in scm.interventions]
         svi_model = block(model, hide=free) if free else model
         if learn_params:
-            standardize_from_data(scm, data)
-        estimates = _exact_estimates(scm, _known_values(scm, data, inputs), method, learn_params, alpha)
+            standardize_from_data(scm, data, parallel.column_stats if distributed else None)
+        estimates = _exact_estimates(scm, _known_values(scm, data, inputs), method, learn_params, alpha,
+                                     parallel.total)
         left = _left_for_svi(scm, svi_model, estimates, free) if method != "svi" else ["everything"]
         if method == "mle" and left:
             raise ValueError(
@@ -321,20 +345,27 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
             result.method = "mle+svi" if estimates else "svi"
             fitted = [f"{node}.{suffix}" for node, e in estimates.items() for suffix in e.params]
             _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress,
-                     fitted, tol)
+                     fitted, tol, parallel, checkpoints)
             if learn_params:
                 _keep_weight_posterior(result, posterior_draws_kept)
+                parallel.broadcast_posterior(scm._state)
         else:
             result.method = "mle"
             result.losses = [sum(e.nll for e in estimates.values())]
+            checkpoints.finish(result)
     if learn_params:
         _record_fit(scm, data, options)
     return result
 
 
 def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress, fixed,
-             tol):
-    """SVI on ``svi_model``; the params named in ``fixed`` (fitted exactly) are not stepped."""
+             tol, parallel=None, checkpoints=None):
+    """SVI on ``svi_model``; the params named in ``fixed`` (fitted exactly) are not stepped.
+
+    ``parallel`` shares each step among ranks (see :mod:`causalppl.causal.distributed`);
+    ``checkpoints`` writes and resumes the run (:class:`causalppl.causal.checkpoint.Checkpoints`).
+    """
+    parallel = parallel or Parallel()
     if isinstance(guide, str):
         guide = _make_guide(guide, svi_model)
     elif not callable(guide):
@@ -355,11 +386,17 @@ def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_pa
         optim = _GuideParamsOnly(optim, result.guide_params)
     elif fixed:
         optim = _AllBut(optim, result.scm.params, fixed)
+    stores = (result.scm.params, result.guide_params)
     svi = SVI(svi_model, scoped_guide, optim, elbo)
-    watch = ConvergenceWatch((result.scm.params, result.guide_params), steps)
-    for step in _progress(range(steps), progress):
+    local = parallel.prepare_svi(svi, stores, guide)
+    svi = SVI(*parallel.wrap_svi(svi_model, scoped_guide, optim, stores, local), elbo)
+    start = checkpoints.resume_svi(result, svi) if checkpoints else 0
+    watch = ConvergenceWatch(stores, steps)
+    for step in _progress(range(start, steps), progress):
         watch.before_step(step)
-        result.losses.append(svi.step())
+        result.losses.append(parallel.loss(svi.step()))
+        if checkpoints:
+            checkpoints.after_step(step + 1, steps, result, svi)
     watch.check(result, tol)
 
 
@@ -368,11 +405,13 @@ def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_pa
 # ---------------------------------------------------------------------------
 
 
-def standardize_from_data(scm, data):
+def standardize_from_data(scm, data, column_stats=None):
     """Standardise each learnable mechanism without params or standardisation by its data columns.
 
     A column's centre and scale are its mean and sd; binary {0, 1} columns
     (and categorical parents, which enter as indicators) stay as they are.
+    ``column_stats(column) -> (mean, sd) or None (binary)`` computes them
+    (default: from ``column`` alone; a distributed fit's from every rank's rows).
 
     >>> import torch, causalppl as cp
     >>> scm = cp.SCM.from_graph([("x", "y")])
@@ -387,14 +426,18 @@ def standardize_from_data(scm, data):
         if (not isinstance(mechanism, LEARNABLE) or isinstance(mechanism, CategoricalTable)
                 or mechanism.standardization or _has_params(scm.params, node)):
             continue
-        stats = {name: _centre_and_scale(data[name]) for name in (node, *mechanism.parents)
-                 if name in data and not _is_binary(data[name])}
-        mechanism.set_standardization(stats)
+        stats = {name: (column_stats or _column_stats)(data[name]) for name in (node, *mechanism.parents)
+                 if name in data}
+        mechanism.set_standardization({name: value for name, value in stats.items() if value is not None})
 
 
 def _has_params(store, node):
     prefix = f"{node}."
     return any(name.startswith(prefix) for name in store.keys())
+
+
+def _column_stats(column):
+    return None if _is_binary(column) else _centre_and_scale(column)
 
 
 def _is_binary(column):
@@ -416,7 +459,7 @@ def _known_values(scm, data, inputs):
             for name, value in known.items() if value.numel() in (1, rows)}
 
 
-def _exact_estimates(scm, known, method, learn_params, alpha):
+def _exact_estimates(scm, known, method, learn_params, alpha, total=None):
     """Fit the fully observed point mechanisms exactly (all learnable ones for "mle")."""
     if method == "svi" or (method == "auto" and not learn_params):
         return {}
@@ -437,7 +480,7 @@ def _exact_estimates(scm, known, method, learn_params, alpha):
             "method='mle' needs every learnable mechanism fully observed and not Bayesian, but "
             f"{'; '.join(reasons)}. Use method='auto' (exact where possible, SVI for the rest) or 'svi'"
         )
-    return fit_mle(scm, known, exact, alpha=alpha)
+    return fit_mle(scm, known, exact, alpha=alpha, total=total)
 
 
 def _left_for_svi(scm, svi_model, estimates, free):
@@ -486,7 +529,9 @@ def _record_fit(scm, data, options):
 
     ``options`` are :func:`fit`'s arguments as called; ``data`` the tensors it fitted.
     """
-    kept = {name: value for name, value in options.items() if name not in ("scm", "data", "seed", "progress")}
+    # A refit is one process on the data given, writing no checkpoints.
+    left_out = ("scm", "data", "seed", "progress", "distributed", "checkpoint", "checkpoint_every", "resume")
+    kept = {name: value for name, value in options.items() if name not in left_out}
     scm._state.fit = {"data": data, "options": kept}
 
 

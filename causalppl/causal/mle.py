@@ -93,7 +93,7 @@ def why_not_exact(mechanism, node, known):
     return None
 
 
-def fit_mle(scm, values, nodes=None, alpha=0.0):
+def fit_mle(scm, values, nodes=None, alpha=0.0, total=None):
     """Fit ``nodes`` (default: every learnable node) of ``scm`` exactly; write their params.
 
     Parameters
@@ -104,6 +104,11 @@ def fit_mle(scm, values, nodes=None, alpha=0.0):
     nodes : iterable of str, optional
     alpha : float
         Pseudo-count added to every cell of a categorical table (0 = maximum likelihood).
+    total : callable, optional
+        Sums a tensor of sufficient statistics over the shards of the rows
+        (:meth:`causalppl.causal.distributed.Parallel.total`: X'X, X'y, RSS,
+        counts, Newton's gradient and information); default: one shard, the
+        identity. The estimates are then those of all the rows together.
 
     Returns
     -------
@@ -128,13 +133,13 @@ def fit_mle(scm, values, nodes=None, alpha=0.0):
         reason = why_not_exact(mechanism, node, set(values))
         if reason is not None:
             raise ValueError(f"node '{node}': cannot fit it by maximum likelihood: {reason}")
-        estimate = fit_node(mechanism, values, alpha=alpha)
+        estimate = fit_node(mechanism, values, alpha=alpha, total=total)
         write_params(scm.params, estimate)
         estimates[node] = estimate
     return estimates
 
 
-def fit_node(mechanism, values, alpha=0.0):
+def fit_node(mechanism, values, alpha=0.0, total=None):
     """The :class:`Estimate` of one fully observed mechanism from ``values`` (name -> rows).
 
     >>> import torch
@@ -142,12 +147,13 @@ def fit_node(mechanism, values, alpha=0.0):
     >>> round(float(fit_node(m, {"t": torch.tensor([0.0, 1.0, 1.0, 1.0])}).params["bias"]), 4)
     1.0986
     """
+    total = total or _one_shard
     if isinstance(mechanism, LinearGaussian):
-        return _fit_linear_gaussian(mechanism, values)
+        return _fit_linear_gaussian(mechanism, values, total)
     if isinstance(mechanism, (Logistic, MultinomialLogistic)):
-        return _fit_softmax(mechanism, values)
+        return _fit_softmax(mechanism, values, total)
     if isinstance(mechanism, CategoricalTable):
-        return _fit_table(mechanism, values, alpha)
+        return _fit_table(mechanism, values, alpha, total)
     raise TypeError(f"node '{mechanism.node}': {type(mechanism).__name__} has no exact fit")
 
 
@@ -168,6 +174,15 @@ def write_params(store, estimate):
 # ---------------------------------------------------------------------------
 
 _DTYPE = torch.float64  # solve in double precision whatever the params' dtype
+
+
+def _one_shard(tensor):
+    """The sum of a statistic over the shards of the rows, when there is one shard."""
+    return tensor
+
+
+def _total_rows(total, rows, reference):
+    return int(total(torch.tensor(float(rows), dtype=_DTYPE, device=reference.device)))
 
 
 def _rows(mechanism, values):
@@ -216,7 +231,7 @@ def _to_params(tensor, reference):
 # ---------------------------------------------------------------------------
 
 
-def _fit_linear_gaussian(mechanism, values):
+def _fit_linear_gaussian(mechanism, values, total=_one_shard):
     """Least squares in standardised units; ``scale = sqrt(RSS / n)``, SEs from ``s^2 (X'X)^-1``.
 
     ``s^2 = RSS / (n - P)`` (the usual unbiased residual variance) for the
@@ -226,8 +241,9 @@ def _fit_linear_gaussian(mechanism, values):
     design = _design(mechanism, values, rows)
     centre, spread = mechanism._centre_scale(mechanism.node)
     target = (_column(values, mechanism.node, rows).to(_DTYPE) - centre) / spread
-    coef, gram_inverse, notes = _least_squares(mechanism.node, design, target)
-    rss = float(((target - design @ coef) ** 2).sum())
+    coef, gram_inverse, notes = _least_squares(mechanism.node, design, target, total)
+    rss = float(total(((target - design @ coef) ** 2).sum()))
+    rows = _total_rows(total, rows, target)
     # A perfect fit has RSS 0; a positive scale is still needed for a density.
     scale = max(math.sqrt(rss / rows), 1e-12)
     size = design.shape[1]
@@ -250,18 +266,19 @@ def _fit_linear_gaussian(mechanism, values):
     )
 
 
-def _least_squares(node, design, target):
+def _least_squares(node, design, target, total=_one_shard):
     """Coefficients and ``(X'X)^-1`` by a Cholesky solve; a pseudo-inverse when ``X'X`` is singular."""
-    gram = design.T @ design
+    gram = total(design.T @ design)
+    moment = total(design.T @ target)
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) == 0:
-        coef = torch.cholesky_solve((design.T @ target)[:, None], chol)[:, 0]
+        coef = torch.cholesky_solve(moment[:, None], chol)[:, 0]
         return coef, torch.cholesky_inverse(chol), []
     inverse = torch.linalg.pinv(gram)
     note = (f"node '{node}': its features are collinear (X'X is singular); the minimum-norm "
             "least-squares solution was used")
     warnings.warn(note, stacklevel=4)
-    return inverse @ (design.T @ target), inverse, [note]
+    return inverse @ moment, inverse, [note]
 
 
 # ---------------------------------------------------------------------------
@@ -269,13 +286,14 @@ def _least_squares(node, design, target):
 # ---------------------------------------------------------------------------
 
 
-def _fit_softmax(mechanism, values):
+def _fit_softmax(mechanism, values, total=_one_shard):
     """Newton's method on the exact log-likelihood; SEs from the inverse Fisher information."""
     rows = _rows(mechanism, values)
     design = _design(mechanism, values, rows)
     classes = 2 if isinstance(mechanism, Logistic) else mechanism.num_categories
     codes = _codes(_column(values, mechanism.node, rows), mechanism.node, "its values", classes)
-    coef, information, nll, notes = _newton_with_guard(mechanism.node, design, codes, classes)
+    coef, information, nll, notes = _newton_with_guard(mechanism.node, design, codes, classes, total)
+    rows = _total_rows(total, rows, design)
     size = design.shape[1]
     covariance = torch.linalg.inv(information)
     errors = covariance.diagonal().clamp_min(0).sqrt().reshape(classes - 1, size)
@@ -296,20 +314,20 @@ def _fit_softmax(mechanism, values):
     )
 
 
-def _newton_with_guard(node, design, codes, classes):
+def _newton_with_guard(node, design, codes, classes, total=_one_shard):
     """Newton's method; when the classes are separated, refit with a small ridge and warn."""
-    coef, information, nll, converged = _newton(design, codes, classes, ridge=0.0)
+    coef, information, nll, converged = _newton(design, codes, classes, ridge=0.0, total=total)
     if converged:
         return coef, information, nll, []
     note = (f"node '{node}': its features separate its classes (the maximum-likelihood "
             f"coefficients are infinite); a ridge penalty {SEPARATION_RIDGE:g} * |coef|^2 / 2 "
             "keeps them finite")
     warnings.warn(note, SeparationWarning, stacklevel=4)
-    coef, information, nll, _ = _newton(design, codes, classes, ridge=SEPARATION_RIDGE)
+    coef, information, nll, _ = _newton(design, codes, classes, ridge=SEPARATION_RIDGE, total=total)
     return coef, information, nll, [note]
 
 
-def _newton(design, codes, classes, ridge):
+def _newton(design, codes, classes, ridge, total=_one_shard):
     """Maximise the (ridge-penalised) softmax log-likelihood, class 0 the reference.
 
     Returns ``(coef (K-1, P), information ((K-1) P, (K-1) P), nll, converged)``;
@@ -321,28 +339,28 @@ def _newton(design, codes, classes, ridge):
     indicators = (codes[:, None] == torch.arange(1, classes, device=codes.device)).to(design.dtype)
     coef = torch.zeros(others, size, dtype=design.dtype, device=design.device)
     penalty = ridge * torch.eye(others * size, dtype=design.dtype, device=design.device)
-    nll = _softmax_nll(design, codes, coef, ridge)
+    nll = _softmax_nll(design, codes, coef, ridge, total)
     converged = False
     for _ in range(NEWTON_STEPS):
         probs = _class_probs(design, coef)
-        gradient = (indicators - probs).T @ design - ridge * coef
-        information = _softmax_information(design, probs) + penalty
+        gradient = total((indicators - probs).T @ design) - ridge * coef
+        information = total(_softmax_information(design, probs)) + penalty
         step = torch.linalg.solve(information, gradient.reshape(-1)).reshape(others, size)
-        coef, nll = _damped_step(design, codes, coef, step, nll, ridge)
+        coef, nll = _damped_step(design, codes, coef, step, nll, ridge, total)
         if float(step.abs().max()) <= NEWTON_TOLERANCE * (1 + float(coef.abs().max())):
             converged = True
             break
         if float(coef.abs().max()) > SEPARATION_LIMIT:
             break
-    information = _softmax_information(design, _class_probs(design, coef)) + penalty
+    information = total(_softmax_information(design, _class_probs(design, coef))) + penalty
     return coef, information, nll, converged
 
 
-def _damped_step(design, codes, coef, step, nll, ridge):
+def _damped_step(design, codes, coef, step, nll, ridge, total=_one_shard):
     """Take the Newton step, halving it (up to 10 times) while it does not lower the loss."""
     for _ in range(10):
         candidate = coef + step
-        candidate_nll = _softmax_nll(design, codes, candidate, ridge)
+        candidate_nll = _softmax_nll(design, codes, candidate, ridge, total)
         if candidate_nll <= nll + 1e-9 * abs(nll):
             return candidate, candidate_nll
         step = step / 2
@@ -359,9 +377,9 @@ def _class_probs(design, coef):
     return torch.softmax(_logits(design, coef), dim=1)[:, 1:]
 
 
-def _softmax_nll(design, codes, coef, ridge):
+def _softmax_nll(design, codes, coef, ridge, total=_one_shard):
     log_probs = torch.log_softmax(_logits(design, coef), dim=1)
-    nll = -float(log_probs.gather(1, codes[:, None]).sum())
+    nll = -float(total(log_probs.gather(1, codes[:, None]).sum()))
     return nll + 0.5 * ridge * float((coef ** 2).sum())
 
 
@@ -383,7 +401,7 @@ def _softmax_information(design, probs):
 # ---------------------------------------------------------------------------
 
 
-def _fit_table(mechanism, values, alpha):
+def _fit_table(mechanism, values, alpha, total=_one_shard):
     """Counts over (parent configuration, state) in one bincount; ``(counts + alpha) / total``.
 
     Parent configurations with no rows (and ``alpha = 0``) get the uniform
@@ -401,7 +419,8 @@ def _fit_table(mechanism, values, alpha):
         flat = flat * card + _codes(_column(values, parent, rows), mechanism.node, f"parent '{parent}'", card)
     configurations = math.prod(mechanism.parent_cardinalities)
     counts = torch.bincount(flat * states + node_codes, minlength=configurations * states)
-    counts = counts.reshape(configurations, states).to(_DTYPE)
+    counts = total(counts.reshape(configurations, states).to(_DTYPE))
+    rows = _total_rows(total, rows, counts)
     totals = counts.sum(1, keepdim=True)
     smoothed = counts + alpha
     empty = smoothed.sum(1) == 0

@@ -311,7 +311,7 @@ def _fmt(value):
     return f"{value.item():g}" if value.numel() == 1 else str(value.tolist())
 
 
-def interventional(scm, do=None, evidence=None, n=10000, **inputs):
+def interventional(scm, do=None, evidence=None, n=10000, distributed=False, **inputs):
     """Samples of every node under ``do`` interventions, given ``evidence``.
 
     ``evidence`` is observed in the intervened world (conditional effects).
@@ -319,6 +319,8 @@ def interventional(scm, do=None, evidence=None, n=10000, **inputs):
     hold codes, and :meth:`QueryResult.distribution` reports by label.
     After a Bayesian fit every row carries its own posterior draw of the
     mechanism weights, so the samples integrate over the fitted posterior.
+    ``distributed=True`` shares the ``n`` draws among the ranks of ``torchrun``
+    and combines their summaries (:func:`causalppl.causal.distributed.interventional`).
 
     >>> import causalppl as cp
     >>> cp.set_rng_seed(0)
@@ -327,6 +329,10 @@ def interventional(scm, do=None, evidence=None, n=10000, **inputs):
     >>> abs(result.mean("y") - 2.0) < 0.1
     True
     """
+    if distributed:
+        from causalppl.causal import distributed as shared
+
+        return shared.interventional(scm, do, evidence, n, **inputs)
     do, evidence = dict(do or {}), dict(evidence or {})
     query = scm.do(**do) if do else scm
     if not evidence:
@@ -392,7 +398,7 @@ def _normal_quantile(p):
 
 
 def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=10000, bootstrap=None,
-        outcome_level=None, bootstrap_steps=None, **inputs):
+        outcome_level=None, bootstrap_steps=None, distributed=False, **inputs):
     """Average treatment effect of ``treatment`` on ``outcome`` by simulation under do.
 
     With ``evidence`` it is the conditional effect given that evidence. Both
@@ -406,7 +412,8 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
     ``treated``, ``control`` and the evidence may be labels of labelled
     nodes. For a discrete outcome, ``outcome_level`` (a label or code) makes
     the effect ``P(Y=level | do(treated)) - P(Y=level | do(control))``; it is
-    required when the outcome has more than two levels.
+    required when the outcome has more than two levels. ``distributed=True``
+    shares the draws among the ranks of ``torchrun`` (:func:`causalppl.causal.distributed.ate`).
 
     >>> import causalppl as cp
     >>> cp.set_rng_seed(0)
@@ -422,6 +429,10 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
     labels = scm.labels(outcome)
     if labels is not None:  # fail before simulating when the levels are known up front
         _outcome_code(outcome, dict(enumerate(labels)), outcome_level)
+    if distributed:
+        from causalppl.causal import distributed as shared
+
+        return shared.ate(scm, treatment, outcome, treated, control, evidence, n, outcome_level, **inputs)
     if bootstrap is not None:
         from causalppl.causal.bootstrap import bootstrap_ate
 

@@ -435,13 +435,19 @@ class SCM:
         """Same as :attr:`model`."""
         return self.model
 
-    def sample(self, n=None, **inputs):
+    def sample(self, n=None, distributed=False, **inputs):
         """Draw ``n`` joint samples: dict node -> tensor of shape ``(n, ...)``.
 
         Observational, or interventional after :meth:`do`. When nodes are
         observed (after :meth:`condition`) the draws come from the posterior,
-        by importance resampling with the model as proposal.
+        by importance resampling with the model as proposal. With
+        ``distributed=True`` under ``torchrun`` each rank returns its share of
+        the ``n`` draws (:func:`causalppl.causal.distributed.sample`).
         """
+        if distributed:
+            from causalppl.causal.distributed import sample
+
+            return sample(self, n if n is not None else 1, **inputs)
         if self._observed:
             from causalppl.causal.queries import posterior_samples
 
