@@ -414,7 +414,7 @@ def test_data_dict_conditions_rows():
     assert tr.trace.nodes["x"]["is_observed"]
     assert torch.equal(values["x"], data["x"])
     assert values["z"].shape == values["y"].shape == (3,)
-    with pytest.raises(KeyError, match="'w' is not a node"):
+    with pytest.raises(ValueError, match="'w' is not a node"):
         confounded().model(data={"w": torch.zeros(3)})
     with pytest.raises(ValueError, match="different numbers of rows"):
         confounded().model(data={"x": torch.zeros(3), "y": torch.zeros(4)})
