@@ -15,10 +15,12 @@ never scored); observed nodes are sampled with ``obs=``. With ``n=`` or
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from causalppl.graph.columns import read_columns
-from causalppl.graph.values import check_column, check_support
+from causalppl.graph.values import check_column, check_shape, check_support
 from causalppl.handlers import param_scope, substitute, trace
 from causalppl.runtime import as_tensor, intervention, plate, sample
 from causalppl.trace import contributes_log_prob, log_prob_of
@@ -89,7 +91,9 @@ class LoweredModel:
         values = dict(inputs)
         for node in self.order:
             if node in self.interventions:
-                values[node] = intervention(node, self.interventions[node])
+                value = self.interventions[node]
+                with _naming(node, "do", value):
+                    values[node] = intervention(node, value)
                 continue
             mechanism = self.mechanisms[node]
             try:
@@ -104,8 +108,10 @@ class LoweredModel:
                     f"got {type(fn).__name__} {fn!r}"
                 )
             value = observed.get(node)
-            if value is not None:
-                self._check_observed(node, value, fn)
+            if value is None:
+                values[node] = sample(node, fn)
+                continue
+            self._check_observed(node, value, fn)
             values[node] = sample(node, fn, obs=value)
         return {node: values[node] for node in self.order}
 
@@ -116,6 +122,7 @@ class LoweredModel:
         once, data once per fit (a new tensor each step under subsampling, on
         the CPU; on a GPU only the first, since each check waits for the device).
         """
+        check_shape(node, value, fn)
         checked = self._checked.get(node)
         if checked is value or (checked is not None and value.device.type != "cpu"):
             return
@@ -202,6 +209,19 @@ class LoweredModel:
             if contributes_log_prob(site):
                 total = total + log_prob_of(site)
         return torch.as_tensor(total)
+
+
+@contextlib.contextmanager
+def _naming(node, what, value):  # for do values (no distribution to compare with)
+    """A given value whose shape does not fit the plate: say which node's value, and its shape."""
+    try:
+        yield
+    except ValueError as err:
+        if "plate" not in str(err) or "batch shape" not in str(err):
+            raise
+        shape = tuple(torch.as_tensor(value).shape)
+        raise ValueError(f"node '{node}': its {what} value of shape {shape} does not fit the rows "
+                         f"(give one value, or one per row): {err}") from None
 
 
 def _cycle_rows(draws, n):

@@ -55,7 +55,8 @@ def _code_of(node, value, labels, what):
     if isinstance(value, (str, bytes)):
         if labels is None:
             raise ValueError(f"node '{node}' has no labels, so {value!r} cannot be translated to a code "
-                             f"(a {what} value); give a number, or declare labels with add('{node}', ..., labels=(...))")
+                             f"(a {what} value); give a number, or declare labels with "
+                             f"add('{node}', ..., labels=(...))")
         raise ValueError(f"node '{node}': unknown label {value!r}; its labels are {', '.join(map(repr, labels))}")
     raise _not_a_number(node, value, what, labels)
 
@@ -141,8 +142,9 @@ def _numpy(node, value, what):
 
 def _check_codes(node, value, labels, what):
     number = value.detach().double()
-    if not bool(((number == torch.round(number)) & (number >= 0) & (number < len(labels))).all()):
-        bad = value.reshape(-1)[~((number == torch.round(number)) & (number >= 0) & (number < len(labels))).reshape(-1)]
+    ok = (number == torch.round(number)) & (number >= 0) & (number < len(labels))
+    if not bool(ok.all()):
+        bad = value.reshape(-1)[~ok.reshape(-1)]
         raise ValueError(f"node '{node}': {what} value {bad[0].item()!r} is not one of its codes "
                          f"0..{len(labels) - 1} (labels {', '.join(map(repr, labels))})")
 
@@ -211,7 +213,10 @@ def describe_support(fn):
 
     base = _base(fn)
     if isinstance(base, Delta):
-        return f"only its value {_shown(base.v.detach().reshape(-1)[0].item() if base.v.numel() else base.v)}"
+        distinct = torch.unique(base.v.detach())
+        if distinct.numel() == 1:
+            return f"only its value {distinct.item():g}"
+        return "only its own value, a function of its parents, which no draw here matches"
     support = fn.support
     while isinstance(support, constraints.independent):
         support = support.base_constraint
@@ -220,7 +225,7 @@ def describe_support(fn):
     if isinstance(support, constraints.integer_interval):
         low, high = (_scalar(bound) for bound in (support.lower_bound, support.upper_bound))
         return f"integers {low}..{high}"
-    if isinstance(support, constraints.integer_greater_than):
+    if isinstance(support, constraints._IntegerGreaterThan):
         return f"integers >= {_scalar(support.lower_bound)}"
     if support is constraints.real:
         return "finite real numbers"
@@ -263,24 +268,50 @@ def _inside(fn, value):
     return inside
 
 
+def check_shape(node, value, fn, what="observed"):
+    """Raise ``ValueError`` naming ``node`` when ``value`` cannot broadcast with a draw of ``fn``.
+
+    (Inside a plate of ``n`` rows, one value or one per row fits; 3 values for 4 rows do not.)
+    """
+    shape = tuple(fn.batch_shape + fn.event_shape)
+    try:
+        torch.broadcast_shapes(tuple(value.shape), shape)
+    except RuntimeError:
+        raise ValueError(f"node '{node}': its {what} value of shape {tuple(value.shape)} does not fit the "
+                         f"shape {shape} of its mechanism's draws (give one value, or one per row)") from None
+
+
+def _moves(fn):
+    """Does the support of ``fn`` differ between its batch entries (bounds that depend on the parents)?"""
+    from causalppl.distributions import Delta
+
+    if isinstance(_base(fn), Delta):
+        return True
+    support = fn.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    for name in ("lower_bound", "upper_bound"):
+        bound = getattr(support, name, None)
+        if isinstance(bound, torch.Tensor) and bound.numel() > 1 and bool(bound.min() != bound.max()):
+            return True
+    return False
+
+
 def check_support(node, value, fn, what="observed"):
     """Raise ``ValueError`` naming ``node`` when ``value`` lies outside the support of ``fn``.
 
     ``fn`` is the distribution the node's mechanism returned in this run.
-    For a ``Delta`` node the support is its one value: evidence it never
-    takes (in any row) is refused.
+    A fixed support (``0 or 1``, ``integers 0..2``, finite reals) must hold
+    everywhere. A support that moves with the parents (a ``Delta`` node's one
+    value, ``Uniform(0, z)``) varies from draw to draw, so only evidence
+    that no draw allows is refused.
     """
-    from causalppl.distributions import Delta
-
     value = torch.as_tensor(value)
     try:
         inside = _inside(fn, value)
-    except RuntimeError:  # shapes that do not broadcast: sample() reports them with the site's name
+    except RuntimeError:  # shapes that do not broadcast: check_shape reports them
         return
-    if isinstance(_base(fn), Delta):
-        if inside.numel() == 0 or bool(inside.any()):
-            return
-    elif bool(inside.all()):
+    if inside.numel() == 0 or bool(inside.any() if _moves(fn) else inside.all()):
         return
     event_shape = tuple(value.shape[value.dim() - len(fn.event_shape):]) if fn.event_shape else ()
     batch = torch.broadcast_to(value.detach(), inside.shape + event_shape).reshape(inside.numel(), -1)
