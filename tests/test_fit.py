@@ -451,3 +451,15 @@ def test_a_nan_data_column_is_named_before_fitting(confounded):
     with pytest.raises(ValueError, match=r"data column 'y': 1 missing value \(NaN\), first at row 2"):
         confounded.fit(data={"x": torch.zeros(3), "y": torch.tensor([0.0, 1.0, float("nan")])}, steps=2,
                        progress=False)
+
+
+def test_a_nan_loss_stops_the_fit_naming_the_step_and_the_site():
+    from causalppl.infer.elbo import NonFiniteLossError
+
+    def y(x):
+        k = cp.param("k", torch.tensor(1.0))
+        return dist.Normal(x * k + float("nan"), 1.0, validate_args=False)
+
+    scm = cp.SCM().add("x", "Normal(0, 1)").add("y", y)
+    with pytest.raises(NonFiniteLossError, match=r"SVI step 1: the loss is nan; .*site 'y'"):
+        scm.fit(data={"y": torch.zeros(5)}, steps=5, progress=False)

@@ -53,7 +53,7 @@ class ModelState:
         return new
 
 
-def _check_name(name, what="node"):
+def check_name(name, what="node"):
     """Node and parent names: identifiers, not reserved, not read as something else in an expression.
 
     One rule for every way a node is made (``add``, ``SCM(G)``, DOT files):
@@ -193,10 +193,10 @@ class SCM:
         return self
 
     def _set(self, name, mechanism, latent, labels=None):
-        _check_name(name)
+        check_name(name)
         mechanism = as_mechanism(mechanism, node=name)
         for parent in mechanism.parents:
-            _check_name(parent, what=f"parent of node '{name}':")
+            check_name(parent, what=f"parent of node '{name}':")
         if name in mechanism.parents:
             raise nx.NetworkXUnfeasible(f"node '{name}' lists itself as a parent (cycle {name} -> {name})")
         labels = _check_labels(name, labels)
