@@ -153,3 +153,9 @@ def test_a_support_that_moves_with_the_parents_refuses_only_evidence_no_draw_all
     with pytest.raises(ValueError, match=r"node 'y': observed value 2.0 is outside the support of its Uniform"):
         check_support("y", torch.tensor(2.0), fn)
 
+
+
+def test_numpy_values_of_a_node_with_numeric_labels_are_labels():
+    assert torch.equal(to_tensor("k", np.array([10, 5]), labels=(10, 5, 1)), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="node 'x' has no labels, so 'a' cannot be translated"):
+        to_tensor("x", np.array(["a"]))

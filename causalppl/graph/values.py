@@ -96,7 +96,7 @@ def _shape(item):
     return (len(item),) + (_shape(item[0]) if item else ()) if isinstance(item, list) else ()
 
 
-def to_tensor(node, value, labels=None, what="value"):
+def to_tensor(node, value, labels=None, what="given"):
     """``value`` for ``node`` as a tensor: labels become codes, numbers stay as they are.
 
     Accepts a number, a bool, a label of a labelled node, a tensor, a numpy
@@ -118,8 +118,9 @@ def to_tensor(node, value, labels=None, what="value"):
         return value
     if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):  # numpy arrays and scalars
         array = _numpy(node, value, what)
-        if array is not None:
-            return to_tensor(node, array, labels, what)
+        if array is not None and labels is None:
+            return array
+        return to_tensor(node, value.tolist() if hasattr(value, "tolist") else list(value), labels, what)
     if isinstance(value, complex):
         raise ValueError(f"node '{node}': {what} value {value!r} is complex; expected a real number")
     if isinstance(value, (list, tuple)):
@@ -149,7 +150,7 @@ def _check_codes(node, value, labels, what):
                          f"0..{len(labels) - 1} (labels {', '.join(map(repr, labels))})")
 
 
-def check_finite(node, value, what="value"):
+def check_finite(node, value, what="given"):
     """Raise ``ValueError`` naming ``node`` when tensor ``value`` holds NaN or an infinity."""
     if value.is_floating_point() and not bool(torch.isfinite(value).all()):
         flat = value.detach().reshape(-1)
@@ -160,7 +161,7 @@ def check_finite(node, value, what="value"):
         raise ValueError(f"node '{node}': {what} value {bad}{where} {kind}; expected a finite number")
 
 
-def check_value(node, value, labels=None, what="value"):
+def check_value(node, value, labels=None, what="given"):
     """``value`` for ``do``/``condition`` on ``node``, checked: a finite real tensor (codes for labels).
 
     >>> check_value("t", "yes", labels=("no", "yes"), what="do")
