@@ -141,17 +141,28 @@ class ParamStore:
             "constraints": {name: encode_constraint(name, c) for name, c in self._constraints.items()},
         }
 
-    def set_state(self, state):
-        for name, leaf in state["params"].items():
-            constraint = decode_constraint(name, state["constraints"].get(name, ["real"]))
-            self._store(name, leaf.detach().clone().requires_grad_(True), constraint)
+    def set_state(self, state, where="param store state"):
+        """Set the params in ``state`` (from :meth:`get_state`), replacing those with the same names.
+
+        All or nothing: every entry is checked first, so a bad one raises
+        ``ValueError`` (prefixed by ``where``, naming the entry) and leaves
+        the store as it was.
+        """
+        entries = decode_state(state, where)
+        for name, leaf, constraint in entries:
+            self._store(name, leaf, constraint)
 
     def save(self, path):
         """Write the store to ``path`` atomically (see :func:`atomic_torch_save`)."""
         atomic_torch_save(self.get_state(), path)
 
     def load(self, path, map_location=None):
-        """Load params saved by :meth:`save`, replacing those with the same names."""
+        """Load params saved by :meth:`save`, replacing those with the same names.
+
+        All or nothing: a file that is not a param store, or has one bad
+        entry, raises ``ValueError`` naming ``path`` and leaves every param
+        as it was.
+        """
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except OSError:
@@ -164,9 +175,38 @@ class ParamStore:
             ) from err
         if isinstance(state, dict) and "format" in state and "param_store" in state:
             raise ValueError(f"{path}: this is a saved SCM, not a param store file; load it with cp.load(path)")
-        if not isinstance(state, dict) or "params" not in state:
-            raise ValueError(f"{path}: not a causalppl param store file")
-        self.set_state(state)
+        where = os.fspath(path) if isinstance(path, (str, bytes, os.PathLike)) else repr(path)
+        self.set_state(state, where=where)
+
+
+def decode_state(state, where):
+    """The ``(name, unconstrained leaf, constraint)`` entries of a saved state, every one checked.
+
+    Raises ``ValueError`` starting with ``where`` (a file's path) for
+    anything that is not a state :meth:`ParamStore.get_state` writes.
+    """
+    if not isinstance(state, dict) or not isinstance(state.get("params"), dict):
+        raise ValueError(f"{where}: not a causalppl param store file (expected a dict with a 'params' dict)")
+    codes = state.get("constraints", {})
+    if not isinstance(codes, dict):
+        raise ValueError(f"{where}: 'constraints' must be a dict of param name -> constraint, "
+                         f"got {type(codes).__name__}")
+    entries = []
+    for name, leaf in state["params"].items():
+        if not isinstance(name, str):
+            raise ValueError(f"{where}: param name {name!r} is not a string")
+        if not isinstance(leaf, torch.Tensor) or not leaf.is_floating_point():
+            shown = f"tensor of dtype {leaf.dtype}" if isinstance(leaf, torch.Tensor) else type(leaf).__name__
+            raise ValueError(f"{where}: param '{name}' must be a floating-point tensor, got {shown}")
+        code = codes.get(name, ["real"])
+        try:
+            constraint = decode_constraint(name, code)
+        except ValueError as err:  # names the param already
+            raise ValueError(f"{where}: {err}") from None
+        except Exception as err:  # torch refusing the bounds, say
+            raise ValueError(f"{where}: param '{name}': bad constraint {code!r} ({err})") from None
+        entries.append((name, leaf.detach().clone().requires_grad_(True), constraint))
+    return entries
 
 
 def check_save_path(path):
@@ -246,15 +286,26 @@ def encode_constraint(name, constraint):
 
 
 def decode_constraint(name, code):
+    if not isinstance(code, (list, tuple)) or not code or not isinstance(code[0], str):
+        raise ValueError(f"param '{name}': a saved constraint is a list such as ['positive'], got {code!r}")
     key, *args = code
     if key == "independent":
+        if len(args) != 2 or not isinstance(args[1], int) or isinstance(args[1], bool) or args[1] < 0:
+            raise ValueError(f"param '{name}': expected ['independent', constraint, dims], got {code!r}")
         return constraints.independent(decode_constraint(name, args[0]), args[1])
-    for cls, (known, _) in _PARAMETRISED.items():
+    for cls, (known, fields) in _PARAMETRISED.items():
         if key == known:
+            if len(args) != len(fields) or not all(_is_number(arg) for arg in args):
+                raise ValueError(f"param '{name}': constraint {key!r} needs {len(fields)} number(s) "
+                                 f"({', '.join(fields)}), got {args!r}")
             return cls(*args)
     if key in _NAMED_CONSTRAINTS:
         return _NAMED_CONSTRAINTS[key]
     raise ValueError(f"param '{name}': unknown constraint {key!r} in saved file")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _PARAM_STORE = ParamStore()

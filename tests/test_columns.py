@@ -171,3 +171,8 @@ def test_labels_given_to_add_encode_the_data_too():
     scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
     trace = cp.trace(lambda: scm.model(data=pd.DataFrame({"t": ["yes", "no", "yes"]}))).get_trace()
     assert trace.nodes["t"]["value"].tolist() == [1, 0, 1]
+
+
+def test_a_column_that_is_none_is_named():
+    with pytest.raises(ValueError, match="data column 'x': got None; expected a 1-d column"):
+        read_column("x", None)

@@ -240,3 +240,14 @@ def test_counterfactual_accepts_labels(one_thread_seeded):
     assert torch.equal(by_label["dysp"], by_code["dysp"])
     with pytest.raises(ValueError, match=r"node 'either': unknown label 'maybe'; its labels are 'no', 'yes'"):
         scm.counterfactual(evidence={"dysp": "yes"}, do={"either": "maybe"})
+
+
+@pytest.mark.parametrize("value, fragment", [(float("nan"), "NaN"), (float("inf"), "infinite"),
+                                             (None, "is not a number")])
+def test_a_bad_counterfactual_action_names_the_node(value, fragment):
+    scm = cp.graphs.load("confounded")
+    with pytest.raises(ValueError, match="node 'x': do value") as info:
+        scm.counterfactual(evidence={"x": 1.0}, do={"x": value})
+    assert fragment in str(info.value)
+    with pytest.raises(ValueError, match="node 'y': condition value"):
+        scm.counterfactual(evidence={"y": value}, do={"x": 0.0})

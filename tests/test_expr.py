@@ -347,3 +347,45 @@ def test_no_eval_exec_or_code_compile():
     for call in compile_.call_args_list:
         flags = call.kwargs.get("flags", call.args[3] if len(call.args) > 3 else 0)
         assert flags & ast.PyCF_ONLY_AST
+
+
+# -- names that mean something else (issue 9) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("text, char, normal, column", [
+    ("Normal(ｘ, 1)", "ｘ", "x", 8),
+    ("Normal(0, 1) + ｅ", "ｅ", "e", 16),
+    ("ﬁ + 1", "ﬁ", "fi", 1),
+    ("Normal(x\u2082, 1)", "\u2082", "2", 9),
+])
+def test_text_that_unicode_normalises_into_other_text_is_refused_before_parsing(text, char, normal, column):
+    with pytest.raises(ExpressionError) as info:
+        parse_expression(text)
+    message = str(info.value)
+    assert f"character {char!r}" in message and f"read it as {normal!r}" in message, message
+    assert f"(column {column})" in message
+
+
+def test_non_ascii_names_that_are_already_normal_are_allowed():
+    assert parse_expression("Normal(größe, 1)").names == ("größe",)
+
+
+def test_e_and_pi_are_always_the_constants():
+    assert parse_expression("Normal(e + pi + x, 1)").names == ("x",)
+    assert math.isclose(float(parse_expression("e + pi")()), math.e + math.pi, rel_tol=1e-6)
+
+
+def test_expression_meaning_covers_constants_functions_and_distributions():
+    assert expr_module.expression_meaning("pi").startswith("the constant 3.14")
+    assert expr_module.expression_meaning("softplus") == "a function"
+    assert expr_module.expression_meaning("Bernoulli") == "a distribution"
+    assert expr_module.expression_meaning("rain") is None
+
+
+@pytest.mark.parametrize("text", ["x.__class__", "(lambda: 1)()", "[c for c in x]", "f'{x}'", "9**9**9",
+                                  "'a' * 10**10", "(" * 10_000 + "x" + ")" * 10_000, "x + " * 250_000 + "x"])
+def test_hostile_expressions_are_still_refused_fast(text):
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError):
+        parse_expression(text)()
+    assert time.perf_counter() - start < 2.0

@@ -387,3 +387,79 @@ def test_mle_refuses_bayesian_and_mlp_mechanisms_and_unknown_methods(one_thread_
     # auto: x is fitted exactly; the MLP (y) is left to SVI.
     result = mlp.fit(data, steps=5, progress=False)
     assert result.method == "mle+svi" and set(result.estimates) == {"x"}
+
+
+# -- options out of range are refused before anything runs (issue 9) ------------------------------
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"steps": -5}, "steps must be a whole number >= 0, got -5"),
+    ({"steps": 10.5}, "steps must be a whole number >= 0, got 10.5"),
+    ({"steps": 100.0}, "steps must be a whole number >= 0, got 100.0"),
+    ({"steps": "100"}, "steps must be a whole number >= 0, got '100'"),
+    ({"steps": True}, "steps must be a whole number >= 0, got True"),
+    ({"steps": None}, "steps must be a whole number >= 0, got None"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+    ({"lr": 0}, "lr must be a finite number > 0, got 0"),
+    ({"lr": -0.01}, "lr must be a finite number > 0, got -0.01"),
+    ({"lr": "0.01"}, "lr must be a finite number > 0, got '0.01'"),
+    ({"num_particles": 0}, "num_particles must be a whole number >= 1, got 0"),
+    ({"subsample_size": 0}, "subsample_size must be a whole number >= 1, got 0"),
+    ({"subsample_size": 2.5}, "subsample_size must be a whole number >= 1, got 2.5"),
+    ({"tol": float("nan")}, "tol must be a finite number >= 0, got nan"),
+    ({"alpha": -1.0}, "alpha must be a finite number >= 0, got -1.0"),
+    ({"posterior_draws_kept": 0}, "posterior_draws_kept must be a whole number >= 1, got 0"),
+    ({"method": "exact"}, "method must be one of auto, mle, svi, got 'exact'"),
+])
+def test_bad_options_are_refused_before_anything_runs(confounded, options, fragment):
+    scm = confounded.condition(x=1.0)
+    with model_never_called(scm):
+        with pytest.raises(ValueError) as info:
+            scm.fit(progress=False, **options)
+    assert fragment in str(info.value), str(info.value)
+    assert len(scm.params) == 0
+
+
+def test_integer_like_steps_are_accepted(confounded):
+    import numpy as np
+
+    result = confounded.condition(x=1.0).fit(steps=np.int64(3), progress=False, tol=1.0)
+    assert len(result.losses) == 3
+
+
+class model_never_called:  # noqa: N801 (used as a context manager, like a function)
+    """Fail the test if the SCM's lowered model runs (the check must come first)."""
+
+    def __init__(self, scm):
+        self.model = scm.model
+
+    def __enter__(self):
+        self.call = type(self.model).__call__
+        type(self.model).__call__ = lambda *args, **kwargs: pytest.fail("the model ran before the check")
+
+    def __exit__(self, *exc):
+        type(self.model).__call__ = self.call
+
+
+def test_a_data_column_that_is_not_a_node_is_a_value_error(confounded):
+    with pytest.raises(ValueError, match=r"data column 'wind' is not a node \(nodes: z, x, y\)"):
+        confounded.fit(data={"x": torch.zeros(4), "wind": torch.zeros(4)}, steps=2, progress=False)
+
+
+def test_a_nan_data_column_is_named_before_fitting(confounded):
+    with pytest.raises(ValueError, match=r"data column 'y': 1 missing value \(NaN\), first at row 2"):
+        confounded.fit(data={"x": torch.zeros(3), "y": torch.tensor([0.0, 1.0, float("nan")])}, steps=2,
+                       progress=False)
+
+
+def test_a_nan_loss_stops_the_fit_naming_the_step_and_the_site():
+    from causalppl.infer.elbo import NonFiniteLossError
+
+    def y(x):
+        k = cp.param("k", torch.tensor(1.0))
+        return dist.Normal(x * k + float("nan"), 1.0, validate_args=False)
+
+    scm = cp.SCM().add("x", "Normal(0, 1)").add("y", y)
+    with pytest.raises(NonFiniteLossError, match=r"SVI step 1: the loss is nan; .*site 'y'"):
+        scm.fit(data={"y": torch.zeros(5)}, steps=5, progress=False)

@@ -165,3 +165,51 @@ def test_set_rng_seed_reproduces_draws():
     cp.set_rng_seed(124)
     third = [cp.sample("x", cp.dist.Normal(0.0, 1.0)).item() for _ in range(3)]
     assert first == second and first != third
+
+
+# -- all-or-nothing loads of malformed files (issue 9) -------------------------------------------
+
+
+MALFORMED = {
+    "params-not-a-dict": {"params": [1.0, 2.0]},
+    "no-params": {"constraints": {}},
+    "a-list": [1, 2, 3],
+    "constraints-not-a-dict": {"params": {"a": torch.ones(1)}, "constraints": ["positive"]},
+    "a-string-param": {"params": {"a": torch.ones(1), "b": "0.5"}, "constraints": {}},
+    "an-integer-param": {"params": {"a": torch.ones(1), "b": torch.ones(1, dtype=torch.long)}},
+    "unknown-constraint": {"params": {"a": torch.ones(1), "b": torch.ones(1)}, "constraints": {"b": ["nope"]}},
+    "constraint-as-string": {"params": {"a": torch.ones(1), "b": torch.ones(1)}, "constraints": {"b": "positive"}},
+    "empty-constraint": {"params": {"a": torch.ones(1), "b": torch.ones(1)}, "constraints": {"b": []}},
+    "interval-missing-a-bound": {"params": {"a": torch.ones(1), "b": torch.ones(1)},
+                                 "constraints": {"b": ["interval", 0.0]}},
+    "interval-bound-a-string": {"params": {"a": torch.ones(1), "b": torch.ones(1)},
+                                "constraints": {"b": ["interval", "0", "1"]}},
+    "independent-without-dims": {"params": {"a": torch.ones(1), "b": torch.ones(1)},
+                                 "constraints": {"b": ["independent", ["real"]]}},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_a_malformed_file_is_a_value_error_naming_it_and_changes_nothing(tmp_path, kind):
+    path = tmp_path / f"{kind}.pt"
+    torch.save(MALFORMED[kind], path)
+    cp.param("a", torch.tensor(5.0))
+    cp.param("s", torch.tensor(2.0), constraint=constraints.positive)
+    with pytest.raises(ValueError, match=f"{kind}.pt"):
+        cp.get_param_store().load(path)
+    store = cp.get_param_store()
+    assert store.keys() == ["a", "s"]
+    assert store["a"].item() == 5.0 and store["s"].item() == pytest.approx(2.0)
+    assert store.get_constraint("s") is constraints.positive
+
+
+def test_a_bad_entry_after_good_ones_loads_none_of_them(tmp_path):
+    store = ParamStore()
+    store.get_param("loc", torch.tensor(1.0))
+    state = {"params": {"loc": torch.tensor(9.0), "scale": torch.tensor(0.0)},
+             "constraints": {"loc": ["real"], "scale": ["not-a-constraint"]}}
+    path = tmp_path / "half-bad.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"half-bad.pt: param 'scale': unknown constraint"):
+        store.load(path)
+    assert store.keys() == ["loc"] and store["loc"].item() == 1.0

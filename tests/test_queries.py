@@ -334,3 +334,12 @@ def test_unknown_labels_in_queries_name_the_node(confounded):
         ate(scm, "either", "dysp", treated="yes", control="no", outcome_level="often", n=10)
     with pytest.raises(ValueError, match=r"node 'x' has no labels"):
         ate(confounded, "x", "y", treated="high", n=10)
+
+
+def test_evidence_with_no_finite_weight_in_any_draw_is_named():
+    def y(x):
+        return cp.dist.Normal(x + float("nan"), 1.0, validate_args=False)
+
+    scm = cp.SCM().add("x", "Normal(0, 1)").add("y", y).condition(y=1.0)
+    with pytest.raises(ValueError, match=r"the evidence y=1 gives NaN log densities in every one of 20000 draws"):
+        scm.sample(5)

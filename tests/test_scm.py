@@ -414,7 +414,7 @@ def test_data_dict_conditions_rows():
     assert tr.trace.nodes["x"]["is_observed"]
     assert torch.equal(values["x"], data["x"])
     assert values["z"].shape == values["y"].shape == (3,)
-    with pytest.raises(KeyError, match="'w' is not a node"):
+    with pytest.raises(ValueError, match="'w' is not a node"):
         confounded().model(data={"w": torch.zeros(3)})
     with pytest.raises(ValueError, match="different numbers of rows"):
         confounded().model(data={"x": torch.zeros(3), "y": torch.zeros(4)})
@@ -514,3 +514,160 @@ def test_labels_from_a_networkx_attribute_and_from_the_mechanism():
     assert confounded().labels("x") is None
     with pytest.raises(KeyError, match="'w'"):
         confounded().labels("w")
+
+
+# -- bad input: names, values, data (issue 9) -------------------------------------------------
+
+
+@pytest.mark.parametrize("name, meaning", [
+    ("e", "the constant"), ("pi", "the constant"), ("exp", "a function"), ("log", "a function"),
+    ("where", "a function"), ("tensor", "a function"), ("Normal", "a distribution"), ("Delta", "a distribution"),
+])
+def test_names_of_expression_constants_and_functions_are_refused(name, meaning):
+    with pytest.raises(ValueError, match=f"node name '{name}' is refused: in expressions '{name}' is {meaning}"):
+        cp.SCM().add(name, "Normal(0, 1)")
+    with pytest.raises(ValueError, match=f"node name '{name}' is refused"):
+        cp.SCM().add(name, lambda: dist_normal())
+
+
+def dist_normal():
+    return cp.dist.Normal(0.0, 1.0)
+
+
+def test_callable_parents_named_like_constants_are_refused():
+    with pytest.raises(ValueError, match="parent of node 'y': name 'pi' is refused"):
+        cp.SCM().add("y", lambda pi: cp.dist.Normal(pi, 1.0))
+    with pytest.raises(ValueError, match="parent of node 'y': name 'exp' is refused"):
+        cp.SCM().add("y", lambda exp: cp.dist.Normal(exp, 1.0))
+
+
+def test_a_graph_with_a_constant_named_node_is_refused_too():
+    graph = nx.DiGraph()
+    graph.add_node("pi", mechanism="Normal(0, 1)")
+    with pytest.raises(ValueError, match="node name 'pi' is refused"):
+        cp.SCM(graph)
+
+
+def test_an_expression_reads_e_and_pi_as_constants_so_no_edge_is_lost():
+    scm = cp.SCM().add("x", "Normal(0, 1)").add("y", "Normal(x + e + pi, 1)")
+    assert list(scm.graph.edges) == [("x", "y")] and scm.inputs == ()
+
+
+@pytest.mark.parametrize("name, normal", [("ｘ", "x"), ("ﬁsh", "fish"), ("x\u2082", "x2")])
+def test_names_that_unicode_normalises_into_another_name_are_refused(name, normal):
+    if not name.isidentifier():
+        pytest.skip("not an identifier")
+    with pytest.raises(ValueError, match=f"normalises it to '{normal}'"):
+        cp.SCM().add(name, "Normal(0, 1)")
+
+
+def test_a_fullwidth_name_in_an_expression_is_refused_naming_the_node():
+    scm = cp.SCM().add("x", "Normal(0, 1)")
+    with pytest.raises(ExpressionError, match=r"node 'y': expression 'Normal\(ｘ, 1\)' \(column 8\): "
+                                              r"character 'ｘ' \(U\+FF58\) is not allowed.*read it as 'x'"):
+        scm.add("y", "Normal(ｘ, 1)")
+    assert "y" not in scm
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("Normal(0,", "syntax error"),
+    ("x.__class__", "attribute access"),
+    ("open('f')", "'open' is not an allowed function"),
+    ("Normal", "is a function"),
+])
+def test_an_expression_error_in_add_names_the_node(text, fragment):
+    with pytest.raises(ExpressionError, match="node 'wet': expression") as info:
+        cp.SCM().add("wet", text)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("surgery", ["do", "condition"])
+@pytest.mark.parametrize("value, fragment", [
+    (math.nan, "nan is not a number (NaN)"),
+    (math.inf, "inf is infinite"),
+    (-math.inf, "-inf is infinite"),
+    ([0.0, math.nan], "(at index 1)"),
+    (torch.tensor([math.inf]), "inf (at index 0) is infinite"),
+    (None, "None (None) is not a number"),
+    ({"a": 1.0}, "(dict) is not a number"),
+    ("high", "has no labels, so 'high' cannot be translated"),
+    ([[1.0], [2.0, 3.0]], "ragged list"),
+    (2 + 1j, "complex"),
+])
+def test_do_and_condition_refuse_bad_values_naming_the_node(surgery, value, fragment):
+    scm = confounded()
+    with pytest.raises(ValueError, match="node 'x'") as info:
+        getattr(scm, surgery)(x=value)
+    assert fragment in str(info.value), str(info.value)
+    assert "'y'" not in str(info.value)  # the node, not a child's mechanism
+
+
+def test_surgery_with_a_list_of_the_wrong_shape_names_the_node():
+    scm = confounded()
+    for surgery in (scm.do, scm.condition):
+        with pytest.raises(ValueError, match=r"node 'x': its (do|observed) value of shape \(3,\) does not fit"):
+            surgery(x=[1.0, 2.0, 3.0]).model(n=4)
+
+
+@pytest.mark.parametrize("mechanism, value, support", [
+    ("Bernoulli(0.3)", 2, "Bernoulli mechanism (0 or 1)"),
+    ("Bernoulli(0.3)", 0.5, "Bernoulli mechanism (0 or 1)"),
+    ("Categorical(probs=[0.2, 0.3, 0.5])", 3, "Categorical mechanism (integers 0..2)"),
+    ("Categorical(probs=[0.2, 0.3, 0.5])", 1.5, "Categorical mechanism (integers 0..2)"),
+    ("Poisson(3.0)", -1, "Poisson mechanism (integers >= 0)"),
+    ("Exponential(1.0)", -0.5, "Exponential mechanism (numbers >= 0)"),
+    ("Delta(1.0)", 2.0, "Delta mechanism (only its value 1)"),
+])
+def test_out_of_support_evidence_names_the_node_and_the_support(mechanism, value, support):
+    scm = cp.SCM().add("rain", mechanism).add("wet", "Normal(rain, 1.0)")
+    observed = scm.condition(rain=value)
+    with pytest.raises(ValueError, match="node 'rain': observed value") as info:
+        observed.sample(5)
+    assert support in str(info.value)
+    with pytest.raises(ValueError, match="node 'rain': observed value"):
+        observed.log_prob({"rain": value, "wet": 0.0})
+    with pytest.raises(ValueError, match="node 'rain': observed value"):
+        scm.condition(wet=1.0).fit(data={"rain": torch.tensor([0.0, value])}, steps=2, progress=False)
+
+
+def test_evidence_a_deterministic_node_never_takes_names_the_node():
+    scm = cp.SCM().add("x", "Normal(0, 1)").add("d", "Delta(2 * x)")
+    with pytest.raises(ValueError, match="node 'd': observed value 2.0 is outside the support of its Delta"):
+        scm.condition(d=2.0).sample(5)
+
+
+def test_in_support_evidence_still_works():
+    cp.set_rng_seed(0)
+    scm = cp.SCM().add("rain", "Bernoulli(0.3)").add("wet", "Bernoulli(where(rain, 0.9, 0.1))")
+    draws = scm.condition(wet=1).sample(2000)
+    assert_mean(draws["rain"], 0.27 / 0.34, 0.4, 2000)
+
+
+@pytest.mark.parametrize("column, fragment", [
+    (torch.ones(3, 2), "expected a 1-d column"),
+    (torch.tensor(1.0), "expected a 1-d column"),
+    (["a", "b", "c"], "holds labels ('a', 'b', 'c') but node 'x' has no labels"),
+    (None, "data column 'x'"),
+    (torch.tensor([1.0, math.nan, 2.0]), "1 missing value (NaN), first at row 1"),
+    ([1.0, math.inf, 2.0], "infinite value"),
+    (torch.tensor([1 + 1j, 2 + 0j, 3 + 0j]), "complex"),
+    ([1, None, 2], "missing value"),
+])
+def test_bad_data_columns_name_the_column(column, fragment):
+    scm = confounded()
+    for run in (lambda: scm.model(data={"x": column}),
+                lambda: scm.fit(data={"x": column}, steps=2, progress=False)):
+        with pytest.raises((ValueError, TypeError), match="data column 'x'") as info:
+            run()
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_an_extra_data_column_is_a_value_error_naming_it():
+    scm = confounded()
+    data = {"x": torch.zeros(3), "wind": torch.zeros(3)}
+    with pytest.raises(ValueError, match=r"data column 'wind' is not a node \(nodes: z, x, y\)"):
+        scm.model(data=data)
+    with pytest.raises(ValueError, match="data column 'wind' is not a node"):
+        scm.fit(data=data, steps=2, progress=False)
+    with pytest.raises(ValueError, match="data columns 'wind', 'rain' are not nodes"):
+        scm.model(data={"wind": torch.zeros(3), "rain": torch.zeros(3)})

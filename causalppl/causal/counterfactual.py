@@ -42,6 +42,7 @@ from torch.distributions import (
 
 from causalppl.causal.queries import _fmt, _resample, nodes_only
 from causalppl.distributions import Delta
+from causalppl.graph.values import check_value
 from causalppl.handlers import param_scope
 
 LOCATION_SCALE = (Normal, Laplace, Cauchy, Gumbel, StudentT)
@@ -175,7 +176,8 @@ def counterfactual(scm, evidence, do, n=1000, method="importance", steps=1000, *
             raise KeyError(f"'{name}' is not a node (nodes: {', '.join(scm.nodes)})")
     if scm.interventions or scm.observed:
         raise ValueError("counterfactual() needs the original SCM, without do/condition surgery")
-    actions = {node: scm.encode(node, value) for node, value in do.items()}  # labels -> codes, checked early
+    # Labels -> codes, checked early (finite numbers), as scm.do checks them.
+    actions = {node: check_value(node, value, scm.labels(node), what="do") for node, value in do.items()}
     factual_scm = scm.condition(**evidence) if evidence else scm
     weights = {}
     if method == "importance":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import operator
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,7 +36,6 @@ from causalppl.causal.distributed import Parallel
 from causalppl.causal.learnable import KINDS as LEARNABLE_KINDS
 from causalppl.causal.learnable import CategoricalTable
 from causalppl.causal.mle import fit_mle, why_not_exact
-from causalppl.graph.lower import table_to_tensors
 from causalppl.handlers import block, param_scope, replay, trace
 from causalppl.infer import SVI, Trace_ELBO
 from causalppl.params import ParamStore, set_rng_seed
@@ -297,12 +297,14 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
 
     Raises
     ------
-    ValueError for an unknown ``method``, and with ``method="mle"`` naming
-    each node that cannot be fitted exactly and why.
+    ValueError before anything runs for an option out of range (see
+    :func:`check_options`) or a data column that is not a node (or holds
+    NaN, ...), naming it; with ``method="mle"``, naming each node that
+    cannot be fitted exactly and why.
     """
     options = dict(locals())  # the call as made, for refits (bootstrap); see _record_fit
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_options(method=method, steps=steps, lr=lr, num_particles=num_particles,
+                  subsample_size=subsample_size, posterior_draws_kept=posterior_draws_kept, alpha=alpha, tol=tol)
     parallel = Parallel.start(distributed)
     if distributed:
         seed = parallel.seed_from_main(seed)  # rows are shared out by it; each rank draws on its own stream
@@ -314,7 +316,7 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     with device_context:
         if data is not None:
             data = {name: value.to(device) if device is not None else value
-                    for name, value in table_to_tensors(data, labels=scm.model.labels).items()}
+                    for name, value in scm.model.check_data(data).items()}
             data, _ = parallel.shard(data, seed)
         inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
                   for name, value in inputs.items()}
@@ -356,6 +358,52 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     if learn_params:
         _record_fit(scm, data, options)
     return result
+
+
+def _whole(name, value, low, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"fit: {name} must be a whole number >= {low}, got {value!r}")
+
+
+def _number(name, value, positive):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"fit: {name} must be a finite number {bound}, got {value!r}")
+
+
+def check_options(method="auto", steps=1000, lr=0.01, num_particles=1, subsample_size=None,
+                  posterior_draws_kept=1000, alpha=0.0, tol=1e-3):
+    """Refuse :func:`fit` options out of range before anything runs, naming the option.
+
+    >>> check_options(steps=-5)
+    Traceback (most recent call last):
+    ...
+    ValueError: fit: steps must be a whole number >= 0, got -5
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    _whole("steps", _as_int(steps), 0)
+    _number("lr", lr, positive=True)
+    _whole("num_particles", _as_int(num_particles), 1)
+    _whole("subsample_size", _as_int(subsample_size), 1, allow_none=True)
+    _whole("posterior_draws_kept", _as_int(posterior_draws_kept), 1)
+    _number("alpha", alpha, positive=False)
+    _number("tol", tol, positive=False)
+
+
+def _as_int(value):
+    """NumPy and 0-d torch integers count as whole numbers; anything else is left to be refused."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.dtype == torch.bool):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        return value
 
 
 def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress, fixed,

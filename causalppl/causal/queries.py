@@ -56,11 +56,27 @@ def _weighted(scm, num_samples, inputs):
         with trace() as tr:
             values, weights = scm.model.simulate(num_samples, **inputs)
         log_weights = _log_weights(tr.trace, num_samples)
+    _check_evidence(scm, log_weights)
     # Observed nodes come back as their (unbatched) observed values.
     values = {node: value.expand((num_samples,) + value.shape) if node in scm.observed else value
               for node, value in values.items()}
     values.update(weights)
     return values, log_weights - torch.logsumexp(log_weights, 0), levels_of(scm, tr.trace)
+
+
+def _check_evidence(scm, log_weights):
+    """Evidence that no draw can produce leaves nothing to weigh: say so, naming the observed nodes."""
+    if log_weights.numel() and not bool(torch.isfinite(log_weights).any()):
+        given = ", ".join(f"{node}={_shown(value)}" for node, value in scm.observed.items())
+        nan = bool(torch.isnan(log_weights).all())
+        why = "gives NaN log densities" if nan else "has probability zero"
+        raise ValueError(f"the evidence {given} {why} in every one of {log_weights.numel()} draws from the "
+                         "model; check the observed values against their nodes' mechanisms")
+
+
+def _shown(value):
+    value = torch.as_tensor(value)
+    return f"{value.item():g}" if value.numel() == 1 else f"<{tuple(value.shape)} values>"
 
 
 def _simulate(scm, n, inputs):

@@ -171,6 +171,8 @@ def read_column(name, value, labels=None, scalars=False):
     ...
     ValueError: data column 'x': 1 missing value (NaN), first at row 1; drop or impute them before fitting
     """
+    if value is None:
+        raise ValueError(f"data column '{name}': got None; expected a 1-d column (one value per row)")
     if isinstance(value, torch.Tensor):
         column = _from_tensor(name, value)
     else:

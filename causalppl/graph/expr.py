@@ -25,6 +25,7 @@ import functools
 import itertools
 import math
 import operator
+import unicodedata
 
 import torch
 import torch.distributions
@@ -117,6 +118,40 @@ def _distributions():
 @functools.cache
 def _callable_names():
     return frozenset(_FUNCTIONS) | frozenset(_distributions())
+
+
+def expression_meaning(name):
+    """What ``name`` already means in an expression (a constant, a function, a distribution), or ``None``.
+
+    Node and input names may not be one of these (see ``SCM.add``): an
+    expression would read the name as the constant or the function.
+
+    >>> expression_meaning("e"), expression_meaning("exp"), expression_meaning("weight")
+    ('the constant 2.718281828459045', 'a function', None)
+    """
+    if name in CONSTANTS:
+        return f"the constant {CONSTANTS[name]}"
+    if name in _distributions():
+        return "a distribution"
+    if name in _FUNCTIONS:
+        return "a function"
+    return None
+
+
+def _check_normalised(text):
+    """Refuse text that Unicode NFKC-normalises into other text: Python's parser would read ``ｘ`` as ``x``."""
+    if text.isascii() or unicodedata.normalize("NFKC", text) == text:
+        return
+    for index, char in enumerate(text):
+        normal = unicodedata.normalize("NFKC", char)
+        if normal != char:
+            line = text.count("\n", 0, index) + 1
+            column = index - (text.rfind("\n", 0, index) + 1) + 1
+            raise ExpressionError(
+                f"{_where_text(text, line, column)}: character {char!r} (U+{ord(char):04X}) is not allowed: "
+                f"Python would read it as {normal!r}; write {normal!r}")
+    raise ExpressionError(f"{_where_text(text, 1, None)}: Unicode normalises this text into other text "
+                          f"({unicodedata.normalize('NFKC', text)!r}); write that instead")
 
 
 def _reference(values, env):
@@ -377,6 +412,7 @@ class Expression:
         if len(text) > MAX_LENGTH:
             raise ExpressionError(f"{_where_text(text, 1, None)}: longer than {MAX_LENGTH} characters "
                                   f"({len(text)})")
+        _check_normalised(text)
         body = text.lstrip(" \t")  # a leading blank is an IndentationError to ast
         compiler = _Compiler(text, len(text) - len(body))
         try:

@@ -15,9 +15,12 @@ never scored); observed nodes are sampled with ``obs=``. With ``n=`` or
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from causalppl.graph.columns import read_columns
+from causalppl.graph.values import check_column, check_shape, check_support
 from causalppl.handlers import param_scope, substitute, trace
 from causalppl.runtime import as_tensor, intervention, plate, sample
 from causalppl.trace import contributes_log_prob, log_prob_of
@@ -47,6 +50,8 @@ class LoweredModel:
         self.cut_inputs = tuple(dict.fromkeys(
             parent for node in self.interventions for parent in self.mechanisms[node].parents
             if parent not in self.mechanisms and parent not in self.inputs))
+        # Node -> the observed tensor last checked against its mechanism's support (see _check_observed).
+        self._checked = {}
         self.__name__ = "scm_model"
 
     @property
@@ -64,7 +69,7 @@ class LoweredModel:
         self._prepare()
         observed = self.observed
         if data is not None:
-            data = self._check_data(data)
+            data = self.check_data(data)
             observed = {**observed, **data}
             rows = len(next(iter(data.values()))) if data else None
             if n is not None and rows is not None and n != rows:
@@ -86,7 +91,9 @@ class LoweredModel:
         values = dict(inputs)
         for node in self.order:
             if node in self.interventions:
-                values[node] = intervention(node, self.interventions[node])
+                value = self.interventions[node]
+                with _naming(node, "do", value):
+                    values[node] = intervention(node, value)
                 continue
             mechanism = self.mechanisms[node]
             try:
@@ -100,8 +107,27 @@ class LoweredModel:
                     f"node '{node}': its mechanism must return a torch Distribution, "
                     f"got {type(fn).__name__} {fn!r}"
                 )
-            values[node] = sample(node, fn, obs=observed.get(node))
+            value = observed.get(node)
+            if value is None:
+                values[node] = sample(node, fn)
+                continue
+            self._check_observed(node, value, fn)
+            values[node] = sample(node, fn, obs=value)
         return {node: values[node] for node in self.order}
+
+    def _check_observed(self, node, value, fn):
+        """An observed value must lie in the support of the distribution its mechanism returned.
+
+        Checked once per observed tensor: the fixed values of ``condition``
+        once, data once per fit (a new tensor each step under subsampling, on
+        the CPU; on a GPU only the first, since each check waits for the device).
+        """
+        check_shape(node, value, fn)
+        checked = self._checked.get(node)
+        if checked is value or (checked is not None and value.device.type != "cpu"):
+            return
+        check_support(node, value, fn)
+        self._checked[node] = value
 
     def _prepare(self):
         for node, mechanism in self.mechanisms.items():
@@ -153,11 +179,10 @@ class LoweredModel:
             raise TypeError(f"SCM model: {'; '.join(parts)} (the model's inputs are: {expected})")
         return {name: value for name, value in inputs.items() if name not in self.cut_inputs}
 
-    def _check_data(self, data):
-        data = table_to_tensors(data, labels=self.labels, scalars=False)
+    def check_data(self, data):
+        """Data for this model -> dict node -> tensor; every error names the column (see :func:`node_columns`)."""
+        data = node_columns(data, self.labels, self.order)
         for name in data:
-            if name not in self.mechanisms:
-                raise KeyError(f"data column '{name}' is not a node (nodes: {', '.join(self.order)})")
             if name in self.interventions:
                 raise ValueError(f"data column '{name}' is an intervened node; it cannot also be observed")
         lengths = {name: len(value) for name, value in data.items()}
@@ -175,6 +200,7 @@ class LoweredModel:
             raise KeyError(f"log_prob: {', '.join(map(repr, unknown))} are not nodes (nodes: {', '.join(self.order)})")
         inputs = self._check_inputs(inputs)
         observed = {name: as_tensor(value) for name, value in values.items() if name not in self.interventions}
+        self._checked.clear()  # one assignment: check it whole, whatever was checked before
         with param_scope(store=self.state.params), trace() as tr:
             self._prepare()
             self.run(inputs, observed)
@@ -183,6 +209,19 @@ class LoweredModel:
             if contributes_log_prob(site):
                 total = total + log_prob_of(site)
         return torch.as_tensor(total)
+
+
+@contextlib.contextmanager
+def _naming(node, what, value):  # for do values (no distribution to compare with)
+    """A given value whose shape does not fit the plate: say which node's value, and its shape."""
+    try:
+        yield
+    except ValueError as err:
+        if "plate" not in str(err) or "batch shape" not in str(err):
+            raise
+        shape = tuple(torch.as_tensor(value).shape)
+        raise ValueError(f"node '{node}': its {what} value of shape {shape} does not fit the rows "
+                         f"(give one value, or one per row): {err}") from None
 
 
 def _cycle_rows(draws, n):
@@ -205,6 +244,28 @@ def table_columns(data):
     if not hasattr(data, "items"):
         raise TypeError(f"data must be a dict of columns or a pandas DataFrame, got {type(data).__name__}")
     return dict(data.items())
+
+
+def node_columns(data, labels, nodes, scalars=False):
+    """Data for the nodes of an SCM -> dict node -> tensor, every column checked and named.
+
+    Columns are read by :func:`causalppl.graph.columns.read_columns` (NaN,
+    infinities, complex numbers, shapes that are not 1-d are errors naming
+    the column), then by :func:`causalppl.graph.values.check_column` (strings
+    for a node without labels). A column that is not a node is a
+    ``ValueError`` naming it.
+
+    >>> node_columns({"x": [1.0, 2.0], "t": [True, False]}, {}, ("x", "t"))
+    {'x': tensor([1., 2.]), 't': tensor([1., 0.])}
+    """
+    names = [str(name) for name in (data.columns if hasattr(data, "columns") else getattr(data, "keys", list)())]
+    unknown = [name for name in names if name not in nodes]
+    if unknown:
+        what = f"data column {unknown[0]!r} is not a node" if len(unknown) == 1 else \
+            f"data columns {', '.join(map(repr, unknown))} are not nodes"
+        raise ValueError(f"{what} (nodes: {', '.join(nodes)})")
+    columns = read_columns(data, labels, scalars)
+    return {name: check_column(name, column, labels.get(name)) for name, column in columns.items()}
 
 
 def table_to_tensors(data, labels=None, scalars=True):

@@ -20,7 +20,7 @@ import inspect
 
 import torch
 
-from causalppl.graph.expr import Expression, parse_expression
+from causalppl.graph.expr import Expression, ExpressionError, parse_expression
 
 
 class Mechanism:
@@ -65,12 +65,16 @@ class FixedDistribution:
 def as_mechanism(mechanism, node="?"):
     """Wrap any accepted mechanism form in a :class:`Mechanism`.
 
-    Raises ``TypeError`` naming ``node`` when the form is not accepted.
+    Raises ``TypeError`` naming ``node`` when the form is not accepted, and
+    :class:`ExpressionError` naming it for an expression that is not allowed.
     """
     if isinstance(mechanism, Mechanism):
         return mechanism
     if isinstance(mechanism, str):
-        expr = parse_expression(mechanism)
+        try:
+            expr = parse_expression(mechanism)
+        except ExpressionError as err:
+            raise ExpressionError(f"node '{node}': {err}") from None
         return Mechanism(expr, expr.names, text=expr.text)
     if isinstance(mechanism, Expression):
         return Mechanism(mechanism, mechanism.names, text=mechanism.text)

@@ -222,7 +222,7 @@ def from_data(data):
     if observed:
         scm = scm.condition(**observed)
     state = scm._state  # shared by the SCMs do/condition made above
-    state.params.set_state(_field(data, "param_store", dict))
+    state.params.set_state(_field(data, "param_store", dict), where="param_store")
     if data.get("posterior") is not None:
         state.posterior = _tensors(_field(data, "posterior", dict), "posterior")
     state.fit = data.get("fit")

@@ -15,15 +15,16 @@
 from __future__ import annotations
 
 import copy
-import numbers
+import unicodedata
 
 import networkx as nx
 import torch
 
-from causalppl.graph.lower import RESERVED, LoweredModel, table_to_tensors
+from causalppl.graph.expr import expression_meaning
+from causalppl.graph.lower import RESERVED, LoweredModel, node_columns
 from causalppl.graph.mechanism import Mechanism, as_mechanism
+from causalppl.graph.values import check_value, to_tensor
 from causalppl.params import ParamStore
-from causalppl.runtime import as_tensor
 
 
 class ModelState:
@@ -52,11 +53,28 @@ class ModelState:
         return new
 
 
-def _check_name(name, what="node"):
+def check_name(name, what="node"):
+    """Node and parent names: identifiers, not reserved, not read as something else in an expression.
+
+    One rule for every way a node is made (``add``, ``SCM(G)``, DOT files):
+    names of expression constants and functions (``e``, ``pi``, ``exp``,
+    ``Normal``, ...) are refused, since an expression would read them as the
+    constant or function, not the node. Names that Unicode NFKC-normalises
+    into another name (a fullwidth ``ｘ``) are refused: Python reads them as
+    that other name.
+    """
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
         raise ValueError(f"{what} name {name!r} must be a Python identifier not starting with '_'")
     if name in RESERVED:
         raise ValueError(f"{what} name '{name}' is reserved (the lowered model takes {sorted(RESERVED)})")
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:
+        raise ValueError(f"{what} name {name!r} is refused: Unicode normalises it to {normal!r}, another name; "
+                         f"write {normal!r}")
+    meaning = expression_meaning(name)
+    if meaning is not None:
+        raise ValueError(f"{what} name '{name}' is refused: in expressions '{name}' is {meaning}; "
+                         f"choose another name, such as '{name}_'")
 
 
 def _check_labels(node, labels):
@@ -70,23 +88,6 @@ def _check_labels(node, labels):
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ValueError(f"node '{node}': labels must be at least two distinct state labels, got {labels!r}")
     return labels
-
-
-def _code_of(node, value, labels):
-    """The code of one value: ``labels.index(value)`` for a label; a number is a code already."""
-    if labels is not None and not isinstance(value, torch.Tensor) and value in labels:
-        return labels.index(value)
-    listed = ", ".join(map(repr, labels)) if labels is not None else ""
-    if isinstance(value, numbers.Number) or (isinstance(value, torch.Tensor) and value.numel() == 1):
-        number = float(value)
-        if labels is not None and not (number.is_integer() and 0 <= number < len(labels)):
-            raise ValueError(f"node '{node}': {value!r} is neither one of its labels ({listed}) "
-                             f"nor one of their codes 0..{len(labels) - 1}")
-        return value
-    if labels is None:
-        raise ValueError(f"node '{node}' has no labels, so {value!r} cannot be translated to a code; "
-                         f"give a number, or declare labels with add('{node}', ..., labels=(...))")
-    raise ValueError(f"node '{node}': unknown label {value!r}; its labels are {listed}")
 
 
 def code_label(labels, value):
@@ -192,10 +193,10 @@ class SCM:
         return self
 
     def _set(self, name, mechanism, latent, labels=None):
-        _check_name(name)
+        check_name(name)
         mechanism = as_mechanism(mechanism, node=name)
         for parent in mechanism.parents:
-            _check_name(parent, what=f"parent of node '{name}':")
+            check_name(parent, what=f"parent of node '{name}':")
         if name in mechanism.parents:
             raise nx.NetworkXUnfeasible(f"node '{name}' lists itself as a parent (cycle {name} -> {name})")
         labels = _check_labels(name, labels)
@@ -302,20 +303,17 @@ class SCM:
         (``labels=(1, 2, 3)``) take precedence over codes.
 
         Raises ``ValueError`` naming the node for an unknown label (listing
-        its labels), a label given to a node without labels, or a number that
-        is not one of a labelled node's codes.
+        its labels), a label given to a node without labels, a number that
+        is not one of a labelled node's codes, or a value that is not a
+        number at all (``None``, a dict, a ragged list); see
+        :func:`causalppl.graph.values.to_tensor`.
 
         >>> import causalppl as cp
         >>> scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
         >>> scm.encode("t", "yes"), scm.encode("t", ["no", "yes", "yes"]), scm.encode("t", 0.0)
         (tensor(1.), tensor([0., 1., 1.]), tensor(0.))
         """
-        labels = self.labels(node)
-        if isinstance(value, torch.Tensor):
-            return value
-        if isinstance(value, (list, tuple)) and not all(isinstance(v, (numbers.Number, list, tuple)) for v in value):
-            return as_tensor([float(_code_of(node, item, labels)) for item in value])
-        return as_tensor(_code_of(node, value, labels))
+        return to_tensor(node, value, self.labels(node))
 
     @property
     def latent(self):
@@ -399,6 +397,10 @@ class SCM:
     def do(self, **values):
         """A new SCM with each named node fixed to its value and its incoming edges cut.
 
+        Values are finite numbers, tensors, lists of numbers, or a labelled
+        node's labels; anything else (``None``, NaN, infinity, a string for a
+        node without labels) is a ``ValueError`` naming the node.
+
         >>> import causalppl as cp
         >>> scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)")
         >>> scm.do(x=1.0).parents("x")
@@ -409,17 +411,24 @@ class SCM:
             if name in self._observed:
                 raise ValueError(f"node '{name}' is observed; it cannot also be intervened on")
         new = self._copy()
-        new._interventions.update({name: self.encode(name, value) for name, value in values.items()})
+        new._interventions.update({name: check_value(name, value, self.labels(name), what="do")
+                                   for name, value in values.items()})
         return new
 
     def condition(self, **values):
-        """A new SCM with each named node observed at its value (it then contributes its log density)."""
+        """A new SCM with each named node observed at its value (it then contributes its log density).
+
+        Values are checked as for :meth:`do`; a value outside the support of
+        the node's mechanism (``rain=2`` for a Bernoulli) is refused, naming
+        the node and the support, when the model first runs.
+        """
         self._require(*values)
         for name in values:
             if name in self._interventions:
                 raise ValueError(f"node '{name}' is intervened on; it cannot also be observed")
         new = self._copy()
-        new._observed.update({name: self.encode(name, value) for name, value in values.items()})
+        new._observed.update({name: check_value(name, value, self.labels(name), what="condition")
+                              for name, value in values.items()})
         return new
 
     # -- lowering ------------------------------------------------------------------
@@ -459,7 +468,11 @@ class SCM:
 
     def log_prob(self, values, **inputs):
         """Joint log density of a full assignment ``values`` (node -> value)."""
-        return self.model.log_prob(table_to_tensors(values, labels=self.model.labels), inputs)
+        model = self.model
+        unknown = [str(name) for name in values if name not in self._mechanisms]
+        if unknown:
+            raise KeyError(f"log_prob: {', '.join(map(repr, unknown))} are not nodes (nodes: {', '.join(self.nodes)})")
+        return model.log_prob(node_columns(values, model.labels, self.nodes, scalars=True), inputs)
 
     # -- delegations to other layers ------------------------------------------------
 
