@@ -30,6 +30,7 @@ and each rank checkpoints its own.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import math
@@ -53,6 +54,11 @@ def under_torchrun():
     True
     """
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def _leave_process_group():
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class Parallel:
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend, timeout=TIMEOUT)
+            # Leave the group before the interpreter exits: a gloo group torn
+            # down by the C++ destructors can abort the process (SIGABRT).
+            atexit.register(_leave_process_group)
         return cls(dist.get_rank(), dist.get_world_size())
 
     @property
