@@ -1,5 +1,11 @@
 """Causal queries over SCMs: effects, counterfactuals, identification, fitting."""
 
+from causalppl.causal.attribution import (
+    arrow_strength,
+    attribute_anomalies,
+    distribution_change,
+    intrinsic_causal_influence,
+)
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
 from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
 from causalppl.causal.fit import ConvergenceWarning
@@ -28,6 +34,7 @@ from causalppl.causal.queries import (
 )
 
 __all__ = [
+    "arrow_strength", "attribute_anomalies", "distribution_change", "intrinsic_causal_influence",
     "CategoricalTable", "Check", "ConvergenceWarning", "CounterfactualError", "CounterfactualResult",
     "Distribution", "EffectResult",
     "Estimate", "Identification", "LinearGaussian", "Logistic", "MLPGaussian", "QueryResult",
