@@ -6,6 +6,12 @@ from causalppl.causal.attribution import (
     distribution_change,
     intrinsic_causal_influence,
 )
+from causalppl.causal.causation import (
+    Causation,
+    CausationBounds,
+    causation_bounds,
+    probabilities_of_causation,
+)
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
 from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
 from causalppl.causal.fit import ConvergenceWarning
@@ -22,6 +28,7 @@ from causalppl.causal.identify import (
     instruments,
 )
 from causalppl.causal.learn import CategoricalTable, LinearGaussian, Logistic, MLPGaussian, from_graph
+from causalppl.causal.mediation import MediationResult, mediation
 from causalppl.causal.queries import (
     Distribution,
     EffectResult,
@@ -34,6 +41,8 @@ from causalppl.causal.queries import (
 )
 
 __all__ = [
+    "Causation", "CausationBounds", "MediationResult", "causation_bounds", "mediation",
+    "probabilities_of_causation",
     "arrow_strength", "attribute_anomalies", "distribution_change", "intrinsic_causal_influence",
     "CategoricalTable", "Check", "ConvergenceWarning", "CounterfactualError", "CounterfactualResult",
     "Distribution", "EffectResult",
