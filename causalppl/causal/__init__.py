@@ -39,8 +39,23 @@ from causalppl.causal.queries import (
     interventional,
     posterior_samples,
 )
+from causalppl.causal.refute import (
+    EffectEstimate,
+    FalsifyResult,
+    IndependenceTest,
+    RefuteResult,
+    backdoor_estimate,
+    data_subset,
+    falsify,
+    placebo_treatment,
+    random_common_cause,
+    refute,
+    unobserved_common_cause,
+)
 
 __all__ = [
+    "EffectEstimate", "FalsifyResult", "IndependenceTest", "RefuteResult", "backdoor_estimate", "data_subset",
+    "falsify", "placebo_treatment", "random_common_cause", "refute", "unobserved_common_cause",
     "Causation", "CausationBounds", "MediationResult", "causation_bounds", "mediation",
     "probabilities_of_causation",
     "arrow_strength", "attribute_anomalies", "distribution_change", "intrinsic_causal_influence",
