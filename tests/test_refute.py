@@ -104,3 +104,11 @@ def test_refuters_catch_an_estimate_that_ignores_a_confounder(one_thread_seeded)
     graph = nx.DiGraph([("x", "y")])
     graph.add_node("z")
     assert cp.causal.falsify(graph, data, permutations=0).rejected
+
+
+def test_dowhy_names_are_understood(one_thread_seeded):
+    scm, data = cp.graphs.load("confounded"), confounded_data(2000)
+    result = cp.causal.refute(scm, data, "x", "y", method="add_unobserved_common_cause",
+                              effect_strength_on_treatment=0.0, effect_strength_on_outcome=0.5, num_simulations=3)
+    assert len(result.new_estimates) == 3
+    assert abs(result.new_effect - result.estimate.value) < 0.1  # no effect on the treatment: no bias

@@ -41,6 +41,10 @@ class Causation:
     stderr: dict
     n: int
 
+    def __getitem__(self, name):
+        """``result["pn"]`` is ``result.pn`` (likewise "ps", "pns")."""
+        return getattr(self, name.lower())
+
     def __str__(self):
         return "  ".join(f"{name.upper()} {getattr(self, name):.4g} ± {self.stderr[name]:.2g}"
                          for name in ("pn", "ps", "pns"))
@@ -118,6 +122,10 @@ class CausationBounds:
     pns: tuple
     inputs: dict
     assumption: str
+
+    def __getitem__(self, name):
+        """``bounds["pn"]`` is ``bounds.pn``: the pair ``(low, high)``."""
+        return getattr(self, name.lower())
 
     def contains(self, name, value, tolerance=0.0):
         """Whether ``value`` lies within the bounds on ``name`` ("pn", "ps" or "pns"), up to ``tolerance``."""

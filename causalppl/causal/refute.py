@@ -602,7 +602,24 @@ REFUTERS = {
     "unobserved_common_cause": unobserved_common_cause,
 }
 ALIASES = {"placebo": "placebo_treatment", "subset": "data_subset", "unobserved": "unobserved_common_cause",
-           "random": "random_common_cause"}
+           "random": "random_common_cause",
+           # DoWhy's names
+           "placebo_treatment_refuter": "placebo_treatment", "data_subset_refuter": "data_subset",
+           "add_unobserved_common_cause": "unobserved_common_cause"}
+OPTION_ALIASES = {"num_simulations": "simulations", "subset_fraction": "fraction"}
+
+
+def _options(options):
+    """DoWhy's option names as ours (``num_simulations``, ``effect_strength_on_treatment``, ...)."""
+    options = {OPTION_ALIASES.get(key, key): value for key, value in options.items()}
+    on_treatment = options.pop("effect_strength_on_treatment", None)
+    on_outcome = options.pop("effect_strength_on_outcome", None)
+    if on_treatment is not None or on_outcome is not None:
+        default = options.get("strength", (0.1, 0.1))
+        default = (default, default) if isinstance(default, (int, float)) else default
+        options["strength"] = (default[0] if on_treatment is None else on_treatment,
+                               default[1] if on_outcome is None else on_outcome)
+    return options
 
 
 def refute(model, data, treatment, outcome, method="placebo_treatment", **options):
@@ -611,8 +628,10 @@ def refute(model, data, treatment, outcome, method="placebo_treatment", **option
     ``model`` is an SCM or a graph (only its structure is used); ``method``
     one of ``placebo_treatment``, ``random_common_cause``, ``data_subset``,
     ``unobserved_common_cause`` (or ``placebo``, ``random``, ``subset``,
-    ``unobserved``); ``options`` go to that refuter. Returns a
-    :class:`RefuteResult`.
+    ``unobserved``, or DoWhy's names); ``options`` go to that refuter
+    (DoWhy's ``num_simulations``, ``subset_fraction``,
+    ``effect_strength_on_treatment`` / ``_on_outcome`` are understood).
+    Returns a :class:`RefuteResult`.
 
     >>> import causalppl as cp
     >>> cp.set_rng_seed(0)
@@ -624,4 +643,4 @@ def refute(model, data, treatment, outcome, method="placebo_treatment", **option
     if name not in REFUTERS:
         known = ", ".join(list(REFUTERS) + list(ALIASES))
         raise ValueError(f"refute: unknown method {method!r}; known: {known}")
-    return REFUTERS[name](model, data, treatment, outcome, **options)
+    return REFUTERS[name](model, data, treatment, outcome, **_options(options))
