@@ -106,3 +106,17 @@ def test_attribution_on_cuda(one_thread_seeded):
         strength = cp.causal.arrow_strength(chain(), "b")
         influence = cp.causal.intrinsic_causal_influence(chain(), "b")
     assert abs(strength["a"] - 1) < 0.1 and abs(influence["a"] - 1) < 0.1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_anomalies_and_distribution_change_on_cuda(one_thread_seeded):
+    with torch.device("cuda"):
+        shares = cp.causal.attribute_anomalies(chain(), "b", {"a": torch.tensor([3.5]), "b": torch.tensor([3.6])})
+        moved = cp.SCM().add("a", "Normal(1, 1)").add("b", "Normal(a, 1)")
+        change = cp.causal.distribution_change(chain(), moved, "b")
+    assert shares["a"][0] > shares["b"][0] and abs(change["a"] - 1) < 1e-3
+
+
+def test_anomaly_rows_may_be_one_row_of_numbers(one_thread_seeded):
+    shares = cp.causal.attribute_anomalies(chain(), "b", {"a": 3.5, "b": 3.6}, n=500)
+    assert shares["a"].shape == (1,) and shares["a"][0] > shares["b"][0]

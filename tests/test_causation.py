@@ -103,3 +103,18 @@ def test_labels_and_errors():
     assert abs(result.pns - 0.8) < 5 * result.stderr["pns"]
     with pytest.raises(KeyError, match="no column 'z'"):
         cp.causal.causation_bounds({"x": [0, 1]}, "x", "z")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_probabilities_of_causation_on_cuda(one_thread_seeded):
+    with torch.device("cuda"):
+        result = cp.causal.probabilities_of_causation(discrete_scm(), "x", "y", n=20000)
+        bounds = cp.causal.causation_bounds(discrete_scm().sample(20000), "x", "y")
+    assert abs(result.pns - enumerate_exactly()["pns"]) < 0.03 and bounds.pn == (0.0, 1.0)
+
+
+def test_experimental_probabilities_as_a_dict():
+    data = {"x": [1, 1, 1, 0, 0, 0, 1, 0], "y": [1, 1, 0, 0, 0, 1, 1, 0]}
+    pair = cp.causal.causation_bounds(data, "x", "y", experimental=(0.7, 0.3))
+    mapping = cp.causal.causation_bounds(data, "x", "y", experimental={1: 0.7, 0: 0.3})
+    assert pair.pns == mapping.pns and pair["pn"] == mapping.pn

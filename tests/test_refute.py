@@ -112,3 +112,12 @@ def test_dowhy_names_are_understood(one_thread_seeded):
                               effect_strength_on_treatment=0.0, effect_strength_on_outcome=0.5, num_simulations=3)
     assert len(result.new_estimates) == 3
     assert abs(result.new_effect - result.estimate.value) < 0.1  # no effect on the treatment: no bias
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_falsify_and_refute_on_cuda(one_thread_seeded):
+    with torch.device("cuda"):
+        data = diamond().sample(2000)
+        assert not cp.causal.falsify(diamond(), data, method="kernel", permutations=5).rejected
+        result = cp.causal.refute(cp.graphs.load("confounded"), confounded_data(2000), "x", "y", method="subset")
+    assert result.passed

@@ -265,15 +265,16 @@ def attribute_anomalies(scm, node, rows, n=1000, **inputs):
     reference = sample_noise(scm, n, **inputs)
     players = _noise_players(scm, node, reference)
     _check_players(players, "attribute_anomalies")
-    observed = _row_values(scm, node, rows)
+    device = reference.values[node].device
+    observed = {v: value.to(device) for v, value in _row_values(scm, node, rows).items()}
     count = next(iter(observed.values())).shape[0]
     row_noise = _abduct_rows(scm, observed, count, inputs)
     centre = reference.values[node].double().median()
     score = (_rows_of(observed[node]) - centre).abs()  # (R,)
     tail_base = _tail_probability((_rows_of(reference.values[node]) - centre).abs().unsqueeze(0), score)
     # Rows (r, j): anomalous row r with reference draw j, flattened.
-    pick_row = torch.arange(count).repeat_interleave(n)
-    pick_ref = torch.arange(n).repeat(count)
+    pick_row = torch.arange(count, device=device).repeat_interleave(n)
+    pick_ref = torch.arange(n, device=device).repeat(count)
     kept = take_rows({v: row_noise[v] for v in players}, pick_row)
     drawn = take_rows({v: value for v, value in reference.noise.items() if value is not None}, pick_ref)
     weights = take_rows(reference.weights, pick_ref)
@@ -295,7 +296,8 @@ def _tail_probability(distances, score):
 
 def _row_values(scm, node, rows):
     labels = {v: scm.labels(v) for v in scm.nodes if scm.labels(v) is not None}
-    values = table_to_tensors(rows, labels=labels, scalars=False)
+    values = table_to_tensors(rows, labels=labels, scalars=True)
+    values = {v: value.reshape(1) if value.dim() == 0 else value for v, value in values.items()}  # one row
     needed = [v for v in scm.nodes if v in nx.ancestors(scm.graph, node) | {node} and v not in scm.interventions]
     missing = [v for v in needed if v not in values]
     if missing:

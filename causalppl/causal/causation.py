@@ -169,6 +169,9 @@ def _experimental(experimental, treatment, outcome, treated, control, outcome_le
     if isinstance(experimental, (tuple, list)) and len(experimental) == 2 and all(
             isinstance(p, (int, float)) for p in experimental):
         return float(experimental[0]), float(experimental[1])
+    if hasattr(experimental, "items") and treated in experimental and control in experimental and all(
+            isinstance(experimental[k], (int, float)) for k in (treated, control)):
+        return float(experimental[treated]), float(experimental[control])  # {treated: P(y_x), control: P(y_x')}
     joint = _joint(experimental, treatment, outcome, treated, control, outcome_level, "experimental data")
     treated_share = joint["P(x,y)"] + joint["P(x,y')"]
     control_share = joint["P(x',y)"] + joint["P(x',y')"]
@@ -208,8 +211,9 @@ def causation_bounds(data, treatment, outcome, experimental=None, exogenous=Fals
     data : dict of columns or DataFrame
         Observational rows with the ``treatment`` and ``outcome`` columns.
     experimental : optional
-        ``P(y | do(x))`` and ``P(y | do(x'))`` as a pair of numbers, or the
-        rows of a randomised experiment (the same two columns).
+        ``P(y | do(x))`` and ``P(y | do(x'))`` as a pair of numbers (or a
+        dict ``{treated: p, control: p}``), or the rows of a randomised
+        experiment (the same two columns).
     exogenous : bool
         Assume no confounding, so ``P(y_x) = P(y | x)`` (used when no
         experimental data are given).

@@ -281,6 +281,11 @@ class FalsifyResult:
         return self.rejected
 
     @property
+    def p_value(self):
+        """Same as ``permutation_p_value``."""
+        return self.permutation_p_value
+
+    @property
     def informative(self):
         return self.equivalent_share < self.significance
 
