@@ -1,5 +1,17 @@
 """Causal queries over SCMs: effects, counterfactuals, identification, fitting."""
 
+from causalppl.causal.attribution import (
+    arrow_strength,
+    attribute_anomalies,
+    distribution_change,
+    intrinsic_causal_influence,
+)
+from causalppl.causal.causation import (
+    Causation,
+    CausationBounds,
+    causation_bounds,
+    probabilities_of_causation,
+)
 from causalppl.causal.counterfactual import CounterfactualError, CounterfactualResult, counterfactual
 from causalppl.causal.discrete import exact_distribution
 from causalppl.causal.estimate import Estimate, adjusted_slope, iv_slope
@@ -22,6 +34,7 @@ from causalppl.causal.identify import (
     optimal_adjustment,
 )
 from causalppl.causal.learn import CategoricalTable, LinearGaussian, Logistic, MLPGaussian, from_graph
+from causalppl.causal.mediation import MediationResult, mediation
 from causalppl.causal.queries import (
     Distribution,
     EffectResult,
@@ -32,8 +45,26 @@ from causalppl.causal.queries import (
     interventional,
     posterior_samples,
 )
+from causalppl.causal.refute import (
+    EffectEstimate,
+    FalsifyResult,
+    IndependenceTest,
+    RefuteResult,
+    backdoor_estimate,
+    data_subset,
+    falsify,
+    placebo_treatment,
+    random_common_cause,
+    refute,
+    unobserved_common_cause,
+)
 
 __all__ = [
+    "EffectEstimate", "FalsifyResult", "IndependenceTest", "RefuteResult", "backdoor_estimate", "data_subset",
+    "falsify", "placebo_treatment", "random_common_cause", "refute", "unobserved_common_cause",
+    "Causation", "CausationBounds", "MediationResult", "causation_bounds", "mediation",
+    "probabilities_of_causation",
+    "arrow_strength", "attribute_anomalies", "distribution_change", "intrinsic_causal_influence",
     "CategoricalTable", "Check", "ConvergenceWarning", "CounterfactualError", "CounterfactualResult",
     "Distribution", "EffectResult", "Estimand", "Estimate", "Hedge", "Identification", "NotIdentifiable",
     "exact_distribution", "minimal_adjustment", "optimal_adjustment", "LinearGaussian", "Logistic",
