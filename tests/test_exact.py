@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import causalppl as cp
-from causalppl.causal import CategoricalTable, ate, association, exact, interventional
+from causalppl.causal import CategoricalTable, association, ate, exact, interventional
 from causalppl.causal.exact import ExactDistribution, ExactInferenceError, ExactResult
 
 TOLERANCE = 1e-6
@@ -284,3 +284,28 @@ def test_factors_follow_the_params_to_cuda():
     last = scm.nodes[-1]
     assert on_gpu.marginal(last).device.type == "cuda"
     assert torch.allclose(on_gpu.marginal(last).cpu(), on_cpu.marginal(last), atol=1e-9)
+    # A table on the GPU feeding an expression and a constant root: every factor moves to the GPU.
+    mixed = (cp.SCM().add("a", CategoricalTable("a", [], num_categories=2)).add("r", "Bernoulli(0.5)")
+             .add("y", "Bernoulli(0.1 + 0.6*a + 0.2*r)"))
+    mixed.params["a.probs"] = torch.tensor([0.25, 0.75], device="cuda")
+    result = interventional(mixed, evidence={"y": 1}, method="exact")
+    assert result.marginal("a").device.type == "cuda"
+    p_y = 0.25 * (0.1 + 0.3) / 2 + 0.75 * (0.7 + 0.9) / 2
+    assert result.mean("a") == pytest.approx(0.75 * 0.8 / p_y, abs=TOLERANCE)
+
+
+def test_benchmark_quick_run_prints_its_table(capsys):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "exact.py"
+    spec = importlib.util.spec_from_file_location("bench_exact", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        rows = module.main(["--quick"])
+    finally:
+        torch.set_num_threads(threads)
+    assert [row["query"] for row in rows] == ["do-query", "evidence", "ate", "all marginals"]
+    assert "P(n36 | do(n05=1))  exact" in capsys.readouterr().out  # no timing assertions: the box may be loaded

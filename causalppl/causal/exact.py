@@ -7,10 +7,12 @@ elimination (Koller & Friedman 2009, *Probabilistic Graphical Models*,
 Algorithm 9.1; greedy elimination orders, Algorithm 9.4):
 
 1. one factor per node: its conditional probability table ``P(node | parents)``
-   as a tensor over ``(parents..., node)``, from one batched call of its
-   mechanism on every parent configuration (:func:`node_factor`);
+   as a tensor over ``(parents..., node)``, read from a ``CategoricalTable``'s
+   param or from one batched call of any other mechanism on every parent
+   configuration (:func:`node_factor`);
 2. ``do(X=x)``: ``X`` gets no factor and its children read ``X = x`` (the
-   truncated factorisation; :func:`domain_of`);
+   truncated factorisation; :func:`intervened_domain`), so ``X`` itself may
+   even be continuous;
 3. evidence ``E=e``: every factor is sliced at ``E = e`` (:func:`node_factor`);
 4. nodes that are neither the query nor evidence nor their ancestors are
    dropped: their factors sum to one (:func:`relevant_nodes`);
@@ -170,7 +172,7 @@ def node_probs(scm, node, grid, rows):
     if probs.shape[:-1] not in ((), (1,), (rows,)):
         raise _NotExact(node, f"its mechanism returned a batch of shape {tuple(probs.shape[:-1])} "
                               f"for {rows} parent configurations")
-    return probs.expand(rows, probs.shape[-1]), value_dtype
+    return probs.detach().expand(rows, probs.shape[-1]), value_dtype
 
 
 def check_labels(scm, node, states):
@@ -202,7 +204,7 @@ def table_probs(scm, node, domains):
             return None
         index.append(int(code))
     with torch.no_grad():
-        table = scm.params[name]
+        table = scm.params[name].detach()
     return table[tuple(index)] if table.shape == fn._shape() else None
 
 
@@ -215,7 +217,7 @@ def grid_probs(scm, node, domains):
     return probs.reshape(free_sizes + [probs.shape[-1]]), value_dtype
 
 
-def node_factor(scm, node, domains, dtype):
+def node_factor(scm, node, domains, dtype, device):
     """Steps 1 and 3: the factor of a node that is not intervened on, and its :class:`Domain`.
 
     The factor is ``P(node | parents)`` over the node's free parents and the
@@ -231,7 +233,7 @@ def node_factor(scm, node, domains, dtype):
         table, value_dtype = grid_probs(scm, node, domains)
     states = table.shape[-1]
     check_labels(scm, node, states)
-    table = table.to(dtype)
+    table = table.to(device=device, dtype=dtype)
     free = tuple(p for p in parents if domains[p].free)
     if node in scm.observed:
         value = _scalar(node, scm.observed[node], "observed")
@@ -258,8 +260,7 @@ def compile_model(scm):
         if node in scm.interventions:
             domains[node] = intervened_domain(scm, node, device)
             continue
-        factor, domains[node] = node_factor(scm, node, domains, dtype)
-        factors[node] = Factor(factor.table.to(device), factor.variables)
+        factors[node], domains[node] = node_factor(scm, node, domains, dtype, device)
     return DiscreteModel(factors, domains, scm.graph, tuple(scm.observed))
 
 
@@ -505,7 +506,7 @@ class ExactResult(QueryResult):
         return "\n".join(lines)
 
 
-def levels(scm, model):
+def model_levels(scm, model):
     """Discrete node -> ``{code: label}``, as :func:`queries.levels_of` gives them for a sampled query."""
     found = {}
     for node in scm.nodes:
@@ -552,7 +553,7 @@ not a Bernoulli or Categorical
     def draw():
         return queries.interventional(scm, do=do, evidence=evidence, n=n, method="sample")
 
-    return ExactResult(model, do, evidence, levels(query, model), query.nodes, draw)
+    return ExactResult(model, do, evidence, model_levels(query, model), query.nodes, draw)
 
 
 def _given(scm):

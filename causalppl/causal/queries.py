@@ -245,7 +245,7 @@ class QueryResult:
         >>> cp.set_rng_seed(0)
         >>> scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
         >>> scm = scm.add("y", "Bernoulli(0.2 + 0.6 * t)", labels=("well", "ill"))
-        >>> d = cp.causal.interventional(scm, do={"t": "yes"}, n=4000).distribution("y")
+        >>> d = cp.causal.interventional(scm, do={"t": "yes"}, n=4000, method="sample").distribution("y")
         >>> list(d.probs), abs(d["ill"] - 0.8) < 4 * d.stderr["ill"]
         (['well', 'ill'], True)
         """
