@@ -463,9 +463,9 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
         return answer
     seed = int(torch.randint(2**62, ()))
     with _common_random_numbers(seed):
-        high = interventional(scm, {treatment: treated}, evidence, n, **inputs)
+        high = interventional(scm, {treatment: treated}, evidence, n, method="sample", **inputs)
     with _common_random_numbers(seed):
-        low = interventional(scm, {treatment: control}, evidence, n, **inputs)
+        low = interventional(scm, {treatment: control}, evidence, n, method="sample", **inputs)
     code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
     effect = _contrast(treatment, outcome, treated, control, high, low, paired=not evidence, code=code)
     effect.outcome_level = outcome_level
@@ -567,8 +567,8 @@ def association(scm, treatment, outcome, treated=1.0, control=0.0, n=10000, outc
                     outcome_level=outcome_level)
     if answer is not None:
         return answer
-    high = interventional(scm, evidence={treatment: treated}, n=n, **inputs)
-    low = interventional(scm, evidence={treatment: control}, n=n, **inputs)
+    high = interventional(scm, evidence={treatment: treated}, n=n, method="sample", **inputs)
+    low = interventional(scm, evidence={treatment: control}, n=n, method="sample", **inputs)
     code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
     effect = _contrast(treatment, outcome, treated, control, high, low, code=code)
     effect.outcome_level = outcome_level
