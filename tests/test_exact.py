@@ -253,6 +253,14 @@ def test_a_discrete_child_of_a_continuous_parent_is_not_exact():
     assert result.mean("t") == pytest.approx(0.5) and result.mean("x") == 0.0
 
 
+def test_an_intractable_network_falls_back_to_sampling(monkeypatch):
+    monkeypatch.setattr(exact, "MAX_ENTRIES", 4)
+    scm = cp.graphs.load("sprinkler")
+    with pytest.raises(ExactInferenceError, match="would build a factor of 8 entries"):
+        interventional(scm, method="exact")
+    assert not isinstance(interventional(scm, n=10), ExactResult)
+
+
 def test_bad_method_and_impossible_evidence_are_errors():
     scm = cp.graphs.load("sprinkler")
     with pytest.raises(ValueError, match="method must be one of 'auto', 'exact', 'sample', got 'fast'"):

@@ -95,8 +95,20 @@ class DiscreteModel:
     def order(self):
         """A min-fill elimination order of all free variables, computed once and reused by every marginal."""
         if self._order is None:
-            self._order = elimination_order(list(self.factors.values()), keep=())
+            self._order = check_tractable(self)
         return self._order
+
+
+MAX_ENTRIES = 2**26  # 512 MiB of float64: past this, sampling is the better tool
+
+
+def check_tractable(model):
+    """The model's elimination order; :class:`_NotExact` when one of its steps would exceed ``MAX_ENTRIES``."""
+    order, largest = _min_fill(list(model.factors.values()), keep=())
+    if largest > MAX_ENTRIES:
+        raise _NotExact(None, f"variable elimination would build a factor of {largest:,} entries "
+                              f"(more than {MAX_ENTRIES:,}): the network is too densely connected")
+    return order
 
 
 # -- 1-3: factors from mechanisms, with do and evidence ---------------------------------------
@@ -261,7 +273,9 @@ def compile_model(scm):
             domains[node] = intervened_domain(scm, node, device)
             continue
         factors[node], domains[node] = node_factor(scm, node, domains, dtype, device)
-    return DiscreteModel(factors, domains, scm.graph, tuple(scm.observed))
+    model = DiscreteModel(factors, domains, scm.graph, tuple(scm.observed))
+    model.order()  # fails here, before any query, when elimination is intractable
+    return model
 
 
 # -- 4-6: pruning, elimination order, contraction, normalisation --------------------------------
@@ -307,6 +321,11 @@ def elimination_order(factors, keep):
     >>> elimination_order(chain, keep=("c",))
     ['a', 'b']
     """
+    return _min_fill(factors, keep)[0]
+
+
+def _min_fill(factors, keep):
+    """:func:`elimination_order`, and the most entries one of its steps multiplies together."""
     neighbours = _interaction_graph(factors)
     sizes = {v: n for f in factors for v, n in zip(f.variables, f.table.shape)}
     candidates = set(neighbours) - set(keep)
@@ -315,10 +334,10 @@ def elimination_order(factors, keep):
         return _fill_in(neighbours, v), math.prod(sizes[u] for u in neighbours[v]), v
 
     costs = {v: cost(v) for v in candidates}
-    order = []
+    order, largest = [], 1
     while costs:
         variable = min(costs, key=costs.get)
-        del costs[variable]
+        largest = max(largest, costs.pop(variable)[1] * sizes[variable])
         around = neighbours.pop(variable)
         for other in around:
             neighbours[other] |= around - {other}
@@ -327,7 +346,7 @@ def elimination_order(factors, keep):
         touched = around.union(*(neighbours[other] for other in around))
         costs.update({v: cost(v) for v in touched if v in costs})
         order.append(variable)
-    return order
+    return order, largest
 
 
 def _einsum(factors, output):
