@@ -145,7 +145,7 @@ def cmd_query(args):
         raise CLIError(f"--target: '{args.target}' is not a node (nodes: {', '.join(scm.nodes)})")
     do, evidence = dict(args.do or []), dict(args.condition or [])
     if args.method == "importance":
-        result = interventional(scm, do=do, evidence=evidence, n=args.n, **_inputs(args))
+        result = interventional(scm, do=do, evidence=evidence, n=args.n, method="sample", **_inputs(args))
         summary = result.summary(args.target)
     else:
         query = _surgery(scm, args)

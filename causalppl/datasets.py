@@ -334,6 +334,29 @@ class DiscreteNetwork:
         return (f"DiscreteNetwork({self.graph.number_of_nodes()} nodes, {self.graph.number_of_edges()} edges, "
                 f"{min(cards, default=0)}-{max(cards, default=0)} states)")
 
+    def to_scm(self):
+        """This network as an SCM: a :class:`~causalppl.causal.learnable.CategoricalTable` per node,
+        its params set to the CPTs (node labels, when given, become the SCM's labels).
+
+        >>> net = random_discrete_network(num_nodes=3, seed=0)
+        >>> scm = net.to_scm()
+        >>> scm.nodes, torch.allclose(scm.params["n02.probs"], net.cpts["n02"])
+        (('n00', 'n01', 'n02'), True)
+        """
+        from torch.distributions import constraints
+
+        from causalppl.causal.learnable import CategoricalTable  # the data layer must not import causal/ eagerly
+        from causalppl.graph.scm import SCM
+
+        scm = SCM()
+        position = {node: i for i, node in enumerate(self.graph)}
+        for node in nx.lexicographical_topological_sort(self.graph, key=position.__getitem__):
+            parents = list(self.graph.predecessors(node))
+            table = CategoricalTable(node, parents, self.cardinality[node], [self.cardinality[p] for p in parents])
+            scm.add(node, table, labels=(self.labels or {}).get(node))
+            scm.params.get_param(f"{node}.probs", self.cpts[node], constraints.simplex)
+        return scm
+
     def sample(self, n, seed=0):
         """``n`` rows drawn by ancestral sampling: one gather of CPT rows per node.
 

@@ -65,7 +65,7 @@ def main(n=50_000, quiet=False, seed=0):
     s, t, c = (data[name].long() for name in ("smoking", "tar", "cancer"))
     estimate = frontdoor(s, t, c)
     naive = float(c[s == 1].float().mean() - c[s == 0].float().mean())
-    simulated = cp.causal.ate(scm, "smoking", "cancer", n=n)
+    simulated = cp.causal.ate(scm, "smoking", "cancer", n=n, method="sample")
     truth = true_effect()
 
     say(f"from {n} observational samples of smoking, tar, cancer:")

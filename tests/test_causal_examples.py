@@ -68,6 +68,7 @@ def test_sprinkler_do_conditioning_and_counterfactual():
     assert exact["do"] == pytest.approx(0.945) and exact["conditional"] == pytest.approx(0.927)
     assert exact["counterfactual"] == pytest.approx(0.27 / 0.927)  # P(rain | s=1) * 0.9 / P(wet | s=1)
     assert abs(results["do"] - 0.945) < 4 * results["do_stderr"]
+    assert results["do_eliminated"] == pytest.approx(0.945, abs=1e-6)
     assert abs(results["conditional"] - 0.927) < 4 * results["conditional_stderr"]
     p = exact["counterfactual"]
     assert abs(results["counterfactual"] - p) < 4 * math.sqrt(p * (1 - p) * 2 / n)  # resampled: n / 2

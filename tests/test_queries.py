@@ -8,6 +8,7 @@ import torch
 
 import causalppl as cp
 from causalppl.causal import Distribution, EffectResult, QueryResult, Summary, association, ate, interventional
+from causalppl.causal.exact import ExactResult
 
 
 @pytest.fixture
@@ -92,9 +93,11 @@ def test_sprinkler_do_matches_enumeration():
     assert exact == pytest.approx(0.945)
     cp.set_rng_seed(5)
     n = 20_000
-    result = interventional(cp.graphs.load("sprinkler"), do={"sprinkler": 1.0}, n=n)
-    assert abs(result.mean("wet") - exact) < 4 * math.sqrt(exact * (1 - exact) / n)
-    assert torch.all(result["sprinkler"] == 1.0)
+    result = interventional(cp.graphs.load("sprinkler"), do={"sprinkler": 1.0}, n=n)  # exact: all discrete
+    assert result.mean("wet") == pytest.approx(exact, abs=1e-6)
+    assert torch.all(result["sprinkler"] == 1.0)  # rows, drawn when asked for
+    sampled = interventional(cp.graphs.load("sprinkler"), do={"sprinkler": 1.0}, n=n, method="sample")
+    assert abs(sampled.mean("wet") - exact) < 4 * math.sqrt(exact * (1 - exact) / n)
 
 
 def test_sprinkler_conditioning_matches_enumeration():
@@ -107,7 +110,9 @@ def test_sprinkler_conditioning_matches_enumeration():
     cp.set_rng_seed(6)
     n = 20_000
     result = interventional(cp.graphs.load("sprinkler"), evidence={"sprinkler": 1.0}, n=n)
-    assert abs(result.mean("wet") - exact) < 4 * math.sqrt(exact * (1 - exact) / result.ess)
+    assert result.mean("wet") == pytest.approx(exact, abs=1e-6)
+    sampled = interventional(cp.graphs.load("sprinkler"), evidence={"sprinkler": 1.0}, n=n, method="sample")
+    assert abs(sampled.mean("wet") - exact) < 4 * math.sqrt(exact * (1 - exact) / sampled.ess)
 
 
 # -- results and their summaries ----------------------------------------------------------
@@ -221,7 +226,7 @@ def within(p, estimate, n):
 
 def test_distribution_by_label_under_do(one_thread_seeded):
     n = 4000
-    result = interventional(labelled(), do={"either": "yes"}, n=n)
+    result = interventional(labelled(), do={"either": "yes"}, n=n, method="sample")  # Monte Carlo errors
     assert torch.all(result["either"] == 1.0)  # samples are codes
     dysp = result.distribution("dysp")
     assert isinstance(dysp, Distribution)
@@ -242,8 +247,11 @@ def test_distribution_given_labelled_evidence(one_thread_seeded):
     exact = 0.59 / (0.59 + 0.17)
     result = interventional(labelled(), evidence={"dysp": "yes"}, n=4000)
     smoke = result.distribution("smoke")
-    assert within(exact, smoke["yes"], result.ess)
-    assert str(smoke).splitlines()[0] == "P(smoke | given dysp=yes)  n=4000"
+    assert smoke["yes"] == pytest.approx(exact, abs=1e-6)
+    assert str(smoke).splitlines()[0] == "P(smoke | given dysp=yes)  exact"
+    sampled = interventional(labelled(), evidence={"dysp": "yes"}, n=4000, method="sample")
+    assert within(exact, sampled.distribution("smoke")["yes"], sampled.ess)
+    assert str(sampled.distribution("smoke")).splitlines()[0] == "P(smoke | given dysp=yes)  n=4000"
     # the same evidence as a code gives the same query
     assert interventional(labelled(), evidence={"dysp": 1.0}, n=10).query() == "given dysp=yes"
 
@@ -252,6 +260,8 @@ def test_query_result_str_shows_distributions_by_label(one_thread_seeded, confou
     text = str(interventional(labelled(), do={"either": 1.0}, n=2000))
     lines = text.splitlines()
     assert lines[0] == "do(either=yes)"  # a code shown as its label
+    assert lines[3] == "  dysp: no 0.2, yes 0.8 (exact)"
+    lines = str(interventional(labelled(), do={"either": 1.0}, n=2000, method="sample")).splitlines()
     assert lines[3].startswith("  dysp: no 0.") and ", yes 0." in lines[3] and "(± " in lines[3]
     assert "±" in str(interventional(confounded, n=10)).splitlines()[1]  # continuous nodes: means
 
@@ -275,14 +285,19 @@ def test_distribution_of_a_continuous_node_is_an_error(confounded):
 def test_ate_with_labels_and_outcome_levels(one_thread_seeded):
     scm = labelled()
     effect = ate(scm, "either", "dysp", treated="yes", control="no", n=4000)
-    assert abs(effect.ate - 0.7) < 4 * effect.stderr + 1e-6
+    assert effect.ate == pytest.approx(0.7, abs=1e-6) and effect.stderr == 0.0  # exact: all discrete
     assert str(effect).startswith("ATE of either on dysp (do(either=yes) vs do(either=no)): ")
     assert effect.treated_result.do == {"either": "yes"}
     level = ate(scm, "either", "dysp", treated="yes", control="no", outcome_level="no", n=4000)
-    assert abs(level.ate + 0.7) < 4 * level.stderr + 1e-6
+    assert level.ate == pytest.approx(-0.7, abs=1e-6)
     assert str(level).startswith("ATE of either on P(dysp=no) ")
     by_code = ate(scm, "either", "dysp", treated="yes", control="no", outcome_level=1, n=4000)
-    assert abs(by_code.ate - 0.7) < 4 * by_code.stderr + 1e-6
+    assert by_code.ate == pytest.approx(0.7, abs=1e-6)
+    sampled = ate(scm, "either", "dysp", treated="yes", control="no", outcome_level="no", n=4000, method="sample")
+    assert abs(sampled.ate + 0.7) < 4 * sampled.stderr + 1e-6 and "Monte Carlo" in sampled.covers
+    assert not isinstance(sampled.treated_result, ExactResult)
+    naive = association(scm, "either", "dysp", treated="yes", control="no", n=4000, method="sample")
+    assert not isinstance(naive.treated_result, ExactResult) and naive.stderr > 0
 
 
 def three_level_scm(labels=("new", "returning", "loyal")):
@@ -303,10 +318,10 @@ def test_ate_on_a_categorical_outcome_needs_a_level(one_thread_seeded):
     with pytest.raises(ValueError, match=r"node 'c': unknown outcome_level 'gold'; its levels are 'new'"):
         ate(three_level_scm(), "t", "c", treated="yes", control="no", outcome_level="gold", n=100)
     effect = ate(three_level_scm(), "t", "c", treated="yes", control="no", outcome_level="loyal", n=4000)
-    assert abs(effect.ate - 0.3) < 4 * effect.stderr + 1e-6  # 0.5 - 0.2
+    assert effect.ate == pytest.approx(0.3, abs=1e-6)  # 0.5 - 0.2, exactly
     result = interventional(three_level_scm(), do={"t": "yes"}, n=4000).distribution("c")
     assert list(result.probs) == ["new", "returning", "loyal"]
-    assert within(0.5, result["loyal"], 4000)
+    assert result["loyal"] == pytest.approx(0.5, abs=1e-6)
     # without labels the levels are the codes 0, 1, 2
     unlabelled = three_level_scm(labels=None)
     with pytest.raises(ValueError, match=r"node 'c' is categorical with levels 0, 1, 2"):

@@ -1,6 +1,8 @@
 """Interventional and observational queries: posterior samples, effects, ATE.
 
-Everything is Monte Carlo over the lowered model, vectorised in one plate:
+On a fully discrete SCM the answers are exact by default (``method="auto"``):
+variable elimination, in :mod:`causalppl.causal.exact`. Everything else
+(``method="sample"``) is Monte Carlo over the lowered model, vectorised in one plate:
 forward sampling when nothing is observed, likelihood weighting (importance
 sampling with the model as proposal) and resampling when something is.
 Every summary carries its Monte Carlo standard error.
@@ -266,7 +268,7 @@ class QueryResult:
         >>> cp.set_rng_seed(0)
         >>> scm = cp.SCM().add("t", "Bernoulli(0.5)", labels=("no", "yes"))
         >>> scm = scm.add("y", "Bernoulli(0.2 + 0.6 * t)", labels=("well", "ill"))
-        >>> d = cp.causal.interventional(scm, do={"t": "yes"}, n=4000).distribution("y")
+        >>> d = cp.causal.interventional(scm, do={"t": "yes"}, n=4000, method="sample").distribution("y")
         >>> list(d.probs), abs(d["ill"] - 0.8) < 4 * d.stderr["ill"]
         (['well', 'ill'], True)
         """
@@ -327,8 +329,37 @@ def _fmt(value):
     return f"{value.item():g}" if value.numel() == 1 else str(value.tolist())
 
 
-def interventional(scm, do=None, evidence=None, n=10000, distributed=False, **inputs):
+METHODS = ("auto", "exact", "sample")
+
+
+def _exact(method, inputs, query, *args, **options):
+    """The answer of ``exact.<query>`` when ``method`` allows it and exact inference applies, else ``None``.
+
+    ``"auto"`` falls back silently (``None``: sample); ``"exact"`` raises
+    :class:`~causalppl.causal.exact.ExactInferenceError` naming the node.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method == "sample":
+        return None
+    from causalppl.causal import exact
+
+    if inputs:
+        if method == "exact":
+            raise exact.ExactInferenceError(f"exact inference does not apply: inputs given ({', '.join(inputs)})")
+        return None
+    return getattr(exact, query)(*args, required=method == "exact", **options)
+
+
+def interventional(scm, do=None, evidence=None, n=10000, method="auto", distributed=False, **inputs):
     """Samples of every node under ``do`` interventions, given ``evidence``.
+
+    ``method="exact"`` answers by variable elimination (an exact
+    :class:`~causalppl.causal.exact.ExactResult`, whose samples are drawn only
+    if asked for); it needs every node that is not intervened on to be a
+    Bernoulli or Categorical without Bayesian weights, and raises naming the
+    node that is not. ``"auto"`` (the default) is exact where it applies and
+    samples elsewhere; ``"sample"`` always samples.
 
     ``evidence`` is observed in the intervened world (conditional effects).
     Values may be labels of labelled nodes (``do={"t": "yes"}``); the samples
@@ -350,6 +381,9 @@ def interventional(scm, do=None, evidence=None, n=10000, distributed=False, **in
 
         return shared.interventional(scm, do, evidence, n, **inputs)
     do, evidence = dict(do or {}), dict(evidence or {})
+    answer = _exact(method, inputs, "interventional", scm, do, evidence, n=n)
+    if answer is not None:
+        return answer
     query = scm.do(**do) if do else scm
     if not evidence:
         values, levels, conditionals = _simulate(query, n, inputs)
@@ -414,8 +448,11 @@ def _normal_quantile(p):
 
 
 def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=10000, bootstrap=None,
-        outcome_level=None, bootstrap_steps=None, distributed=False, **inputs):
+        outcome_level=None, bootstrap_steps=None, method="auto", distributed=False, **inputs):
     """Average treatment effect of ``treatment`` on ``outcome`` by simulation under do.
+
+    ``method`` works as in :func:`interventional`: on a discrete SCM the
+    effect is exact by default (the difference of exact means; ``stderr`` 0).
 
     With ``evidence`` it is the conditional effect given that evidence. Both
     arms share their random numbers, so the Monte Carlo error is that of the
@@ -454,6 +491,10 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
 
         return bootstrap_ate(scm, treatment, outcome, treated, control, evidence, n, bootstrap, inputs,
                              steps=bootstrap_steps, outcome_level=outcome_level)
+    answer = _exact(method, inputs, "ate", scm, treatment, outcome, treated, control, evidence, n=n,
+                    outcome_level=outcome_level)
+    if answer is not None:
+        return answer
     posterior = scm._state.posterior if scm.model.global_sites else None
     if posterior and not evidence:
         # At least two rows per posterior draw, so each draw's effect and its
@@ -461,9 +502,9 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
         n = max(n, 2 * next(iter(posterior.values())).shape[0])
     seed = int(torch.randint(2**62, ()))
     with _common_random_numbers(seed):
-        high = interventional(scm, {treatment: treated}, evidence, n, **inputs)
+        high = interventional(scm, {treatment: treated}, evidence, n, method="sample", **inputs)
     with _common_random_numbers(seed):
-        low = interventional(scm, {treatment: control}, evidence, n, **inputs)
+        low = interventional(scm, {treatment: control}, evidence, n, method="sample", **inputs)
     code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
     effect = _contrast(treatment, outcome, treated, control, high, low, paired=not evidence, code=code)
     effect.outcome_level = outcome_level
@@ -605,14 +646,19 @@ def _contrast(treatment, outcome, treated, control, high, low, paired=False, cod
     )
 
 
-def association(scm, treatment, outcome, treated=1.0, control=0.0, n=10000, outcome_level=None, **inputs):
+def association(scm, treatment, outcome, treated=1.0, control=0.0, n=10000, outcome_level=None, method="auto",
+                **inputs):
     """The naive contrast ``E[Y | T=treated] - E[Y | T=control]`` (conditioning, not do).
 
     It equals the ATE only when nothing confounds treatment and outcome.
-    ``outcome_level`` works as in :func:`ate`.
+    ``outcome_level`` and ``method`` work as in :func:`ate`.
     """
-    high = interventional(scm, evidence={treatment: treated}, n=n, **inputs)
-    low = interventional(scm, evidence={treatment: control}, n=n, **inputs)
+    answer = _exact(method, inputs, "association", scm, treatment, outcome, treated, control, n=n,
+                    outcome_level=outcome_level)
+    if answer is not None:
+        return answer
+    high = interventional(scm, evidence={treatment: treated}, n=n, method="sample", **inputs)
+    low = interventional(scm, evidence={treatment: control}, n=n, method="sample", **inputs)
     code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
     effect = _contrast(treatment, outcome, treated, control, high, low, code=code)
     effect.outcome_level = outcome_level
