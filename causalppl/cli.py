@@ -317,4 +317,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from causalppl.causal.distributed import leave  # a --workers process ends through it
+
+    leave(main())

@@ -12,7 +12,7 @@ import warnings
 import torch
 
 import causalppl as cp
-from causalppl.causal.distributed import Parallel, summarize
+from causalppl.causal.distributed import Parallel, leave, summarize
 
 torch.set_num_threads(1)
 warnings.simplefilter("ignore")  # convergence warnings of the short fits
@@ -110,3 +110,4 @@ def main(scenario, out_dir):
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    leave(0)

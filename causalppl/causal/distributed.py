@@ -30,11 +30,11 @@ and each rank checkpoints its own.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime
 import math
 import os
+import sys
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -56,9 +56,20 @@ def under_torchrun():
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def _leave_process_group():
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave(status=0):
+    """End a ``torchrun`` worker with exit ``status``, skipping the interpreter's teardown.
+
+    A gloo process group's threads can abort a process while the interpreter
+    tears down (SIGABRT: "terminate called without an active exception");
+    leaving the group first and exiting directly avoids it. Outside a process
+    group this is plain ``sys.exit``.
+    """
+    if not dist.is_initialized():
+        sys.exit(status)
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,6 @@ class Parallel:
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend, timeout=TIMEOUT)
-            # Leave the group before the interpreter exits: a gloo group torn
-            # down by the C++ destructors can abort the process (SIGABRT).
-            atexit.register(_leave_process_group)
         return cls(dist.get_rank(), dist.get_world_size())
 
     @property
