@@ -447,3 +447,25 @@ def test_tracegraph_loss_equals_trace_elbo_loss_and_rejects_bad_baselines():
 
     with pytest.raises(ValueError, match=r"site 'z'.*shape \(3,\)"):
         cp.infer.TraceGraph_ELBO().differentiable_loss(one_row_model, wrong_shape_guide)
+
+
+@pytest.mark.parametrize("loss", [Trace_ELBO, TraceMeanField_ELBO, cp.infer.TraceGraph_ELBO])
+def test_pyro_elbo_keywords_are_accepted(loss):
+    elbo = loss(num_particles=2, max_plate_nesting=1, max_iarange_nesting=1, vectorize_particles=True,
+                strict_enumeration_warning=False, retain_graph=True, ignore_jit_warnings=True, jit_options={})
+    assert elbo.max_plate_nesting == 1 and elbo.num_particles == 2
+    assert loss(max_plate_nesting=float("inf")).max_plate_nesting is None
+    cp.clear_param_store()
+    elbo.loss_and_grads(gauss_model, gauss_guide)
+    elbo.loss_and_grads(gauss_model, gauss_guide)  # retain_graph: a second backward is fine
+    assert cp.get_param_store().leaf("loc").grad is not None
+
+
+def test_vectorized_particles_go_left_of_a_plate_with_an_explicit_dim():
+    def model():
+        with cp.plate("rows", 3, dim=-2):
+            cp.sample("x", cp.dist.Normal(0.0, 1.0).expand([3, 1]), obs=torch.zeros(3, 1))
+
+    elbo = Trace_ELBO(num_particles=4, vectorize_particles=True)
+    assert elbo.loss(model, lambda: None) == pytest.approx(3 * 0.5 * math.log(2 * math.pi))
+    assert elbo.max_plate_nesting == 2

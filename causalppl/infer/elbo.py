@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 
 from causalppl.handlers import replay, trace
+from causalppl.infer.predictive import max_plate_nesting
 from causalppl.runtime import plate
 from causalppl.trace import contributes_log_prob, log_prob_of
 
@@ -62,14 +63,29 @@ def _check_match(model_trace, guide_trace):
 
 
 class ELBO:
-    """Shared machinery: running model and guide, particles, the float losses."""
+    """Shared machinery: running model and guide, particles, the float losses.
 
-    def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=None):
+    The keywords are Pyro's. ``max_plate_nesting`` (``max_iarange_nesting`` is
+    its old name) bounds the plate dims, so vectorised particles go to its
+    left; by default it is found from a first run. ``retain_graph`` is passed
+    to ``backward``. ``strict_enumeration_warning``, ``ignore_jit_warnings``
+    and ``jit_options`` are accepted for Pyro scripts and change nothing here.
+    """
+
+    def __init__(self, num_particles=1, max_plate_nesting=None, max_iarange_nesting=None,
+                 vectorize_particles=False, strict_enumeration_warning=True, ignore_jit_warnings=False,
+                 jit_options=None, retain_graph=None):
         if int(num_particles) < 1:
             raise ValueError(f"num_particles must be at least 1, got {num_particles}")
+        if max_iarange_nesting is not None:
+            max_plate_nesting = max_iarange_nesting
+        if max_plate_nesting is not None and max_plate_nesting == float("inf"):
+            max_plate_nesting = None  # Pyro's default: "not given"
         self.num_particles = int(num_particles)
         self.vectorize_particles = vectorize_particles
-        self.max_plate_nesting = max_plate_nesting
+        self.max_plate_nesting = None if max_plate_nesting is None else int(max_plate_nesting)
+        self.retain_graph = retain_graph
+        self.strict_enumeration_warning = strict_enumeration_warning
         self.last_traces = None
         self._checked = False
 
@@ -87,11 +103,7 @@ class ELBO:
     def _guess_max_plate_nesting(self, model, guide, args, kwargs):
         with torch.no_grad():
             model_trace, guide_trace = self._run(model, guide, args, kwargs)
-        return max(
-            [len(site["cond_indep_stack"]) for tr in (model_trace, guide_trace)
-             for site in tr.nodes.values() if site["type"] == "sample"],
-            default=0,
-        )
+        return max_plate_nesting(model_trace, guide_trace)
 
     def _particle_traces(self, model, guide, args, kwargs):
         """Yield (model_trace, guide_trace, particle_dim or None) per particle batch."""
@@ -137,7 +149,7 @@ class ELBO:
             if self.num_particles > 1 and not self.vectorize_particles:
                 surrogate, loss = surrogate / self.num_particles, loss / self.num_particles
             if surrogate.requires_grad:
-                surrogate.backward()
+                surrogate.backward(retain_graph=self.retain_graph)
             total = loss if total is None else total + loss
         return total.item()
 
@@ -326,8 +338,8 @@ class TraceGraph_ELBO(Trace_ELBO):
     (True, True)
     """
 
-    def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=None):
-        super().__init__(num_particles, vectorize_particles, max_plate_nesting)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._averages = {}  # site name -> decaying average of its downstream cost
 
     def _downstream_costs(self, terms, model_trace, guide_trace, score_names):
