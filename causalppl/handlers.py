@@ -49,6 +49,8 @@ class trace(Messenger):
     def postprocess_message(self, msg):
         if self.param_only and msg["type"] != "param":
             return
+        if msg["type"] == "plate" and len(msg["value"]) == msg["args"][0]:
+            return  # a plate's rows are recorded only when they are a subsample (for replay)
         self.trace.add_site(msg)
 
     def get_trace(self, *args, **kwargs):

@@ -21,6 +21,7 @@ function so that it runs inside it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from typing import NamedTuple
@@ -135,6 +136,8 @@ def _default_value(msg):
         return get_param_store().get_param(msg["name"], init, constraint)
     if msg["type"] == "plate":
         size, subsample_size, device = msg["args"]
+        if subsample_size == size:
+            return all_rows(size, device)
         return torch.randperm(size, device=device)[:subsample_size]
     raise ValueError(f"site '{msg['name']}' of type {msg['type']!r} has no value")
 
@@ -182,12 +185,15 @@ def sample(name, fn, obs=None, infer=None):
     return apply_stack(msg)
 
 
-def param(name, init=None, constraint=torch.distributions.constraints.real):
+def param(name, init=None, constraint=torch.distributions.constraints.real, event_dim=None):
     """The constrained value of learnable parameter ``name`` from the param store.
 
     The first call creates it from ``init`` (a tensor, a number, or a
     zero-argument callable); later calls ignore ``init``.
     ``param(...).unconstrained()`` is the leaf tensor the optimiser updates.
+    With ``event_dim`` given, the dims left of the ``event_dim`` rightmost
+    ones are batch dims: inside a subsampled plate the value is indexed by
+    the plate's rows (the full parameter stays in the store).
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
@@ -198,6 +204,7 @@ def param(name, init=None, constraint=torch.distributions.constraints.real):
     if not HANDLER_STACK:
         return get_param_store().get_param(name, init, constraint)
     msg = new_message("param", name, None, None, args=(init, constraint))
+    msg["kwargs"] = {"event_dim": event_dim}
     return apply_stack(msg)
 
 
@@ -234,6 +241,13 @@ def _all_rows(size, device, default_device):
     return torch.arange(size, device=device if device is not None else default_device)
 
 
+def all_rows(size, device=None):
+    """``arange(size)``, cached (except under inference mode, whose tensors autograd cannot use)."""
+    if torch.is_inference_mode_enabled():
+        return torch.arange(size, device=device)
+    return _all_rows(size, device, torch.get_default_device())
+
+
 class plate(Messenger):
     """Conditionally independent rows along one batch dimension.
 
@@ -241,7 +255,9 @@ class plate(Messenger):
     is broadcast to have ``size`` (or ``subsample_size``) entries along ``dim``,
     and with subsampling the log densities are multiplied by
     ``size / subsample_size`` so the loss stays an unbiased estimate of the
-    full-data loss. ``idx`` holds the row indices in use.
+    full-data loss. ``idx`` holds the row indices in use. The arguments are
+    Pyro's, in its order: ``plate(name, size=None, subsample_size=None,
+    subsample=None, dim=None)``.
 
     >>> import torch, causalppl as cp
     >>> with cp.plate("rows", 100, subsample_size=10) as idx:
@@ -249,23 +265,40 @@ class plate(Messenger):
     >>> tuple(x.shape), tuple(idx.shape)
     ((10,), (10,))
 
+    - ``subsample=`` gives the row indices (a tensor) instead of drawing them.
+    - ``plate(name)`` without a size declares the dim only: the sizes come
+      from the data, and nothing is broadcast or rescaled (``idx`` is None).
+    - Under ``replay`` (e.g. a model run on a guide's trace) the plate takes
+      the rows the guide's plate of the same name drew, even without its own
+      ``subsample_size``; a different ``subsample_size`` is an error.
+    - ``param(..., event_dim=)`` values and ``subsample(data, event_dim)``
+      with a full-size dim here are indexed by the rows in use.
+
     Iterating, ``for i in plate(name, size):``, is the sequential form: each
     step's sites are independent of the others' and rescaled likewise, but
     nothing is broadcast (Pyro's sequential plate).
     """
 
-    def __init__(self, name, size=None, subsample_size=None, dim=None, subsample=None, device=None):
+    def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None, device=None):
         super().__init__()
         if subsample is not None:
+            if isinstance(subsample, int):
+                raise TypeError(f"plate '{name}': subsample must be a tensor of row indices, got {subsample!r} "
+                                "(give the dim as dim=...)")
             subsample = torch.as_tensor(subsample, device=device)
-            if size is None:
-                size = len(subsample)
+            if subsample_size is not None and int(subsample_size) != len(subsample):
+                raise ValueError(f"plate '{name}': subsample_size={subsample_size} but len(subsample)={len(subsample)}")
+            size = len(subsample) if size is None else size
             subsample_size = len(subsample)
-        if size is None or int(size) < 1:
+        if size is None or size == -1:
+            if subsample_size is not None:
+                raise ValueError(f"plate '{name}': subsample_size={subsample_size} needs a size")
+            size = subsample_size = -1  # sizes from the data (PyTorch's "any size")
+        elif int(size) < 1:
             raise ValueError(f"plate '{name}': size must be a positive integer, got {size!r}")
         size = int(size)
         subsample_size = size if subsample_size is None else int(subsample_size)
-        if not 1 <= subsample_size <= size:
+        if size != -1 and not 1 <= subsample_size <= size:
             raise ValueError(
                 f"plate '{name}': subsample_size must be between 1 and size={size}, "
                 f"got {subsample_size}"
@@ -278,7 +311,6 @@ class plate(Messenger):
         self.dim = dim
         self.device = device
         self._given_subsample = subsample
-        self._scale = size / subsample_size
         self.indices = None
 
     def __enter__(self):
@@ -291,27 +323,40 @@ class plate(Messenger):
                 self.dim -= 1
         elif self.dim in taken:
             raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate")
-        self.frame = CondIndepStackFrame(self.name, self.dim, self.size, self.subsample_size)
-        if self._given_subsample is not None:
-            self.indices = self._given_subsample
-        elif self.subsample_size < self.size:
-            # Drawn once per plate object (as in Pyro): re-entering it keeps its rows,
-            # so ``with x_axis: ...`` and ``with x_axis, y_axis: ...`` sites line up.
-            if self.indices is None:
-                # A "plate" message lets a trace record the draw and ``replay`` reuse
-                # it, so model and guide subsample the same rows within one step.
-                msg = new_message("plate", self.name, None, None,
-                                  args=(self.size, self.subsample_size, self.device))
-                self.indices = apply_stack(msg) if HANDLER_STACK else _default_value(msg)
-        elif torch.is_inference_mode_enabled():
-            # Never cache an inference tensor: autograd could not use it later.
-            self.indices = torch.arange(self.size, device=self.device)
-        else:
-            self.indices = _all_rows(self.size, self.device, torch.get_default_device())
+        self.indices = self._rows()
+        rows = self.size if self.indices is None else len(self.indices)
+        self.frame = CondIndepStackFrame(self.name, self.dim, self.size, rows)
+        self._scale = self.size / rows
         super().__enter__()
         return self.indices
 
+    def _rows(self):
+        """The row indices for this entry: given, drawn (or replayed), or all of them."""
+        if self.size == -1:
+            return None
+        if self._given_subsample is not None:
+            return self._given_subsample
+        if self.subsample_size < self.size and self.indices is not None:
+            # Drawn once per plate object (as in Pyro): re-entering it keeps its rows,
+            # so ``with x_axis: ...`` and ``with x_axis, y_axis: ...`` sites line up.
+            return self.indices
+        msg = new_message("plate", self.name, None, None, args=(self.size, self.subsample_size, self.device))
+        if not HANDLER_STACK:
+            return _default_value(msg)
+        # Through the stack, so a trace records a drawn subsample and ``replay``
+        # hands the guide's rows to the model's plate of the same name.
+        indices = apply_stack(msg)
+        if len(indices) != self.subsample_size and (self.subsample_size < self.size or len(indices) > self.size):
+            raise ValueError(
+                f"plate '{self.name}': subsample_size is {self.subsample_size} (of size {self.size}), but the "
+                f"replayed trace's plate '{self.name}' used {len(indices)} rows; give model and guide the same "
+                "subsample_size"
+            )
+        return indices
+
     def __iter__(self):
+        if self.size == -1:
+            raise ValueError(f"plate '{self.name}': a plate without a size cannot be iterated")
         self._sequential = True
         try:
             with self as indices:
@@ -327,10 +372,10 @@ class plate(Messenger):
         msg["cond_indep_stack"] = msg["cond_indep_stack"] + (self.frame,)
         if self._scale != 1.0:
             msg["scale"] = msg["scale"] * self._scale
-        if self._sequential:
+        if self._sequential or self.size == -1:
             return
         batch_shape = msg["fn"].batch_shape
-        dim, size = self.dim, self.subsample_size
+        dim, size = self.dim, self.frame.subsample_size
         if len(batch_shape) >= -dim and batch_shape[dim] == size:
             return
         shape = [1] * max(0, -dim - len(batch_shape)) + list(batch_shape)
@@ -341,6 +386,67 @@ class plate(Messenger):
             )
         shape[dim] = size
         msg["fn"] = msg["fn"].expand(torch.Size(shape))
+
+    def postprocess_message(self, msg):
+        if msg["type"] == "param" and msg["kwargs"]["event_dim"] is not None and not self._sequential:
+            what = f"param '{msg['name']}' (event_dim={msg['kwargs']['event_dim']})"
+            msg["value"] = self.subsample(msg["value"], msg["kwargs"]["event_dim"], what)
+
+    def subsample(self, value, event_dim, what="subsample"):
+        """``value`` indexed by this plate's rows along its dim (``event_dim`` dims from the right).
+
+        A dim of size 1 (or a missing one) broadcasts and is left alone; any
+        other size must be the plate's full size.
+        """
+        dim = self.dim - event_dim
+        if self.size == -1 or value.dim() < -dim or value.shape[dim] == 1:
+            return value
+        if value.shape[dim] != self.size:
+            raise ValueError(
+                f"{what}: size {value.shape[dim]} at dim {dim}, but plate '{self.name}' (dim {self.dim}) "
+                f"has size {self.size}"
+            )
+        if self.frame.subsample_size == self.size:
+            return value
+        subsampled = value.index_select(dim, self.indices.to(value.device))
+        if hasattr(value, "unconstrained"):
+            subsampled.unconstrained = value.unconstrained  # still the full leaf the optimiser updates
+        return subsampled
+
+
+def subsample(data, event_dim):
+    """``data`` restricted to the rows of the enclosing plates (Pyro's ``pyro.subsample``).
+
+    The ``event_dim`` rightmost dims are not plate dims; each enclosing
+    subsampled plate indexes its own dim, counted left of them.
+
+    >>> import torch, causalppl as cp
+    >>> data = torch.arange(10.0)
+    >>> with cp.plate("rows", 10, subsample=torch.tensor([2, 5])):
+    ...     cp.subsample(data, event_dim=0)
+    tensor([2., 5.])
+    """
+    if not isinstance(event_dim, int) or event_dim < 0:
+        raise ValueError(f"subsample: event_dim must be a non-negative int, got {event_dim!r}")
+    for handler in HANDLER_STACK:
+        if isinstance(handler, plate) and not handler._sequential:
+            data = handler.subsample(data, event_dim, f"subsample(data, event_dim={event_dim})")
+    return data
+
+
+@contextlib.contextmanager
+def plate_stack(prefix, sizes, rightmost_dim=-1):
+    """Nested plates ``{prefix}_0`` (rightmost, at ``rightmost_dim``), ``{prefix}_1``, ... for ``sizes``.
+
+    >>> import causalppl as cp
+    >>> with cp.plate_stack("batch", (2, 3)):
+    ...     tuple(cp.sample("x", cp.dist.Normal(0.0, 1.0)).shape)
+    (2, 3)
+    """
+    with contextlib.ExitStack() as stack:
+        for i, size in enumerate(reversed(tuple(sizes))):
+            stack.enter_context(plate(f"{prefix}_{i}", size, dim=rightmost_dim - i))
+        yield
 
 
 def intervention(name, value):
