@@ -14,20 +14,22 @@ from __future__ import annotations
 import torch
 
 from causalppl import params as _params
-from causalppl.runtime import Messenger, as_tensor
+from causalppl.runtime import Messenger, as_tensor, new_message
 from causalppl.trace import Trace
 
 
 class trace(Messenger):
     """Record every site a run visits into ``self.trace`` (a :class:`Trace`).
 
-    With ``param_only=True`` only ``param`` sites are recorded.
+    With ``param_only=True`` only ``param`` sites are recorded. Running a
+    wrapped function (``trace(fn)(...)``, ``.get_trace(...)``) also records
+    its return value as the site ``_RETURN`` (of type ``"return"``), as in Pyro.
 
     >>> import causalppl as cp
     >>> def model():
     ...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
     >>> list(cp.handlers.trace(model).get_trace().nodes)
-    ['x']
+    ['x', '_RETURN']
     """
 
     def __init__(self, fn=None, param_only=False):
@@ -53,8 +55,15 @@ class trace(Messenger):
             return  # a plate's rows are recorded only when they are a subsample (for replay)
         self.trace.add_site(msg)
 
+    def __call__(self, *args, **kwargs):
+        value = super().__call__(*args, **kwargs)
+        if self.fn is not None and not self.param_only:
+            # As in Pyro, a traced call records what the function returned.
+            self.trace.add_site(new_message("return", "_RETURN", None, value))
+        return value
+
     def get_trace(self, *args, **kwargs):
-        """Run the wrapped function and return its :class:`Trace`."""
+        """Run the wrapped function and return its :class:`Trace` (its value is the ``_RETURN`` site)."""
         self(*args, **kwargs)
         return self.trace
 

@@ -30,9 +30,38 @@ import torch
 
 from causalppl.params import get_param_store
 
-# The one piece of global mutable state besides the param store:
-# the active handlers, outermost first.
+# The global mutable state besides the param store: the active handlers,
+# outermost first, and whether models are validated (shape checks in the ELBOs).
 HANDLER_STACK: list[Messenger] = []
+_VALIDATION = [True]
+
+
+def enable_validation(is_validate=True):
+    """Turn validation on or off (on by default): the ELBOs' shape checks and torch's argument checks."""
+    _VALIDATION[0] = bool(is_validate)
+    torch.distributions.Distribution.set_default_validate_args(bool(is_validate))
+
+
+def is_validation_enabled():
+    return _VALIDATION[0]
+
+
+@contextlib.contextmanager
+def validation_enabled(is_validate=True):
+    """``enable_validation(is_validate)`` for the ``with`` block, then the previous setting.
+
+    >>> import causalppl as cp
+    >>> with cp.validation_enabled(False):
+    ...     cp.runtime.is_validation_enabled()
+    False
+    """
+    previous = (_VALIDATION[0], torch.distributions.Distribution._validate_args)
+    enable_validation(is_validate)
+    try:
+        yield
+    finally:
+        _VALIDATION[0] = previous[0]
+        torch.distributions.Distribution.set_default_validate_args(previous[1])
 
 
 class Messenger:
@@ -169,14 +198,21 @@ def _check_distribution(name, fn):
 # ---------------------------------------------------------------------------
 
 
-def sample(name, fn, obs=None, infer=None):
+def sample(name, fn, obs=None, infer=None, obs_mask=None):
     """Draw a value for site ``name`` from distribution ``fn`` (or return ``obs``).
+
+    With a boolean ``obs_mask`` (broadcastable to ``fn.batch_shape``) only the
+    entries where it is True are observed; as in Pyro the site is split into
+    ``{name}_observed`` and ``{name}_unobserved`` (each masked to its part)
+    and ``name`` is a deterministic site holding the merged value.
 
     >>> import causalppl as cp
     >>> cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
     tensor(0.5000)
     """
     _check_distribution(name, fn)
+    if obs_mask is not None:
+        return _masked_observe(name, fn, obs, obs_mask, infer)
     if obs is not None:
         obs = as_tensor(obs)
     if not HANDLER_STACK:  # fast path: nothing is listening
@@ -217,7 +253,22 @@ def factor(name, log_factor):
     return sample(name, unit, obs=unit.sample())
 
 
-def deterministic(name, value):
+def _masked_observe(name, fn, obs, obs_mask, infer):
+    from causalppl.handlers import mask
+
+    if obs is None:
+        raise ValueError(f"sample site '{name}': obs_mask needs obs (the values where the mask is True)")
+    obs_mask = torch.as_tensor(obs_mask, dtype=torch.bool)
+    with mask(mask=obs_mask):
+        observed = sample(f"{name}_observed", fn, obs=obs, infer=infer)
+    with mask(mask=~obs_mask):
+        unobserved = sample(f"{name}_unobserved", fn, infer=infer)
+    event_dim = len(fn.event_shape)
+    value = torch.where(obs_mask.reshape(obs_mask.shape + (1,) * event_dim), observed, unobserved)
+    return deterministic(name, value, event_dim=event_dim)
+
+
+def deterministic(name, value, event_dim=None):
     """Record a value computed from other sites, so traces and Predictive report it."""
     from causalppl.distributions import Delta
 
@@ -227,7 +278,7 @@ def deterministic(name, value):
     msg = new_message(
         "sample",
         name,
-        Delta(value, event_dim=value.dim()),
+        Delta(value, event_dim=value.dim() if event_dim is None else event_dim),
         value,
         is_observed=True,
         infer={"_deterministic": True},

@@ -447,3 +447,41 @@ def test_mismatched_subsample_sizes_of_guide_and_model_name_the_plate():
         trace(replay(model, trace=guide_trace)).get_trace()
     with pytest.raises(ValueError, match="plate 'rows'"):
         cp.infer.Trace_ELBO().loss(model, guide)
+
+
+def test_obs_mask_observes_some_entries_and_samples_the_others():
+    cp.set_rng_seed(12)
+    data = torch.tensor([1.0, 5.0, -2.0])
+    observed = torch.tensor([True, False, True])
+
+    def model():
+        with cp.plate("rows", 3):
+            return cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=data, obs_mask=observed)
+
+    tr = trace(model).get_trace()
+    value = tr.nodes["x"]["value"]
+    assert value[0].item() == 1.0 and value[2].item() == -2.0 and value[1].item() != 5.0
+    assert tr.nodes["x"]["infer"].get("_deterministic") and tr.nodes["x_observed"]["is_observed"]
+    assert not tr.nodes["x_unobserved"]["is_observed"]
+    # The joint density counts the observed entries once and the sampled one once.
+    unobserved = tr.nodes["x_unobserved"]["value"][1]
+    expected = normal_logpdf(1.0, 0.0, 1.0) + normal_logpdf(-2.0, 0.0, 1.0) + normal_logpdf(unobserved.item(), 0, 1)
+    assert tr.log_prob_sum().item() == pytest.approx(expected, rel=1e-5)
+    assert model().shape == (3,)
+    with pytest.raises(ValueError, match="'x'.*obs_mask needs obs"):
+        cp.sample("x", cp.dist.Normal(0.0, 1.0), obs_mask=observed)
+
+
+def test_validation_can_be_switched_off_and_back():
+    assert cp.runtime.is_validation_enabled()
+    with cp.validation_enabled(False):
+        assert not cp.runtime.is_validation_enabled()
+        cp.dist.Normal(0.0, -1.0)  # torch's argument checks are off too
+    assert cp.runtime.is_validation_enabled()
+    with pytest.raises(ValueError):
+        cp.dist.Normal(0.0, -1.0)
+    cp.enable_validation(False)
+    try:
+        assert not cp.runtime.is_validation_enabled()
+    finally:
+        cp.enable_validation(True)

@@ -25,7 +25,7 @@ import torch
 
 from causalppl.handlers import replay, trace
 from causalppl.infer.predictive import max_plate_nesting
-from causalppl.runtime import plate
+from causalppl.runtime import is_validation_enabled, plate
 from causalppl.trace import contributes_log_prob, log_prob_of
 
 
@@ -46,8 +46,18 @@ def first_nonfinite_site(*traces):
     return None
 
 
-def _check_match(model_trace, guide_trace):
-    """Warn (as Pyro does) where model and guide disagree on the latent sites."""
+def _check_match(model_trace, guide_trace, max_plate_nesting=None):
+    """Check the structure of a model and guide pair once (Pyro's checks).
+
+    Sites in one and not the other warn; event dims or shapes that disagree,
+    and log densities with batch dims no plate declares, raise ``ValueError``.
+    """
+    if is_validation_enabled():
+        _check_shapes_agree(model_trace, guide_trace, max_plate_nesting)
+        for role, tr in (("model", model_trace), ("guide", guide_trace)):
+            for site in tr.nodes.values():
+                if contributes_log_prob(site):
+                    check_site_shape(role, site, max_plate_nesting)
     for name in guide_trace.stochastic_nodes:
         if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
             continue  # e.g. an autoguide's joint latent: the guide's own business
@@ -60,6 +70,70 @@ def _check_match(model_trace, guide_trace):
                 "prior and scored, so the loss is not an ELBO (guide it, or hide it with block)",
                 stacklevel=5,
             )
+
+
+def _event_and_shape(site):
+    fn = site["fn"]
+    return len(fn.event_shape), fn.batch_shape + fn.event_shape
+
+
+def _check_shapes_agree(model_trace, guide_trace, max_plate_nesting):
+    """Model and guide must agree on each shared latent site's event dims and (broadcast) shape."""
+    for name in guide_trace.stochastic_nodes:
+        model_site = model_trace.nodes.get(name)
+        if model_site is None or not _is_latent(model_site):
+            continue
+        (model_event, model_shape), (guide_event, guide_shape) = (
+            _event_and_shape(model_site), _event_and_shape(guide_trace.nodes[name]))
+        if model_event != guide_event:
+            raise ValueError(
+                f"model and guide disagree on the event dims of site '{name}': {model_event} in the model "
+                f"(shape {tuple(model_shape)}), {guide_event} in the guide (shape {tuple(guide_shape)}); "
+                "use .to_event(n) on one of them"
+            )
+        if max_plate_nesting is not None:  # dims left of the plates may broadcast
+            keep = max_plate_nesting + model_event
+            model_shape, guide_shape = model_shape[-keep:] if keep else (), guide_shape[-keep:] if keep else ()
+        width = max(len(model_shape), len(guide_shape))
+        padded = [(1,) * (width - len(s)) + tuple(s) for s in (model_shape, guide_shape)]
+        if padded[0] != padded[1]:
+            raise ValueError(
+                f"model and guide disagree on the shape of site '{name}': {tuple(model_shape)} in the model, "
+                f"{tuple(guide_shape)} in the guide"
+            )
+
+
+def check_site_shape(role, site, max_plate_nesting=None):
+    """Pyro's rule: each log density dim is its plate's size, or 1 where no plate declares it.
+
+    Dims left of ``max_plate_nesting`` are not checked; a plate without a size
+    (``plate(name)``) allows any size at its dim.
+
+    >>> import torch, causalppl as cp
+    >>> tr = cp.trace(lambda: cp.sample("x", cp.dist.Normal(torch.zeros(3), 1.0))).get_trace()
+    >>> try:
+    ...     check_site_shape("model", tr.nodes["x"])
+    ... except ValueError as err:
+    ...     print(str(err).split(";")[0])
+    model site 'x': its log_prob has shape (3,), with size 3 at dim -1, which no plate declares
+    """
+    shape = tuple(log_prob_of(site).shape)
+    declared = {frame.dim: frame for frame in plate_frames(site)}
+    width = max([len(shape)] + [-dim for dim in declared])
+    padded = (1,) * (width - len(shape)) + shape
+    for dim in range(-width, 0):
+        if max_plate_nesting is not None and -dim > max_plate_nesting:
+            continue
+        frame = declared.get(dim)
+        expected = 1 if frame is None else frame.subsample_size
+        if expected == -1 or padded[dim] == expected:
+            continue
+        where = "which no plate declares" if frame is None else \
+            f"where plate '{frame.name}' has size {expected}"
+        raise ValueError(
+            f"{role} site '{site['name']}': its log_prob has shape {shape}, with size {padded[dim]} at dim {dim}, "
+            f"{where}; enclose the batched site in cp.plate(...) or make those dims event dims with .to_event(...)"
+        )
 
 
 class ELBO:
@@ -95,8 +169,8 @@ class ELBO:
         guide_trace = trace(guide).get_trace(*args, **kwargs)
         model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         if not self._checked:  # the structure is checked once, on the first run
+            _check_match(model_trace, guide_trace, self.max_plate_nesting)
             self._checked = True
-            _check_match(model_trace, guide_trace)
         self.last_traces = (("model", model_trace), ("guide", guide_trace))
         return model_trace, guide_trace
 
