@@ -111,7 +111,9 @@ class TorchDistribution(TorchDistributionMixin, _torch.Distribution):
 
 
 def _with_mixin(cls):
-    return type(cls.__name__, (TorchDistributionMixin, cls), {"__module__": __name__, "__doc__": cls.__doc__})
+    # Not torch's docstring: its examples are unseeded doctests.
+    doc = f"``torch.distributions.{cls.__name__}`` with Pyro's methods (see :class:`TorchDistributionMixin`)."
+    return type(cls.__name__, (TorchDistributionMixin, cls), {"__module__": __name__, "__doc__": doc})
 
 
 # One mixin subclass per concrete torch distribution (the abstract bases stay torch's).
