@@ -78,6 +78,36 @@ class Messenger:
             raise TypeError(f"{type(self).__name__} expects a callable to wrap, got {fn!r}")
         self.fn = fn
 
+    def __init_subclass__(cls, **kwargs):
+        # Pyro-style handlers write _process_message / _postprocess_message, or
+        # per-type hooks _pyro_sample / _pyro_post_sample (and _param, ...).
+        super().__init_subclass__(**kwargs)
+        if "_process_message" in vars(cls):
+            cls.process_message = cls._process_message
+        elif cls.process_message is Messenger.process_message and _has_hooks(cls, "_pyro_"):
+            cls.process_message = Messenger._run_pyro_hook
+        if "_postprocess_message" in vars(cls):
+            cls.postprocess_message = cls._postprocess_message
+        elif cls.postprocess_message is Messenger.postprocess_message and _has_hooks(cls, "_pyro_post_"):
+            cls.postprocess_message = Messenger._run_pyro_post_hook
+
+    def _run_pyro_hook(self, msg):
+        hook = getattr(self, "_pyro_" + msg["type"], None)
+        if hook is not None:
+            hook(msg)
+
+    def _run_pyro_post_hook(self, msg):
+        hook = getattr(self, "_pyro_post_" + msg["type"], None)
+        if hook is not None:
+            hook(msg)
+
+    def __get__(self, instance, owner=None):
+        # A handler wrapping a method (``@scale(scale=2.0)`` on ``def model(self, ...)``)
+        # binds like a function, so ``obj.model(...)`` passes ``obj``.
+        if instance is None or self.fn is None:
+            return self
+        return functools.partial(self.__call__, instance)
+
     def __enter__(self):
         HANDLER_STACK.append(self)
         return self
@@ -110,6 +140,12 @@ class Messenger:
 
     def postprocess_message(self, msg):
         pass
+
+
+def _has_hooks(cls, prefix):
+    """Whether ``cls`` defines a hook ``{prefix}<message type>`` (post hooks are not pre hooks)."""
+    return any(name.startswith(prefix) and (prefix != "_pyro_" or not name.startswith("_pyro_post_"))
+               for name in dir(cls))
 
 
 class CondIndepStackFrame(NamedTuple):
