@@ -20,7 +20,17 @@ from causalppl.params import (
     module,
     set_rng_seed,
 )
-from causalppl.runtime import deterministic, factor, param, plate, sample
+from causalppl.runtime import (
+    deterministic,
+    enable_validation,
+    factor,
+    param,
+    plate,
+    plate_stack,
+    sample,
+    subsample,
+    validation_enabled,
+)
 
 poutine = handlers
 
@@ -31,4 +41,4 @@ __all__ = [
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
-__all__ += ["graphs", "load", "read_dot"]
+__all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "subsample", "validation_enabled"]

@@ -1,23 +1,268 @@
-"""``torch.distributions`` re-exported, plus :class:`Delta` and :class:`Unit`.
+"""``torch.distributions`` with Pyro's distribution methods, plus :class:`Delta` and :class:`Unit`.
+
+Every distribution class here is a subclass of the torch class of the same
+name with :class:`TorchDistributionMixin` added (``.to_event``,
+``.expand_by``, ``.mask``, ``.has_rsample_``, calling ``d()`` to draw), so
+``isinstance(cp.dist.Normal(0, 1), torch.distributions.Normal)`` holds and
+torch itself is left untouched.
 
 >>> import torch, causalppl as cp
 >>> cp.dist.Normal(0.0, 1.0).log_prob(cp.dist.Delta(torch.tensor(0.0)).sample())
 tensor(-0.9189)
+>>> d = cp.dist.Normal(torch.zeros(3), 1.0).to_event(1)
+>>> d.batch_shape, d.event_shape
+(torch.Size([]), torch.Size([3]))
 """
 
 import torch
-from torch.distributions import *  # noqa: F401,F403  (the public torch distribution names)
+import torch.distributions as _torch
+from torch.distributions import *  # noqa: F401,F403  (constraints, transforms, kl_divergence, ...)
 from torch.distributions import __all__ as _torch_all
 from torch.distributions import constraints
 
-__all__ = list(_torch_all) + ["Delta", "Unit"]
+
+def _force_has_rsample(fn, value):
+    """Set ``has_rsample`` on ``fn``, or on its base where it only reports its base's."""
+    try:
+        fn.has_rsample = value
+    except AttributeError:  # Independent, TransformedDistribution, ...: a read-only property
+        _force_has_rsample(fn.base_dist, value)
+
+
+class TorchDistributionMixin:
+    """The methods Pyro adds to torch distributions.
+
+    >>> import torch, causalppl as cp
+    >>> d = cp.dist.Normal(0.0, 1.0).expand_by([4]).mask(torch.tensor([True, True, False, False]))
+    >>> d.log_prob(torch.zeros(4))
+    tensor([-0.9189, -0.9189,  0.0000,  0.0000])
+    """
+
+    def __call__(self, sample_shape=torch.Size()):
+        """A draw, reparameterised when the distribution allows it."""
+        return self.rsample(sample_shape) if self.has_rsample else self.sample(sample_shape)
+
+    @property
+    def event_dim(self):
+        return len(self.event_shape)
+
+    def shape(self, sample_shape=torch.Size()):
+        """The shape of a draw: ``sample_shape + batch_shape + event_shape``."""
+        return torch.Size(sample_shape) + self.batch_shape + self.event_shape
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance)
+        if new.has_rsample != self.has_rsample:  # keep a has_rsample_() choice
+            _force_has_rsample(new, self.has_rsample)
+        return new
+
+    def expand_by(self, sample_shape):
+        """Add ``sample_shape`` to the left of the batch shape."""
+        return self.expand(torch.Size(sample_shape) + self.batch_shape)
+
+    def to_event(self, reinterpreted_batch_ndims=None):
+        """Treat the rightmost ``n`` batch dims (all by default) as event dims.
+
+        A negative ``n`` gives back event dims of an :class:`Independent`.
+        """
+        n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        base = self
+        while isinstance(base, _torch.Independent):
+            n += base.reinterpreted_batch_ndims
+            base = base.base_dist
+        if n == 0:
+            return base
+        if n < 0:
+            raise ValueError(f"to_event({reinterpreted_batch_ndims}): {self!r} has no event dims to give back")
+        if n > len(base.batch_shape):
+            raise ValueError(
+                f"to_event({reinterpreted_batch_ndims}): {self!r} has only {len(self.batch_shape)} batch dims"
+            )
+        return Independent(base, n)  # noqa: F405  (the mixin subclass defined below)
+
+    def independent(self, reinterpreted_batch_ndims=None):
+        """Old name of :meth:`to_event`."""
+        return self.to_event(reinterpreted_batch_ndims)
+
+    def mask(self, mask):
+        """A copy whose log density is zero where ``mask`` (a bool or bool tensor) is False."""
+        return MaskedDistribution(self, mask)
+
+    def has_rsample_(self, value):
+        """Force (True) or forbid (False) reparameterised draws on this instance; returns it.
+
+        With False, inference treats the site as not reparameterisable (score
+        function gradients), e.g. where a value drives control flow.
+        """
+        if value is not True and value is not False:
+            raise ValueError(f"has_rsample_ expects True or False, got {value!r}")
+        _force_has_rsample(self, value)
+        return self
+
+
+class TorchDistribution(TorchDistributionMixin, _torch.Distribution):
+    """Base class for new distributions: torch's ``Distribution`` with the mixin.
+
+    ``expand`` works out of the box (as an :class:`ExpandedDistribution`).
+    """
+
+    def expand(self, batch_shape, _instance=None):
+        return ExpandedDistribution(self, batch_shape)
+
+
+def _with_mixin(cls):
+    # Not torch's docstring: its examples are unseeded doctests.
+    doc = f"``torch.distributions.{cls.__name__}`` with Pyro's methods (see :class:`TorchDistributionMixin`)."
+    return type(cls.__name__, (TorchDistributionMixin, cls), {"__module__": __name__, "__doc__": doc})
+
+
+# One mixin subclass per concrete torch distribution (the abstract bases stay torch's).
+_ABSTRACT = ("Distribution", "ExponentialFamily")
+for _name in _torch_all:
+    _cls = getattr(_torch, _name)
+    if isinstance(_cls, type) and issubclass(_cls, _torch.Distribution) and _name not in _ABSTRACT:
+        globals()[_name] = _with_mixin(_cls)
+del _name, _cls
+
+__all__ = list(_torch_all) + [
+    "Delta", "ExpandedDistribution", "MaskedDistribution", "TorchDistribution", "TorchDistributionMixin", "Unit",
+]
+
+
+class MaskedDistribution(TorchDistribution):
+    """``base_dist`` whose log density is zero where ``mask`` is False (see ``.mask``).
+
+    Draws are the base's; ``mask`` is a bool or a bool tensor broadcastable to
+    the batch shape.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, base_dist, mask):
+        if isinstance(mask, bool):
+            batch_shape = base_dist.batch_shape
+        else:
+            mask = torch.as_tensor(mask, device=None)
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask must be a bool or a bool tensor, got dtype {mask.dtype}")
+            batch_shape = torch.broadcast_shapes(mask.shape, base_dist.batch_shape)
+            mask = mask.expand(batch_shape)
+            if base_dist.batch_shape != batch_shape:
+                base_dist = base_dist.expand(batch_shape)
+        self.base_dist = base_dist
+        self._mask = mask
+        super().__init__(batch_shape, base_dist.event_shape, validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        mask = self._mask if isinstance(self._mask, bool) else self._mask.expand(batch_shape)
+        return MaskedDistribution(self.base_dist.expand(batch_shape), mask)
+
+    @property
+    def has_rsample(self):
+        return self.base_dist.has_rsample
+
+    @property
+    def has_enumerate_support(self):
+        return self.base_dist.has_enumerate_support
+
+    @constraints.dependent_property
+    def support(self):
+        return self.base_dist.support
+
+    @property
+    def mean(self):
+        return self.base_dist.mean
+
+    @property
+    def variance(self):
+        return self.base_dist.variance
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.base_dist.sample(sample_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self.base_dist.rsample(sample_shape)
+
+    def enumerate_support(self, expand=True):
+        return self.base_dist.enumerate_support(expand=expand)
+
+    def log_prob(self, value):
+        if self._mask is True:
+            return self.base_dist.log_prob(value)
+        if self._mask is False:
+            shape = torch.broadcast_shapes(self.batch_shape, value.shape[:value.dim() - self.event_dim])
+            return value.new_zeros(()).expand(shape)
+        log_prob = self.base_dist.log_prob(value)
+        return torch.where(self._mask, log_prob, log_prob.new_zeros(()))
+
+
+class ExpandedDistribution(TorchDistribution):
+    """``base_dist`` broadcast to ``batch_shape``, with an independent draw per entry.
+
+    What :meth:`TorchDistribution.expand` gives for distributions that have no
+    ``expand`` of their own.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, base_dist, batch_shape=torch.Size()):
+        batch_shape = torch.Size(batch_shape)
+        if torch.broadcast_shapes(base_dist.batch_shape, batch_shape) != batch_shape:
+            raise ValueError(f"cannot expand {base_dist!r} (batch shape {tuple(base_dist.batch_shape)}) "
+                             f"to batch shape {tuple(batch_shape)}")
+        self.base_dist = base_dist
+        super().__init__(batch_shape, base_dist.event_shape, validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        return ExpandedDistribution(self.base_dist, batch_shape)
+
+    @property
+    def has_rsample(self):
+        return self.base_dist.has_rsample
+
+    @constraints.dependent_property
+    def support(self):
+        return self.base_dist.support
+
+    def _draw(self, draw, sample_shape):
+        # Draw the extra entries as a sample shape, then move each of those dims
+        # into the batch dim the base broadcast along (size 1 or missing there).
+        sample_shape = torch.Size(sample_shape)
+        new = len(self.batch_shape) - len(self.base_dist.batch_shape)
+        padded = (1,) * new + tuple(self.base_dist.batch_shape)
+        grown = [i for i, (old, size) in enumerate(zip(padded, self.batch_shape)) if old == 1 and size != 1]
+        value = draw(sample_shape + tuple(self.batch_shape[i] for i in grown))
+        ns, k = len(sample_shape), len(grown)
+        value = value.reshape(value.shape[:ns + k] + padded + self.event_shape)
+        for t, i in enumerate(grown):
+            value = value.transpose(ns + t, ns + k + i)
+        return value.reshape(sample_shape + self.batch_shape + self.event_shape)
+
+    def sample(self, sample_shape=torch.Size()):
+        return self._draw(self.base_dist.sample, sample_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self._draw(self.base_dist.rsample, sample_shape)
+
+    def log_prob(self, value):
+        shape = torch.broadcast_shapes(self.batch_shape, value.shape[:value.dim() - self.event_dim])
+        return self.base_dist.log_prob(value).expand(shape)
+
+    @property
+    def mean(self):
+        return self.base_dist.mean.expand(self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self):
+        return self.base_dist.variance.expand(self.batch_shape + self.event_shape)
 
 
 def _sum_rightmost(value, dims):
     return value.sum(tuple(range(-dims, 0))) if dims > 0 else value
 
 
-class Delta(torch.distributions.Distribution):
+class Delta(TorchDistribution):
     """A point mass at ``v``; the rightmost ``event_dim`` dims of ``v`` form one event.
 
     ``log_prob`` is ``log_density`` at ``v`` and ``-inf`` elsewhere; samples
@@ -69,7 +314,7 @@ class Delta(torch.distributions.Distribution):
         return _sum_rightmost(hit, len(self.event_shape)) + self.log_density
 
 
-class Unit(torch.distributions.Distribution):
+class Unit(TorchDistribution):
     """A distribution over the empty value whose log density is ``log_factor``.
 
     It is how :func:`causalppl.factor` adds arbitrary terms to the joint.

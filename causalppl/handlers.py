@@ -14,20 +14,23 @@ from __future__ import annotations
 import torch
 
 from causalppl import params as _params
-from causalppl.runtime import Messenger, as_tensor
+from causalppl import runtime as _runtime
+from causalppl.runtime import Messenger, as_tensor, new_message
 from causalppl.trace import Trace
 
 
 class trace(Messenger):
     """Record every site a run visits into ``self.trace`` (a :class:`Trace`).
 
-    With ``param_only=True`` only ``param`` sites are recorded.
+    With ``param_only=True`` only ``param`` sites are recorded. Running a
+    wrapped function (``trace(fn)(...)``, ``.get_trace(...)``) also records
+    its return value as the site ``_RETURN`` (of type ``"return"``), as in Pyro.
 
     >>> import causalppl as cp
     >>> def model():
     ...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
     >>> list(cp.handlers.trace(model).get_trace().nodes)
-    ['x']
+    ['x', '_RETURN']
     """
 
     def __init__(self, fn=None, param_only=False):
@@ -49,10 +52,19 @@ class trace(Messenger):
     def postprocess_message(self, msg):
         if self.param_only and msg["type"] != "param":
             return
+        if msg["type"] == "plate" and len(msg["value"]) == msg["args"][0]:
+            return  # a plate's rows are recorded only when they are a subsample (for replay)
         self.trace.add_site(msg)
 
+    def __call__(self, *args, **kwargs):
+        value = super().__call__(*args, **kwargs)
+        if self.fn is not None and not self.param_only:
+            # As in Pyro, a traced call records what the function returned.
+            self.trace.add_site(new_message("return", "_RETURN", None, value))
+        return value
+
     def get_trace(self, *args, **kwargs):
-        """Run the wrapped function and return its :class:`Trace`."""
+        """Run the wrapped function and return its :class:`Trace` (its value is the ``_RETURN`` site)."""
         self(*args, **kwargs)
         return self.trace
 
@@ -281,6 +293,48 @@ class substitute(Messenger):
             msg["value"] = as_tensor(value)
 
 
+class uncondition(Messenger):
+    """Sample observed sites from their distributions instead (Pyro's ``uncondition``).
+
+    The observation is kept in ``msg["infer"]["obs"]``, with
+    ``infer["was_observed"] = True``.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     return cp.sample("y", cp.dist.Normal(0.0, 1.0), obs=100.0)
+    >>> bool(cp.handlers.uncondition(model)() < 100.0)
+    True
+    """
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"] and not msg["infer"].get("_deterministic"):
+            msg["infer"] = {**msg["infer"], "was_observed": True, "obs": msg["value"]}
+            msg["is_observed"] = False
+            msg["value"] = None
+
+
+class infer_config(Messenger):
+    """Add ``config_fn(msg)`` (a dict) to every sample and param site's ``infer`` dict.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     cp.sample("z", cp.dist.Bernoulli(0.5))
+    >>> tr = cp.handlers.trace(cp.handlers.infer_config(model, lambda msg: {"enumerate": "parallel"})).get_trace()
+    >>> tr.nodes["z"]["infer"]
+    {'enumerate': 'parallel'}
+    """
+
+    def __init__(self, fn=None, config_fn=None):
+        super().__init__(fn)
+        if not callable(config_fn):
+            raise TypeError(f"infer_config needs a callable config_fn(msg) -> dict, got {config_fn!r}")
+        self.config_fn = config_fn
+
+    def process_message(self, msg):
+        if msg["type"] in ("sample", "param"):
+            msg["infer"] = {**msg["infer"], **self.config_fn(msg)}
+
+
 class param_scope(Messenger):
     """Read and create ``param`` sites in ``store`` instead of the global store.
 
@@ -332,7 +386,11 @@ class param_scope(Messenger):
             msg["value"] = self.store.get_param(msg["name"], init, constraint)
 
 
+# Pyro's ``poutine.messenger`` module: ``cp.handlers.messenger.Messenger`` is the base class.
+messenger = _runtime
+
 __all__ = [
     "param_scope", "trace", "TraceMessenger", "condition", "do", "replay", "block",
-    "seed", "scale", "mask", "substitute", "UnknownSiteError",
+    "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "messenger", "Messenger",
+    "UnknownSiteError",
 ]

@@ -21,6 +21,7 @@ function so that it runs inside it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from typing import NamedTuple
@@ -29,9 +30,38 @@ import torch
 
 from causalppl.params import get_param_store
 
-# The one piece of global mutable state besides the param store:
-# the active handlers, outermost first.
+# The global mutable state besides the param store: the active handlers,
+# outermost first, and whether models are validated (shape checks in the ELBOs).
 HANDLER_STACK: list[Messenger] = []
+_VALIDATION = [True]
+
+
+def enable_validation(is_validate=True):
+    """Turn validation on or off (on by default): the ELBOs' shape checks and torch's argument checks."""
+    _VALIDATION[0] = bool(is_validate)
+    torch.distributions.Distribution.set_default_validate_args(bool(is_validate))
+
+
+def is_validation_enabled():
+    return _VALIDATION[0]
+
+
+@contextlib.contextmanager
+def validation_enabled(is_validate=True):
+    """``enable_validation(is_validate)`` for the ``with`` block, then the previous setting.
+
+    >>> import causalppl as cp
+    >>> with cp.validation_enabled(False):
+    ...     cp.runtime.is_validation_enabled()
+    False
+    """
+    previous = (_VALIDATION[0], torch.distributions.Distribution._validate_args)
+    enable_validation(is_validate)
+    try:
+        yield
+    finally:
+        _VALIDATION[0] = previous[0]
+        torch.distributions.Distribution.set_default_validate_args(previous[1])
 
 
 class Messenger:
@@ -47,6 +77,36 @@ class Messenger:
         if fn is not None and not callable(fn):
             raise TypeError(f"{type(self).__name__} expects a callable to wrap, got {fn!r}")
         self.fn = fn
+
+    def __init_subclass__(cls, **kwargs):
+        # Pyro-style handlers write _process_message / _postprocess_message, or
+        # per-type hooks _pyro_sample / _pyro_post_sample (and _param, ...).
+        super().__init_subclass__(**kwargs)
+        if "_process_message" in vars(cls):
+            cls.process_message = cls._process_message
+        elif cls.process_message is Messenger.process_message and _has_hooks(cls, "_pyro_"):
+            cls.process_message = Messenger._run_pyro_hook
+        if "_postprocess_message" in vars(cls):
+            cls.postprocess_message = cls._postprocess_message
+        elif cls.postprocess_message is Messenger.postprocess_message and _has_hooks(cls, "_pyro_post_"):
+            cls.postprocess_message = Messenger._run_pyro_post_hook
+
+    def _run_pyro_hook(self, msg):
+        hook = getattr(self, "_pyro_" + msg["type"], None)
+        if hook is not None:
+            hook(msg)
+
+    def _run_pyro_post_hook(self, msg):
+        hook = getattr(self, "_pyro_post_" + msg["type"], None)
+        if hook is not None:
+            hook(msg)
+
+    def __get__(self, instance, owner=None):
+        # A handler wrapping a method (``@scale(scale=2.0)`` on ``def model(self, ...)``)
+        # binds like a function, so ``obj.model(...)`` passes ``obj``.
+        if instance is None or self.fn is None:
+            return self
+        return functools.partial(self.__call__, instance)
 
     def __enter__(self):
         HANDLER_STACK.append(self)
@@ -80,6 +140,12 @@ class Messenger:
 
     def postprocess_message(self, msg):
         pass
+
+
+def _has_hooks(cls, prefix):
+    """Whether ``cls`` defines a hook ``{prefix}<message type>`` (post hooks are not pre hooks)."""
+    return any(name.startswith(prefix) and (prefix != "_pyro_" or not name.startswith("_pyro_post_"))
+               for name in dir(cls))
 
 
 class CondIndepStackFrame(NamedTuple):
@@ -135,6 +201,8 @@ def _default_value(msg):
         return get_param_store().get_param(msg["name"], init, constraint)
     if msg["type"] == "plate":
         size, subsample_size, device = msg["args"]
+        if subsample_size == size:
+            return all_rows(size, device)
         return torch.randperm(size, device=device)[:subsample_size]
     raise ValueError(f"site '{msg['name']}' of type {msg['type']!r} has no value")
 
@@ -166,14 +234,21 @@ def _check_distribution(name, fn):
 # ---------------------------------------------------------------------------
 
 
-def sample(name, fn, obs=None, infer=None):
+def sample(name, fn, obs=None, infer=None, obs_mask=None):
     """Draw a value for site ``name`` from distribution ``fn`` (or return ``obs``).
+
+    With a boolean ``obs_mask`` (broadcastable to ``fn.batch_shape``) only the
+    entries where it is True are observed; as in Pyro the site is split into
+    ``{name}_observed`` and ``{name}_unobserved`` (each masked to its part)
+    and ``name`` is a deterministic site holding the merged value.
 
     >>> import causalppl as cp
     >>> cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
     tensor(0.5000)
     """
     _check_distribution(name, fn)
+    if obs_mask is not None:
+        return _masked_observe(name, fn, obs, obs_mask, infer)
     if obs is not None:
         obs = as_tensor(obs)
     if not HANDLER_STACK:  # fast path: nothing is listening
@@ -182,12 +257,15 @@ def sample(name, fn, obs=None, infer=None):
     return apply_stack(msg)
 
 
-def param(name, init=None, constraint=torch.distributions.constraints.real):
+def param(name, init=None, constraint=torch.distributions.constraints.real, event_dim=None):
     """The constrained value of learnable parameter ``name`` from the param store.
 
     The first call creates it from ``init`` (a tensor, a number, or a
     zero-argument callable); later calls ignore ``init``.
     ``param(...).unconstrained()`` is the leaf tensor the optimiser updates.
+    With ``event_dim`` given, the dims left of the ``event_dim`` rightmost
+    ones are batch dims: inside a subsampled plate the value is indexed by
+    the plate's rows (the full parameter stays in the store).
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
@@ -198,6 +276,7 @@ def param(name, init=None, constraint=torch.distributions.constraints.real):
     if not HANDLER_STACK:
         return get_param_store().get_param(name, init, constraint)
     msg = new_message("param", name, None, None, args=(init, constraint))
+    msg["kwargs"] = {"event_dim": event_dim}
     return apply_stack(msg)
 
 
@@ -210,7 +289,22 @@ def factor(name, log_factor):
     return sample(name, unit, obs=unit.sample())
 
 
-def deterministic(name, value):
+def _masked_observe(name, fn, obs, obs_mask, infer):
+    from causalppl.handlers import mask
+
+    if obs is None:
+        raise ValueError(f"sample site '{name}': obs_mask needs obs (the values where the mask is True)")
+    obs_mask = torch.as_tensor(obs_mask, dtype=torch.bool)
+    with mask(mask=obs_mask):
+        observed = sample(f"{name}_observed", fn, obs=obs, infer=infer)
+    with mask(mask=~obs_mask):
+        unobserved = sample(f"{name}_unobserved", fn, infer=infer)
+    event_dim = len(fn.event_shape)
+    value = torch.where(obs_mask.reshape(obs_mask.shape + (1,) * event_dim), observed, unobserved)
+    return deterministic(name, value, event_dim=event_dim)
+
+
+def deterministic(name, value, event_dim=None):
     """Record a value computed from other sites, so traces and Predictive report it."""
     from causalppl.distributions import Delta
 
@@ -220,7 +314,7 @@ def deterministic(name, value):
     msg = new_message(
         "sample",
         name,
-        Delta(value, event_dim=value.dim()),
+        Delta(value, event_dim=value.dim() if event_dim is None else event_dim),
         value,
         is_observed=True,
         infer={"_deterministic": True},
@@ -234,6 +328,13 @@ def _all_rows(size, device, default_device):
     return torch.arange(size, device=device if device is not None else default_device)
 
 
+def all_rows(size, device=None):
+    """``arange(size)``, cached (except under inference mode, whose tensors autograd cannot use)."""
+    if torch.is_inference_mode_enabled():
+        return torch.arange(size, device=device)
+    return _all_rows(size, device, torch.get_default_device())
+
+
 class plate(Messenger):
     """Conditionally independent rows along one batch dimension.
 
@@ -241,7 +342,9 @@ class plate(Messenger):
     is broadcast to have ``size`` (or ``subsample_size``) entries along ``dim``,
     and with subsampling the log densities are multiplied by
     ``size / subsample_size`` so the loss stays an unbiased estimate of the
-    full-data loss. ``idx`` holds the row indices in use.
+    full-data loss. ``idx`` holds the row indices in use. The arguments are
+    Pyro's, in its order: ``plate(name, size=None, subsample_size=None,
+    subsample=None, dim=None)``.
 
     >>> import torch, causalppl as cp
     >>> with cp.plate("rows", 100, subsample_size=10) as idx:
@@ -249,23 +352,40 @@ class plate(Messenger):
     >>> tuple(x.shape), tuple(idx.shape)
     ((10,), (10,))
 
+    - ``subsample=`` gives the row indices (a tensor) instead of drawing them.
+    - ``plate(name)`` without a size declares the dim only: the sizes come
+      from the data, and nothing is broadcast or rescaled (``idx`` is None).
+    - Under ``replay`` (e.g. a model run on a guide's trace) the plate takes
+      the rows the guide's plate of the same name drew, even without its own
+      ``subsample_size``; a different ``subsample_size`` is an error.
+    - ``param(..., event_dim=)`` values and ``subsample(data, event_dim)``
+      with a full-size dim here are indexed by the rows in use.
+
     Iterating, ``for i in plate(name, size):``, is the sequential form: each
     step's sites are independent of the others' and rescaled likewise, but
     nothing is broadcast (Pyro's sequential plate).
     """
 
-    def __init__(self, name, size=None, subsample_size=None, dim=None, subsample=None, device=None):
+    def __init__(self, name, size=None, subsample_size=None, subsample=None, dim=None, device=None):
         super().__init__()
         if subsample is not None:
+            if isinstance(subsample, int):
+                raise TypeError(f"plate '{name}': subsample must be a tensor of row indices, got {subsample!r} "
+                                "(give the dim as dim=...)")
             subsample = torch.as_tensor(subsample, device=device)
-            if size is None:
-                size = len(subsample)
+            if subsample_size is not None and int(subsample_size) != len(subsample):
+                raise ValueError(f"plate '{name}': subsample_size={subsample_size} but len(subsample)={len(subsample)}")
+            size = len(subsample) if size is None else size
             subsample_size = len(subsample)
-        if size is None or int(size) < 1:
+        if size is None or size == -1:
+            if subsample_size is not None:
+                raise ValueError(f"plate '{name}': subsample_size={subsample_size} needs a size")
+            size = subsample_size = -1  # sizes from the data (PyTorch's "any size")
+        elif int(size) < 1:
             raise ValueError(f"plate '{name}': size must be a positive integer, got {size!r}")
         size = int(size)
         subsample_size = size if subsample_size is None else int(subsample_size)
-        if not 1 <= subsample_size <= size:
+        if size != -1 and not 1 <= subsample_size <= size:
             raise ValueError(
                 f"plate '{name}': subsample_size must be between 1 and size={size}, "
                 f"got {subsample_size}"
@@ -278,7 +398,6 @@ class plate(Messenger):
         self.dim = dim
         self.device = device
         self._given_subsample = subsample
-        self._scale = size / subsample_size
         self.indices = None
 
     def __enter__(self):
@@ -291,27 +410,40 @@ class plate(Messenger):
                 self.dim -= 1
         elif self.dim in taken:
             raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate")
-        self.frame = CondIndepStackFrame(self.name, self.dim, self.size, self.subsample_size)
-        if self._given_subsample is not None:
-            self.indices = self._given_subsample
-        elif self.subsample_size < self.size:
-            # Drawn once per plate object (as in Pyro): re-entering it keeps its rows,
-            # so ``with x_axis: ...`` and ``with x_axis, y_axis: ...`` sites line up.
-            if self.indices is None:
-                # A "plate" message lets a trace record the draw and ``replay`` reuse
-                # it, so model and guide subsample the same rows within one step.
-                msg = new_message("plate", self.name, None, None,
-                                  args=(self.size, self.subsample_size, self.device))
-                self.indices = apply_stack(msg) if HANDLER_STACK else _default_value(msg)
-        elif torch.is_inference_mode_enabled():
-            # Never cache an inference tensor: autograd could not use it later.
-            self.indices = torch.arange(self.size, device=self.device)
-        else:
-            self.indices = _all_rows(self.size, self.device, torch.get_default_device())
+        self.indices = self._rows()
+        rows = self.size if self.indices is None else len(self.indices)
+        self.frame = CondIndepStackFrame(self.name, self.dim, self.size, rows)
+        self._scale = self.size / rows
         super().__enter__()
         return self.indices
 
+    def _rows(self):
+        """The row indices for this entry: given, drawn (or replayed), or all of them."""
+        if self.size == -1:
+            return None
+        if self._given_subsample is not None:
+            return self._given_subsample
+        if self.subsample_size < self.size and self.indices is not None:
+            # Drawn once per plate object (as in Pyro): re-entering it keeps its rows,
+            # so ``with x_axis: ...`` and ``with x_axis, y_axis: ...`` sites line up.
+            return self.indices
+        msg = new_message("plate", self.name, None, None, args=(self.size, self.subsample_size, self.device))
+        if not HANDLER_STACK:
+            return _default_value(msg)
+        # Through the stack, so a trace records a drawn subsample and ``replay``
+        # hands the guide's rows to the model's plate of the same name.
+        indices = apply_stack(msg)
+        if len(indices) != self.subsample_size and (self.subsample_size < self.size or len(indices) > self.size):
+            raise ValueError(
+                f"plate '{self.name}': subsample_size is {self.subsample_size} (of size {self.size}), but the "
+                f"replayed trace's plate '{self.name}' used {len(indices)} rows; give model and guide the same "
+                "subsample_size"
+            )
+        return indices
+
     def __iter__(self):
+        if self.size == -1:
+            raise ValueError(f"plate '{self.name}': a plate without a size cannot be iterated")
         self._sequential = True
         try:
             with self as indices:
@@ -327,10 +459,10 @@ class plate(Messenger):
         msg["cond_indep_stack"] = msg["cond_indep_stack"] + (self.frame,)
         if self._scale != 1.0:
             msg["scale"] = msg["scale"] * self._scale
-        if self._sequential:
+        if self._sequential or self.size == -1:
             return
         batch_shape = msg["fn"].batch_shape
-        dim, size = self.dim, self.subsample_size
+        dim, size = self.dim, self.frame.subsample_size
         if len(batch_shape) >= -dim and batch_shape[dim] == size:
             return
         shape = [1] * max(0, -dim - len(batch_shape)) + list(batch_shape)
@@ -341,6 +473,67 @@ class plate(Messenger):
             )
         shape[dim] = size
         msg["fn"] = msg["fn"].expand(torch.Size(shape))
+
+    def postprocess_message(self, msg):
+        if msg["type"] == "param" and msg["kwargs"]["event_dim"] is not None and not self._sequential:
+            what = f"param '{msg['name']}' (event_dim={msg['kwargs']['event_dim']})"
+            msg["value"] = self.subsample(msg["value"], msg["kwargs"]["event_dim"], what)
+
+    def subsample(self, value, event_dim, what="subsample"):
+        """``value`` indexed by this plate's rows along its dim (``event_dim`` dims from the right).
+
+        A dim of size 1 (or a missing one) broadcasts and is left alone; any
+        other size must be the plate's full size.
+        """
+        dim = self.dim - event_dim
+        if self.size == -1 or value.dim() < -dim or value.shape[dim] == 1:
+            return value
+        if value.shape[dim] != self.size:
+            raise ValueError(
+                f"{what}: size {value.shape[dim]} at dim {dim}, but plate '{self.name}' (dim {self.dim}) "
+                f"has size {self.size}"
+            )
+        if self.frame.subsample_size == self.size:
+            return value
+        subsampled = value.index_select(dim, self.indices.to(value.device))
+        if hasattr(value, "unconstrained"):
+            subsampled.unconstrained = value.unconstrained  # still the full leaf the optimiser updates
+        return subsampled
+
+
+def subsample(data, event_dim):
+    """``data`` restricted to the rows of the enclosing plates (Pyro's ``pyro.subsample``).
+
+    The ``event_dim`` rightmost dims are not plate dims; each enclosing
+    subsampled plate indexes its own dim, counted left of them.
+
+    >>> import torch, causalppl as cp
+    >>> data = torch.arange(10.0)
+    >>> with cp.plate("rows", 10, subsample=torch.tensor([2, 5])):
+    ...     cp.subsample(data, event_dim=0)
+    tensor([2., 5.])
+    """
+    if not isinstance(event_dim, int) or event_dim < 0:
+        raise ValueError(f"subsample: event_dim must be a non-negative int, got {event_dim!r}")
+    for handler in HANDLER_STACK:
+        if isinstance(handler, plate) and not handler._sequential:
+            data = handler.subsample(data, event_dim, f"subsample(data, event_dim={event_dim})")
+    return data
+
+
+@contextlib.contextmanager
+def plate_stack(prefix, sizes, rightmost_dim=-1):
+    """Nested plates ``{prefix}_0`` (rightmost, at ``rightmost_dim``), ``{prefix}_1``, ... for ``sizes``.
+
+    >>> import causalppl as cp
+    >>> with cp.plate_stack("batch", (2, 3)):
+    ...     tuple(cp.sample("x", cp.dist.Normal(0.0, 1.0)).shape)
+    (2, 3)
+    """
+    with contextlib.ExitStack() as stack:
+        for i, size in enumerate(reversed(tuple(sizes))):
+            stack.enter_context(plate(f"{prefix}_{i}", size, dim=rightmost_dim - i))
+        yield
 
 
 def intervention(name, value):

@@ -8,6 +8,7 @@ import torch
 import causalppl as cp
 from causalppl.infer.autoguide import (
     AutoDelta,
+    AutoDiagonalNormal,
     AutoMultivariateNormal,
     AutoNormal,
     init_to_feasible,
@@ -39,7 +40,7 @@ def fit(model, guide, steps, *args, lr=0.1, particles=8, loss=cp.infer.Trace_ELB
     return guide
 
 
-@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal])
+@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal, AutoDiagonalNormal])
 def test_scale_model_reaches_the_analytic_posterior(auto):
     guide = fit(conditioned_scale, auto(conditioned_scale), 600, 8.5)
     loc = guide.median(8.5)["weight"].item()
@@ -72,7 +73,7 @@ def lognormal_prior():
     cp.sample("s", cp.dist.LogNormal(0.5, 0.4))
 
 
-@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal])
+@pytest.mark.parametrize("auto", [AutoNormal, AutoMultivariateNormal, AutoDiagonalNormal])
 def test_positive_site_density_includes_the_jacobian(auto):
     # No data: the posterior is the prior, LogNormal(0.5, 0.4), i.e. Normal(0.5, 0.4) in log space,
     # which both guides can represent exactly -- only if log q carries log|det J|.
@@ -244,3 +245,23 @@ def test_sequential_plate_sites_keep_their_own_shape(auto):
     assert {name: tuple(value.shape) for name, value in guide().items()} == {
         "x_0": (), "x_1": (), "x_2": ()
     }
+
+
+def test_auto_diagonal_normal_params_and_joint_posterior():
+    def model():
+        cp.sample("a", cp.dist.Normal(0.0, 1.0))
+        cp.sample("b", cp.dist.LogNormal(torch.zeros(2), 1.0).to_event(1))
+
+    guide = AutoDiagonalNormal(model, init_loc_fn=init_to_feasible, init_scale=0.2)
+    values = guide()
+    assert {k: tuple(v.shape) for k, v in values.items()} == {"a": (), "b": (2,)} and bool((values["b"] > 0).all())
+    assert sorted(cp.get_param_store().keys()) == ["AutoDiagonalNormal.loc", "AutoDiagonalNormal.scale"]
+    assert cp.get_param_store()["AutoDiagonalNormal.scale"].tolist() == pytest.approx([0.2] * 3)
+    posterior = guide.get_posterior()
+    assert posterior.event_shape == (3,) and posterior.batch_shape == ()
+    assert guide.median()["b"].tolist() == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError, match="AutoDiagonalNormal: the model subsamples plate 'rows'"):
+        def subsampled():
+            with cp.plate("rows", 10, subsample_size=2):
+                cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        AutoDiagonalNormal(subsampled)()

@@ -447,3 +447,127 @@ def test_tracegraph_loss_equals_trace_elbo_loss_and_rejects_bad_baselines():
 
     with pytest.raises(ValueError, match=r"site 'z'.*shape \(3,\)"):
         cp.infer.TraceGraph_ELBO().differentiable_loss(one_row_model, wrong_shape_guide)
+
+
+@pytest.mark.parametrize("loss", [Trace_ELBO, TraceMeanField_ELBO, cp.infer.TraceGraph_ELBO])
+def test_pyro_elbo_keywords_are_accepted(loss):
+    elbo = loss(num_particles=2, max_plate_nesting=1, max_iarange_nesting=1, vectorize_particles=True,
+                strict_enumeration_warning=False, retain_graph=True, ignore_jit_warnings=True, jit_options={})
+    assert elbo.max_plate_nesting == 1 and elbo.num_particles == 2
+    assert loss(max_plate_nesting=float("inf")).max_plate_nesting is None
+    cp.clear_param_store()
+    elbo.loss_and_grads(gauss_model, gauss_guide)
+    elbo.loss_and_grads(gauss_model, gauss_guide)  # retain_graph: a second backward is fine
+    assert cp.get_param_store().leaf("loc").grad is not None
+
+
+def test_vectorized_particles_go_left_of_a_plate_with_an_explicit_dim():
+    def model():
+        with cp.plate("rows", 3, dim=-2):
+            cp.sample("x", cp.dist.Normal(0.0, 1.0).expand([3, 1]), obs=torch.zeros(3, 1))
+
+    elbo = Trace_ELBO(num_particles=4, vectorize_particles=True)
+    assert elbo.loss(model, lambda: None) == pytest.approx(3 * 0.5 * math.log(2 * math.pi))
+    assert elbo.max_plate_nesting == 2
+
+
+# ---------------------------------------------------------------------------
+# Shape validation (Pyro's check_model_guide_match and check_site_shape), once per ELBO
+# ---------------------------------------------------------------------------
+
+
+def test_event_dims_that_disagree_between_model_and_guide_name_the_site():
+    def model():
+        cp.sample("w", cp.dist.Normal(torch.zeros(3), 1.0).to_event(1))
+
+    def guide():
+        cp.sample("w", cp.dist.Normal(torch.zeros(3), 1.0))
+
+    with pytest.raises(ValueError, match=r"event dims of site 'w': 1 in the model.*0 in the guide"):
+        Trace_ELBO().loss(model, guide)
+
+
+def test_shapes_that_disagree_between_model_and_guide_name_the_site():
+    def model():
+        with cp.plate("rows", 4):
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    def guide():
+        cp.sample("z", cp.dist.Normal(torch.zeros(3), 1.0).to_event(1))
+
+    with pytest.raises(ValueError, match=r"event dims of site 'z'"):
+        TraceMeanField_ELBO().loss(model, guide)
+
+    def guide2():
+        with cp.plate("rows", 4):
+            cp.sample("z", cp.dist.Normal(torch.zeros(2, 1), 1.0))
+
+    with pytest.raises(ValueError, match=r"shape of site 'z': \(4,\) in the model, \(2, 4\) in the guide"):
+        Trace_ELBO().loss(model, guide2)
+
+
+def test_batch_dims_that_no_plate_declares_name_the_site():
+    def model():
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("x", cp.dist.Normal(z, 1.0), obs=torch.zeros(5))
+
+    def guide():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match=r"model site 'x'.*shape \(5,\).*dim -1, which no plate declares"):
+        Trace_ELBO().loss(model, guide)
+
+    def plated_model():
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        with cp.plate("rows", 5, dim=-1):
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=torch.zeros(2, 5))
+
+    with pytest.raises(ValueError, match=r"model site 'x'.*size 2 at dim -2, which no plate declares"):
+        cp.infer.TraceGraph_ELBO().loss(plated_model, guide)
+    # A guide site can be at fault too.
+    def rows_model():
+        with cp.plate("rows", 3):
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    def batched_guide():  # the right shape, but no plate declares its dim
+        cp.sample("z", cp.dist.Normal(torch.zeros(3), 1.0))
+
+    with pytest.raises(ValueError, match=r"guide site 'z'.*size 3 at dim -1, which no plate declares"):
+        Trace_ELBO().loss(rows_model, batched_guide)
+
+
+def test_declared_dims_size_less_plates_and_max_plate_nesting_pass_the_check():
+    data = torch.zeros(2, 5)
+
+    def model():
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        with cp.plate("cols", 5, dim=-1), cp.plate("rows", dim=-2):
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=data)
+
+    def guide():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    assert math.isfinite(Trace_ELBO().loss(model, guide))  # "rows" has no size: any size at dim -2
+
+    def loose_model():
+        z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        with cp.plate("cols", 5, dim=-1):
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=data)
+
+    assert math.isfinite(Trace_ELBO(max_plate_nesting=1).loss(loose_model, guide))  # dim -2 is left of it
+    with cp.validation_enabled(False):
+        assert math.isfinite(Trace_ELBO().loss(loose_model, guide))
+    assert cp.runtime.is_validation_enabled()
+
+
+def test_shape_checks_run_once_per_elbo(monkeypatch):
+    from causalppl.infer import elbo as elbo_module
+
+    calls = []
+    check = elbo_module.check_site_shape
+    monkeypatch.setattr(elbo_module, "check_site_shape", lambda *a, **k: calls.append(a[1]["name"]) or check(*a, **k))
+    loss = Trace_ELBO()
+    cp.clear_param_store()
+    for _ in range(3):
+        loss.loss(gauss_model, gauss_guide)
+    assert sorted(calls) == ["x", "z", "z"]  # model x, z and guide z, on the first run only

@@ -40,7 +40,8 @@ def test_trace_nodes_have_the_documented_keys():
             return cp.sample("x", cp.dist.Normal(loc, 1.0))
 
     tr = handlers.trace(model).get_trace()
-    assert list(tr.nodes) == ["loc", "x"]
+    assert list(tr.nodes) == ["loc", "x", "_RETURN"]
+    assert tr.nodes["_RETURN"]["type"] == "return" and tr.nodes["_RETURN"]["value"] is tr.nodes["x"]["value"]
     site = tr.nodes["x"]
     for key in ("type", "name", "fn", "value", "is_observed", "infer", "scale", "cond_indep_stack"):
         assert key in site, key
@@ -206,7 +207,7 @@ def test_replay_reuses_latent_values_but_not_observations():
 
 
 def traced_names(fn):
-    return list(handlers.trace(fn).get_trace().nodes)
+    return [name for name in handlers.trace(fn).get_trace().nodes if name != "_RETURN"]
 
 
 def three_sites():
@@ -300,3 +301,87 @@ def test_substitute_replaces_params_and_latents_not_observations():
     assert tr.nodes["z"]["value"].item() == 7.0 and tr.nodes["loc"]["value"].item() == 0.0
     with pytest.raises(ValueError, match="substitute"):
         handlers.substitute(model)
+
+
+# --- uncondition, infer_config, method decorators, Pyro-style messengers -------------------
+
+
+def test_uncondition_samples_observed_sites_and_keeps_the_observation():
+    cp.set_rng_seed(13)
+
+    def model():
+        with cp.plate("rows", 1000):
+            return cp.sample("y", cp.dist.Normal(0.0, 1.0), obs=torch.full((1000,), 50.0))
+
+    tr = handlers.trace(handlers.uncondition(model)).get_trace()
+    site = tr.nodes["y"]
+    assert not site["is_observed"] and site["infer"]["was_observed"]
+    assert bool((site["infer"]["obs"] == 50.0).all())
+    assert abs(site["value"].mean().item()) < 0.15  # 1000 draws from N(0, 1): se ~0.03
+    assert "y" in tr.stochastic_nodes
+
+
+def test_infer_config_adds_to_each_sites_infer_dict():
+    def model():
+        cp.param("p", torch.tensor(0.5))
+        cp.sample("z", cp.dist.Bernoulli(0.5), infer={"keep": 1})
+        cp.sample("x", cp.dist.Normal(0.0, 1.0))
+
+    def config(msg):
+        return {"enumerate": "parallel"} if msg["name"] == "z" else {}
+
+    tr = handlers.trace(handlers.infer_config(model, config_fn=config)).get_trace()
+    assert tr.nodes["z"]["infer"] == {"keep": 1, "enumerate": "parallel"}
+    assert tr.nodes["x"]["infer"] == {} and tr.nodes["p"]["infer"] == {}
+    with pytest.raises(TypeError, match="config_fn"):
+        handlers.infer_config(model, config_fn={"enumerate": "parallel"})
+
+
+def test_handlers_decorate_methods():
+    class Model:
+        offset = 3.0
+
+        @handlers.condition(data={"x": torch.tensor(1.0)})
+        def __call__(self, shift):
+            x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+            return x + self.offset + shift
+
+        @handlers.scale(scale=2.0)
+        def scored(self):
+            cp.sample("y", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+
+    m = Model()
+    assert m(0.5).item() == 4.5
+    tr = handlers.trace(m.scored).get_trace()
+    assert tr.nodes["y"]["scale"] == 2.0
+    assert isinstance(Model.__dict__["scored"], handlers.scale)
+
+
+def test_pyro_style_messenger_subclasses_work():
+    class Doubler(cp.handlers.messenger.Messenger):
+        def _pyro_sample(self, msg):
+            if msg["name"] == "x":
+                msg["value"] = torch.tensor(2.0)
+
+        def _pyro_post_sample(self, msg):
+            msg["infer"]["seen"] = True
+
+    class Counter(cp.handlers.messenger.Messenger):
+        def __init__(self, fn=None):
+            super().__init__(fn)
+            self.types = []
+
+        def _process_message(self, msg):
+            self.types.append(msg["type"])
+
+    def model():
+        cp.param("p", torch.tensor(1.0))
+        return cp.sample("x", cp.dist.Normal(0.0, 1.0)) + cp.sample("w", cp.dist.Normal(0.0, 1.0))
+
+    assert cp.handlers.Messenger is cp.handlers.messenger.Messenger is cp.runtime.Messenger
+    tr = handlers.trace(Doubler(model)).get_trace()
+    assert tr.nodes["x"]["value"].item() == 2.0 and tr.nodes["w"]["infer"] == {"seen": True}
+    counter = Counter()
+    with counter:
+        model()
+    assert counter.types == ["param", "sample", "sample"]

@@ -106,3 +106,15 @@ def test_arguments_are_checked():
         Predictive(scale, num_samples=2, return_sites=["nope"])()
     with pytest.raises(ValueError, match="samples"):
         Predictive(scale, posterior_samples={"weight": torch.ones(3), "pounds": torch.ones(4)})
+
+
+def test_return_sites_can_ask_for_the_models_return_value():
+    def model():
+        w = cp.sample("w", cp.dist.Normal(0.0, 1.0))
+        return 2.0 * w
+
+    for parallel in (False, True):
+        out = cp.infer.Predictive(model, num_samples=5, return_sites=["w", "_RETURN"], parallel=parallel)()
+        assert sorted(out) == ["_RETURN", "w"] and out["_RETURN"].shape == (5,)
+        assert torch.allclose(out["_RETURN"], 2.0 * out["w"])
+    assert "_RETURN" not in cp.infer.Predictive(model, num_samples=2)()  # only when asked for

@@ -308,3 +308,180 @@ def test_full_plate_entered_under_inference_mode_does_not_poison_autograd():
     with cp.plate("rows_im", size) as idx:
         x[idx].sum().backward()
     assert bool((x.grad == 1.0).all())
+
+
+# --- subsampling, complete ---------------------------------------------------------------------
+
+
+def test_param_with_event_dim_is_subsampled_inside_a_plate():
+    cp.clear_param_store()
+    init = torch.arange(10.0).reshape(10, 1).repeat(1, 3)
+    with cp.plate("rows", 10, subsample=torch.tensor([1, 4])):
+        loc = cp.param("loc", init, event_dim=1)
+        scale = cp.param("scale", torch.ones(10), constraint=cp.constraints.positive, event_dim=0)
+    assert loc.shape == (2, 3) and loc[:, 0].tolist() == [1.0, 4.0]
+    assert scale.shape == (2,)
+    assert cp.get_param_store()["loc"].shape == (10, 3)  # the store keeps every row
+    leaf = loc.unconstrained()
+    assert leaf.shape == (10, 3)
+    loc.sum().backward()
+    assert leaf.grad[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 1.0] + [0.0] * 5  # only the rows used
+    # Full plates, sequential plates and params without event_dim are left alone.
+    with cp.plate("rows", 10):
+        assert cp.param("loc", event_dim=1).shape == (10, 3)
+    with cp.plate("rows", 10, subsample_size=2):
+        assert cp.param("loc").shape == (10, 3)
+
+
+def test_param_subsampling_in_nested_plates_and_a_bad_size_names_param_and_plate():
+    cp.clear_param_store()
+    with cp.plate("cols", 4, subsample=torch.tensor([0, 3]), dim=-1):
+        with cp.plate("rows", 5, subsample=torch.tensor([2]), dim=-2):
+            w = cp.param("w", torch.arange(20.0).reshape(5, 4), event_dim=0)
+    assert w.tolist() == [[8.0, 11.0]]
+    with pytest.raises(ValueError, match=r"param 'v'.*size 3.*plate 'rows'.*size 5"):
+        with cp.plate("rows", 5, subsample_size=2):
+            cp.param("v", torch.zeros(3), event_dim=0)
+
+
+def test_plate_without_a_size_declares_a_dim_and_takes_sizes_from_the_data():
+    data = torch.tensor([0.5, -1.0, 2.0])
+
+    def model():
+        with cp.plate("data") as idx:
+            assert idx is None
+            cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=data)
+
+    tr = trace(model).get_trace()
+    site = tr.nodes["x"]
+    assert site["fn"].batch_shape == () and site["scale"] == 1.0
+    assert [(f.name, f.dim, f.size) for f in site["cond_indep_stack"]] == [("data", -1, -1)]
+    expected = sum(normal_logpdf(v, 0.0, 1.0) for v in data.tolist())
+    assert tr.log_prob_sum().item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="'data'.*needs a size"):
+        cp.plate("data", subsample_size=2)
+    with pytest.raises(ValueError, match="'data'.*cannot be iterated"):
+        list(cp.plate("data"))
+
+
+def test_plate_takes_pyros_positional_subsample():
+    idx = torch.tensor([0, 3, 7])
+    with cp.plate("rows", 10, None, idx) as rows:
+        x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    assert rows is idx and x.shape == (3,)
+    with cp.plate("rows", subsample=idx) as rows:  # size taken from the indices
+        assert len(rows) == 3
+    with pytest.raises(TypeError, match="'rows'.*tensor of row indices.*dim="):
+        cp.plate("rows", 10, None, -2)
+    with pytest.raises(ValueError, match="'rows'.*subsample_size=2.*len\\(subsample\\)=3"):
+        cp.plate("rows", 10, 2, idx)
+
+
+def test_subsample_indexes_data_by_the_enclosing_plates():
+    data = torch.arange(24.0).reshape(4, 3, 2)  # rows x cols x event
+    assert cp.subsample(data, event_dim=1) is data  # no plates: unchanged
+    with cp.plate("rows", 4, subsample=torch.tensor([1, 3]), dim=-2):
+        with cp.plate("cols", 3, subsample=torch.tensor([2]), dim=-1):
+            picked = cp.subsample(data, event_dim=1)
+    assert torch.equal(picked, data[[1, 3]][:, [2]])
+    with cp.plate("rows", 4, subsample_size=2, dim=-1) as idx:
+        assert torch.equal(cp.subsample(torch.arange(4.0), event_dim=0), idx.float())
+        assert cp.subsample(torch.ones(1), event_dim=0).shape == (1,)  # broadcasting dims stay
+        with pytest.raises(ValueError, match=r"subsample\(data, event_dim=0\): size 3.*plate 'rows'.*size 4"):
+            cp.subsample(torch.ones(3), event_dim=0)
+    with pytest.raises(ValueError, match="event_dim"):
+        cp.subsample(data, event_dim=-1)
+
+
+def test_plate_stack_nests_plates_right_to_left():
+    def model():
+        with cp.plate_stack("batch", (2, 3, 4)):
+            return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+
+    tr = trace(model).get_trace()
+    assert tr.nodes["x"]["value"].shape == (2, 3, 4)
+    frames = {f.name: (f.dim, f.size) for f in tr.nodes["x"]["cond_indep_stack"]}
+    assert frames == {"batch_0": (-1, 4), "batch_1": (-2, 3), "batch_2": (-3, 2)}
+    with cp.plate_stack("p", [5], rightmost_dim=-2):
+        assert cp.sample("y", cp.dist.Normal(0.0, 1.0)).shape == (5, 1)
+
+
+def test_a_guides_subsample_is_replayed_into_a_model_plate_without_subsample_size():
+    cp.set_rng_seed(11)
+    data = torch.arange(100.0)
+
+    def guide():
+        with cp.plate("rows", 100, subsample_size=10):
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    def model():
+        with cp.plate("rows", 100) as idx:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=cp.subsample(data, event_dim=0))
+        return idx
+
+    guide_trace = trace(guide).get_trace()
+    tracer = trace(replay(model, trace=guide_trace))
+    rows = guide_trace.nodes["rows"]["value"]
+    assert torch.equal(tracer(), rows)
+    model_trace = tracer.trace
+    assert torch.equal(model_trace.nodes["x"]["value"], data[rows])
+    assert model_trace.nodes["x"]["scale"] == pytest.approx(10.0)
+    assert model_trace.nodes["x"]["cond_indep_stack"][0].subsample_size == 10
+    # Without replay the same model plate covers every row, and records no plate site.
+    plain = trace(model).get_trace()
+    assert plain.nodes["x"]["value"].shape == (100,) and "rows" not in plain
+
+
+def test_mismatched_subsample_sizes_of_guide_and_model_name_the_plate():
+    def guide():
+        with cp.plate("rows", 100, subsample_size=10):
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    def model():
+        with cp.plate("rows", 100, subsample_size=5):
+            cp.sample("z", cp.dist.Normal(0.0, 1.0))
+
+    guide_trace = trace(guide).get_trace()
+    with pytest.raises(ValueError, match="plate 'rows': subsample_size is 5.*used 10 rows"):
+        trace(replay(model, trace=guide_trace)).get_trace()
+    with pytest.raises(ValueError, match="plate 'rows'"):
+        cp.infer.Trace_ELBO().loss(model, guide)
+
+
+def test_obs_mask_observes_some_entries_and_samples_the_others():
+    cp.set_rng_seed(12)
+    data = torch.tensor([1.0, 5.0, -2.0])
+    observed = torch.tensor([True, False, True])
+
+    def model():
+        with cp.plate("rows", 3):
+            return cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=data, obs_mask=observed)
+
+    tr = trace(model).get_trace()
+    value = tr.nodes["x"]["value"]
+    assert value[0].item() == 1.0 and value[2].item() == -2.0 and value[1].item() != 5.0
+    assert tr.nodes["x"]["infer"].get("_deterministic") and tr.nodes["x_observed"]["is_observed"]
+    assert not tr.nodes["x_unobserved"]["is_observed"]
+    # The joint density counts the observed entries once and the sampled one once.
+    unobserved = tr.nodes["x_unobserved"]["value"][1]
+    expected = normal_logpdf(1.0, 0.0, 1.0) + normal_logpdf(-2.0, 0.0, 1.0) + normal_logpdf(unobserved.item(), 0, 1)
+    assert tr.log_prob_sum().item() == pytest.approx(expected, rel=1e-5)
+    assert model().shape == (3,)
+    with pytest.raises(ValueError, match="'x'.*obs_mask needs obs"):
+        cp.sample("x", cp.dist.Normal(0.0, 1.0), obs_mask=observed)
+
+
+def test_validation_can_be_switched_off_and_back():
+    assert cp.runtime.is_validation_enabled()
+    with cp.validation_enabled(False):
+        assert not cp.runtime.is_validation_enabled()
+        cp.dist.Normal(0.0, -1.0)  # torch's argument checks are off too
+    assert cp.runtime.is_validation_enabled()
+    with pytest.raises(ValueError):
+        cp.dist.Normal(0.0, -1.0)
+    cp.enable_validation(False)
+    try:
+        assert not cp.runtime.is_validation_enabled()
+    finally:
+        cp.enable_validation(True)

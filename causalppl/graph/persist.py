@@ -125,7 +125,9 @@ def _learnable_spec(node, fn):
 
 def _distribution_spec(node, distribution):
     family = type(distribution).__name__
-    if family not in _FAMILIES or type(distribution) is not _FAMILIES[family][0]:
+    # cp.dist classes subclass torch's: either one saves (nothing subclassing them further).
+    saved = _FAMILIES[family][0] if family in _FAMILIES else None
+    if saved is None or type(distribution) not in (saved, *saved.__bases__):
         known = ", ".join(_FAMILIES)
         raise ValueError(
             f"node '{node}': a fixed {family} distribution cannot be saved (saved families: {known}); "

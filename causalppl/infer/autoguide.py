@@ -493,7 +493,7 @@ class AutoMultivariateNormal(AutoGuide):
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, prefix=None):
         if init_scale <= 0:
-            raise ValueError(f"AutoMultivariateNormal: init_scale must be positive, got {init_scale}")
+            raise ValueError(f"{type(self).__name__}: init_scale must be positive, got {init_scale}")
         super().__init__(model, init_loc_fn=init_loc_fn, prefix=prefix)
         self.init_scale = float(init_scale)
 
@@ -501,14 +501,14 @@ class AutoMultivariateNormal(AutoGuide):
         for frame in self._frames.values():
             if frame.subsample_size < frame.size:
                 raise ValueError(
-                    f"AutoMultivariateNormal: the model subsamples plate '{frame.name}' "
+                    f"{type(self).__name__}: the model subsamples plate '{frame.name}' "
                     f"({frame.subsample_size} of {frame.size} rows); a joint covariance needs "
                     "every row in each step (use AutoNormal for subsampled plates)"
                 )
 
     def _setup_sites(self):
         if not self._sites:
-            raise ValueError("AutoMultivariateNormal: the model has no latent sample sites")
+            raise ValueError(f"{type(self).__name__}: the model has no latent sample sites")
         self._latent_dim = sum(info["init"].numel() for info in self._sites.values())
         self._params()
 
@@ -535,19 +535,14 @@ class AutoMultivariateNormal(AutoGuide):
             keep = len(outer) - min(batch_dims, len(outer))
             if any(s != 1 for s in outer[keep:]):
                 raise ValueError(
-                    f"AutoMultivariateNormal: site '{name}': cannot align the outer batch shape "
+                    f"{type(self).__name__}: site '{name}': cannot align the outer batch shape "
                     f"{tuple(outer)} of the joint draw with the site's shape {tuple(shape)}"
                 )
             parts[name] = piece.reshape(outer[:keep] + shape)
         return parts
 
     def _sample_sites(self, indices):
-        loc, scale_tril = self._params()
-        joint = sample(
-            f"_{self.prefix}_latent",
-            torch.distributions.MultivariateNormal(loc, scale_tril=scale_tril),
-            infer={"is_auxiliary": True},
-        )
+        joint = sample(f"_{self.prefix}_latent", self.get_posterior(), infer={"is_auxiliary": True})
         values = {}
         for name, unconstrained in self._split(joint).items():
             info = self._sites[name]
@@ -587,7 +582,40 @@ class AutoMultivariateNormal(AutoGuide):
         return torch.distributions.MultivariateNormal(loc, scale_tril=scale_tril)
 
 
+class AutoDiagonalNormal(AutoMultivariateNormal):
+    """A diagonal Normal over all latent sites' unconstrained values, concatenated.
+
+    Like :class:`AutoMultivariateNormal` without the correlations: params
+    ``{prefix}.loc`` and ``{prefix}.scale`` (positive, initially ``init_scale``).
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> guide = AutoDiagonalNormal(lambda: cp.sample("b", cp.dist.Normal(torch.zeros(2), 1.0).to_event(1)))
+    >>> tuple(guide()["b"].shape), tuple(cp.param("AutoDiagonalNormal.scale").shape)
+    ((2,), (2,))
+    """
+
+    def _params(self):
+        init = torch.cat([info["init"].reshape(-1) for info in self._sites.values()])
+        loc = param(f"{self.prefix}.loc", lambda: init)
+        scale = param(f"{self.prefix}.scale", lambda: torch.full_like(init, self.init_scale), constraints.positive)
+        return loc, scale
+
+    def _marginals(self):
+        with torch.no_grad():
+            loc, scale = (t.detach() for t in self._params())
+            locs, scales = self._split(loc), self._split(scale)
+            return {name: (locs[name], scales[name]) for name in self._sites}
+
+    def get_posterior(self):
+        """The joint diagonal ``Normal`` (one event of ``D`` entries) over the unconstrained latents."""
+        if self.prototype_trace is None:
+            raise RuntimeError(f"{type(self).__name__}: call the guide once (or .median()) before get_posterior()")
+        loc, scale = self._params()
+        return torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+
+
 __all__ = [
-    "AutoDelta", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
+    "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
     "init_to_mean", "init_to_median", "init_to_sample", "init_to_value",
 ]

@@ -24,7 +24,8 @@ from typing import NamedTuple
 import torch
 
 from causalppl.handlers import replay, trace
-from causalppl.runtime import plate
+from causalppl.infer.predictive import max_plate_nesting
+from causalppl.runtime import is_validation_enabled, plate
 from causalppl.trace import contributes_log_prob, log_prob_of
 
 
@@ -45,8 +46,18 @@ def first_nonfinite_site(*traces):
     return None
 
 
-def _check_match(model_trace, guide_trace):
-    """Warn (as Pyro does) where model and guide disagree on the latent sites."""
+def _check_match(model_trace, guide_trace, max_plate_nesting=None):
+    """Check the structure of a model and guide pair once (Pyro's checks).
+
+    Sites in one and not the other warn; event dims or shapes that disagree,
+    and log densities with batch dims no plate declares, raise ``ValueError``.
+    """
+    if is_validation_enabled():
+        _check_shapes_agree(model_trace, guide_trace, max_plate_nesting)
+        for role, tr in (("model", model_trace), ("guide", guide_trace)):
+            for site in tr.nodes.values():
+                if contributes_log_prob(site):
+                    check_site_shape(role, site, max_plate_nesting)
     for name in guide_trace.stochastic_nodes:
         if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
             continue  # e.g. an autoguide's joint latent: the guide's own business
@@ -61,15 +72,94 @@ def _check_match(model_trace, guide_trace):
             )
 
 
-class ELBO:
-    """Shared machinery: running model and guide, particles, the float losses."""
+def _event_and_shape(site):
+    fn = site["fn"]
+    return len(fn.event_shape), fn.batch_shape + fn.event_shape
 
-    def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=None):
+
+def _check_shapes_agree(model_trace, guide_trace, max_plate_nesting):
+    """Model and guide must agree on each shared latent site's event dims and (broadcast) shape."""
+    for name in guide_trace.stochastic_nodes:
+        model_site = model_trace.nodes.get(name)
+        if model_site is None or not _is_latent(model_site):
+            continue
+        (model_event, model_shape), (guide_event, guide_shape) = (
+            _event_and_shape(model_site), _event_and_shape(guide_trace.nodes[name]))
+        if model_event != guide_event:
+            raise ValueError(
+                f"model and guide disagree on the event dims of site '{name}': {model_event} in the model "
+                f"(shape {tuple(model_shape)}), {guide_event} in the guide (shape {tuple(guide_shape)}); "
+                "use .to_event(n) on one of them"
+            )
+        if max_plate_nesting is not None:  # dims left of the plates may broadcast
+            keep = max_plate_nesting + model_event
+            model_shape, guide_shape = model_shape[-keep:] if keep else (), guide_shape[-keep:] if keep else ()
+        width = max(len(model_shape), len(guide_shape))
+        padded = [(1,) * (width - len(s)) + tuple(s) for s in (model_shape, guide_shape)]
+        if padded[0] != padded[1]:
+            raise ValueError(
+                f"model and guide disagree on the shape of site '{name}': {tuple(model_shape)} in the model, "
+                f"{tuple(guide_shape)} in the guide"
+            )
+
+
+def check_site_shape(role, site, max_plate_nesting=None):
+    """Pyro's rule: each log density dim is its plate's size, or 1 where no plate declares it.
+
+    Dims left of ``max_plate_nesting`` are not checked; a plate without a size
+    (``plate(name)``) allows any size at its dim.
+
+    >>> import torch, causalppl as cp
+    >>> tr = cp.trace(lambda: cp.sample("x", cp.dist.Normal(torch.zeros(3), 1.0))).get_trace()
+    >>> try:
+    ...     check_site_shape("model", tr.nodes["x"])
+    ... except ValueError as err:
+    ...     print(str(err).split(";")[0])
+    model site 'x': its log_prob has shape (3,), with size 3 at dim -1, which no plate declares
+    """
+    shape = tuple(log_prob_of(site).shape)
+    declared = {frame.dim: frame for frame in plate_frames(site)}
+    width = max([len(shape)] + [-dim for dim in declared])
+    padded = (1,) * (width - len(shape)) + shape
+    for dim in range(-width, 0):
+        if max_plate_nesting is not None and -dim > max_plate_nesting:
+            continue
+        frame = declared.get(dim)
+        expected = 1 if frame is None else frame.subsample_size
+        if expected == -1 or padded[dim] == expected:
+            continue
+        where = "which no plate declares" if frame is None else \
+            f"where plate '{frame.name}' has size {expected}"
+        raise ValueError(
+            f"{role} site '{site['name']}': its log_prob has shape {shape}, with size {padded[dim]} at dim {dim}, "
+            f"{where}; enclose the batched site in cp.plate(...) or make those dims event dims with .to_event(...)"
+        )
+
+
+class ELBO:
+    """Shared machinery: running model and guide, particles, the float losses.
+
+    The keywords are Pyro's. ``max_plate_nesting`` (``max_iarange_nesting`` is
+    its old name) bounds the plate dims, so vectorised particles go to its
+    left; by default it is found from a first run. ``retain_graph`` is passed
+    to ``backward``. ``strict_enumeration_warning``, ``ignore_jit_warnings``
+    and ``jit_options`` are accepted for Pyro scripts and change nothing here.
+    """
+
+    def __init__(self, num_particles=1, max_plate_nesting=None, max_iarange_nesting=None,
+                 vectorize_particles=False, strict_enumeration_warning=True, ignore_jit_warnings=False,
+                 jit_options=None, retain_graph=None):
         if int(num_particles) < 1:
             raise ValueError(f"num_particles must be at least 1, got {num_particles}")
+        if max_iarange_nesting is not None:
+            max_plate_nesting = max_iarange_nesting
+        if max_plate_nesting is not None and max_plate_nesting == float("inf"):
+            max_plate_nesting = None  # Pyro's default: "not given"
         self.num_particles = int(num_particles)
         self.vectorize_particles = vectorize_particles
-        self.max_plate_nesting = max_plate_nesting
+        self.max_plate_nesting = None if max_plate_nesting is None else int(max_plate_nesting)
+        self.retain_graph = retain_graph
+        self.strict_enumeration_warning = strict_enumeration_warning
         self.last_traces = None
         self._checked = False
 
@@ -79,19 +169,15 @@ class ELBO:
         guide_trace = trace(guide).get_trace(*args, **kwargs)
         model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         if not self._checked:  # the structure is checked once, on the first run
+            _check_match(model_trace, guide_trace, self.max_plate_nesting)
             self._checked = True
-            _check_match(model_trace, guide_trace)
         self.last_traces = (("model", model_trace), ("guide", guide_trace))
         return model_trace, guide_trace
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs):
         with torch.no_grad():
             model_trace, guide_trace = self._run(model, guide, args, kwargs)
-        return max(
-            [len(site["cond_indep_stack"]) for tr in (model_trace, guide_trace)
-             for site in tr.nodes.values() if site["type"] == "sample"],
-            default=0,
-        )
+        return max_plate_nesting(model_trace, guide_trace)
 
     def _particle_traces(self, model, guide, args, kwargs):
         """Yield (model_trace, guide_trace, particle_dim or None) per particle batch."""
@@ -137,7 +223,7 @@ class ELBO:
             if self.num_particles > 1 and not self.vectorize_particles:
                 surrogate, loss = surrogate / self.num_particles, loss / self.num_particles
             if surrogate.requires_grad:
-                surrogate.backward()
+                surrogate.backward(retain_graph=self.retain_graph)
             total = loss if total is None else total + loss
         return total.item()
 
@@ -326,8 +412,8 @@ class TraceGraph_ELBO(Trace_ELBO):
     (True, True)
     """
 
-    def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=None):
-        super().__init__(num_particles, vectorize_particles, max_plate_nesting)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._averages = {}  # site name -> decaying average of its downstream cost
 
     def _downstream_costs(self, terms, model_trace, guide_trace, score_names):

@@ -20,10 +20,10 @@ from causalppl.runtime import plate
 
 
 def max_plate_nesting(*traces):
-    """The deepest plate nesting of any sample site in ``traces``."""
+    """How many batch dims the vectorised plates of ``traces`` take (their leftmost dim, negated)."""
     return max(
-        (len(site["cond_indep_stack"]) for tr in traces for site in tr.nodes.values()
-         if site["type"] == "sample"),
+        (-frame.dim for tr in traces for site in tr.nodes.values() if site["type"] == "sample"
+         for frame in site["cond_indep_stack"] if frame.dim is not None),
         default=0,
     )
 
