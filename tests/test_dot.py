@@ -173,7 +173,7 @@ def test_malformed_file_names_the_file(tmp_path):
 
 def test_read_specific_errors():
     with pytest.raises(ValueError, match="node 'x' has no mechanism attribute"):
-        read_dot('digraph { x; }')
+        read_dot('digraph { z [mechanism="Normal(0, 1)"]; x; }')
     with pytest.raises(ValueError, match=r"edge z -> x: 'x' is not defined"):
         read_dot('digraph { z [mechanism="Normal(0, 1)"]; z -> x; }')
     with pytest.raises(ValueError, match="node 'g' is marked input=true but has a mechanism"):
