@@ -3,7 +3,7 @@
 :func:`to_dot` writes one DOT node per SCM node with its mechanism as an
 attribute, plus Graphviz styling so the text renders as the usual causal
 diagram; :func:`read_dot` parses DOT text (or a file) with
-:mod:`causalppl.graph.formats.dotparse` and rebuilds the SCM, surgery
+:mod:`causalppl.graph.dotparse` and rebuilds the SCM, surgery
 included. Nothing in a DOT file is ever executed: mechanisms and values go
 through the safe expression parser (:mod:`causalppl.graph.expr`).
 
@@ -55,8 +55,8 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from causalppl.graph.dotparse import DotSyntaxError, parse_dot
 from causalppl.graph.expr import Expression, ExpressionError
-from causalppl.graph.formats.dotparse import DotSyntaxError, parse_dot
 from causalppl.graph.mechanism import Unspecified, is_unspecified, mechanism_text
 from causalppl.graph.scm import SCM, code_label
 from causalppl.params import decode_constraint, encode_constraint

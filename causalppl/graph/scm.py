@@ -232,7 +232,9 @@ class SCM:
 
     def _check_acyclic(self, node=None):
         graph = self._build_graph()
-        if not nx.is_directed_acyclic_graph(graph):
+        if nx.is_directed_acyclic_graph(graph):
+            self._cache["graph"] = nx.freeze(graph)  # built anyway: keep it for .graph
+        else:
             cycle = nx.find_cycle(graph, source=node)
             path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
             where = f"adding node '{node}' creates" if node is not None else "the graph has"

@@ -17,13 +17,13 @@ writes each table into ``scm.params`` (``"lung.probs"``, shape
 ``[*parent_states, states]``). :func:`to_bif` writes any discrete SCM
 (tables, Bernoulli or Categorical mechanisms) back.
 
->>> scm = read_bif("""variable smoke { type discrete [ 2 ] { yes, no }; }
+>>> scm = read_bif('''variable smoke { type discrete [ 2 ] { yes, no }; }
 ... variable lung { type discrete [ 2 ] { yes, no }; }
 ... probability ( smoke ) { table 0.5, 0.5; }
-... probability ( lung | smoke ) { (yes) 0.1, 0.9; (no) 0.01, 0.99; }""")
+... probability ( lung | smoke ) { (yes) 0.1, 0.9; (no) 0.01, 0.99; }''')
 >>> scm.nodes, scm.labels("lung")
 (('smoke', 'lung'), ('yes', 'no'))
->>> scm.params["lung.probs"]
+>>> scm.params["lung.probs"].detach()
 tensor([[0.1000, 0.9000],
         [0.0100, 0.9900]])
 """

@@ -12,7 +12,8 @@ never evaluates its values.
 True
 >>> read_gml(text).nodes
 ('z', 'x', 'y')
->>> read_gml('graph [ directed 1 node [ id 0 label "a" ] node [ id 1 label "b" ] edge [ source 0 target 1 ] ]').parents("b")
+>>> read_gml('graph [ directed 1 node [ id 0 label "a" ] node [ id 1 label "b" ] '
+...          'edge [ source 0 target 1 ] ]').parents("b")
 ('a',)
 """
 
@@ -23,7 +24,7 @@ import json
 import networkx as nx
 
 from causalppl.graph.dot import _node_attrs, _source_text, scm_from_dot_graph, unquote
-from causalppl.graph.formats.dotparse import DotGraph
+from causalppl.graph.dotparse import DotGraph
 
 # What a node's GML attributes say about the model (the rest is styling).
 KEYS = ("mechanism", "learnable", "params", "labels", "latent", "observed", "intervened", "input", "callable")

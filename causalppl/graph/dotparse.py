@@ -71,36 +71,45 @@ def tokenize(text):
     ['a', '->', 'b c', ';', 'x', '=', '12']
     """
     tokens = []
+    append = tokens.append
     position, end = 0, len(text)
-    match = _TOKEN.match
     while position < end:
-        found = match(text, position)
-        if found is None:
-            raise DotSyntaxError(f"{_where(text, position)}: unexpected character {text[position]!r}")
-        kind = found.lastgroup
-        if kind == "html":
-            value, next_position = _html(text, position)
-            tokens.append(("qid", value, position))
-            position = next_position
+        # finditer runs in C; it stops at the first character no token matches (or at an HTML string).
+        for found in _TOKEN.finditer(text, position):
+            if found.start() != position:
+                break
+            position = found.end()
+            kind = found.lastgroup
+            if kind == "space" or kind == "comment":
+                continue
+            if kind == "id" or kind == "number":
+                append(("id", found.group(), found.start()))
+            elif kind == "string":
+                value = found.group()[1:-1]
+                if "\\" in value:
+                    value = _unescape(value)
+                if tokens and tokens[-1][0] == "+":  # "a" + "b": one string
+                    tokens.pop()
+                    if not tokens or tokens[-1][0] != "qid":
+                        raise DotSyntaxError(f"{_where(text, found.start())}: '+' must join two quoted strings")
+                    value = tokens.pop()[1] + value
+                append(("qid", value, found.start()))
+            elif kind == "html":
+                position = found.start()
+                break
+            elif kind == "edgeop":
+                append(("edgeop", found.group(), found.start()))
+            else:
+                value = found.group()
+                append((value, value, found.start()))
+        if position >= end:
+            break
+        if text[position] == "<":
+            start = position
+            value, position = _html(text, start)
+            append(("qid", value, start))
             continue
-        position = found.end()
-        if kind in ("space", "comment"):
-            continue
-        value = found.group()
-        if kind == "string":
-            value = _unescape(value[1:-1])
-            if tokens and tokens[-1][0] == "+":  # "a" + "b": one string
-                tokens.pop()
-                if not tokens or tokens[-1][0] != "qid":
-                    raise DotSyntaxError(f"{_where(text, found.start())}: '+' must join two quoted strings")
-                value = tokens.pop()[1] + value
-            tokens.append(("qid", value, found.start()))
-        elif kind in ("id", "number"):
-            tokens.append(("id", value, found.start()))
-        elif kind == "edgeop":
-            tokens.append(("edgeop", value, found.start()))
-        else:
-            tokens.append((value, value, found.start()))
+        raise DotSyntaxError(f"{_where(text, position)}: unexpected character {text[position]!r}")
     return tokens
 
 
