@@ -556,6 +556,25 @@ class Identification:
                     "only under extra assumptions (e.g. a linear model)")
         return "none by adjustment"
 
+    def to_dict(self) -> dict:
+        """The findings as JSON-ready data (sets as sorted lists)."""
+        from causalppl.tables import plain
+
+        return plain({"treatment": self.treatment, "outcome": self.outcome, "identifiable": self.identifiable,
+                      "backdoor": [sorted_nodes(s) for s in self.backdoor],
+                      "frontdoor": [sorted_nodes(s) for s in self.frontdoor],
+                      "instruments": list(self.instruments), "strategy": self.strategy(),
+                      "estimand": self.estimand(), "notes": list(self.notes)})
+
+    def to_frame(self):
+        """A pandas DataFrame with one row per valid set: ``kind`` (backdoor/frontdoor/instrument), ``nodes``."""
+        from causalppl.tables import frame
+
+        rows = [{"kind": kind, "nodes": ", ".join(map(str, sorted_nodes(s)))}
+                for kind, found in (("backdoor", self.backdoor), ("frontdoor", self.frontdoor)) for s in found]
+        rows += [{"kind": "instrument", "nodes": str(z)} for z in self.instruments]
+        return frame(rows, columns=["kind", "nodes"])
+
     def __str__(self) -> str:
         def sets(found):
             return ", ".join(fmt_set(s) for s in found) or "none"

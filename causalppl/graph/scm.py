@@ -22,6 +22,7 @@ import torch
 
 from causalppl.graph.lower import RESERVED, LoweredModel, table_to_tensors
 from causalppl.graph.mechanism import Mechanism, as_mechanism, is_unspecified, mechanism_text, missing_mechanism
+from causalppl.graph.samples import Samples
 from causalppl.params import ParamStore
 from causalppl.runtime import as_tensor
 
@@ -504,11 +505,14 @@ class SCM:
         if self._observed:
             from causalppl.causal.queries import posterior_samples
 
-            return posterior_samples(self, n if n is not None else 1, **inputs)
+            return Samples(posterior_samples(self, n if n is not None else 1, **inputs), self._all_labels())
         with torch.no_grad():
             if n is None:
                 return self.model(**inputs)
-            return self.model.simulate(n, **inputs)[0]
+            return Samples(self.model.simulate(n, **inputs)[0], self._all_labels())
+
+    def _all_labels(self):
+        return {node: self.labels(node) for node in self._mechanisms if self.labels(node) is not None}
 
     def log_prob(self, values, **inputs):
         """Joint log density of a full assignment ``values`` (node -> value)."""
