@@ -41,7 +41,8 @@ def test_agrees_with_pydot_on_the_shipped_graphs(name):
 
 
 def test_grammar_corners():
-    g = parse_dot('/* c */ strict digraph "g" {\n# a preprocessor line\n a:p:n -> {b c} [w=1]; "x" + "y" [k=<<b>1</b>>]; '
+    g = parse_dot('/* c */ strict digraph "g" {\n# a preprocessor line\n'
+                  ' a:p:n -> {b c} [w=1]; "x" + "y" [k=<<b>1</b>>]; '
                   'subgraph s { edge [color=red]; b -> c } }')
     assert g.strict and g.name == "g" and list(g.nodes) == ["a", "b", "c", "xy"]
     assert g.nodes["xy"] == {"k": "<<b>1</b>>"}
