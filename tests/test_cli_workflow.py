@@ -6,11 +6,10 @@ import sys
 
 import pandas as pd
 import pytest
+from test_formats import SPRINKLER_BIF
 
 import causalppl as cp
 from causalppl import cli
-
-from test_formats import SPRINKLER_BIF
 
 
 def run(capsys, *argv):

@@ -155,7 +155,7 @@ def test_dot_text_honours_rankdir_shows_mechanisms_and_marks_fitted_columns():
     data = {"x": data["x"], "y": data["y"]}
     fitted = cp.SCM.from_graph(cp.graphs.load("confounded"), data)
     fitted.fit(data, steps=5, progress=False)
-    lines = {line.split(" ")[0]: line for line in fitted.to_dot().splitlines()}
+    lines = {line.split(" ")[0]: line for line in fitted.to_dot().splitlines() if "->" not in line}
     assert "peripheries=2" in lines["x"] and "peripheries=2" in lines["y"] and "peripheries" not in lines["z"]
 
 
