@@ -11,6 +11,7 @@ from causalppl import causal, datasets, distributions, graphs, handlers, infer, 
 from causalppl import distributions as dist
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
+from causalppl.graph.formats import read_graph
 from causalppl.graph.persist import load
 from causalppl.handlers import condition, do, trace
 from causalppl.params import (
@@ -41,4 +42,5 @@ __all__ = [
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
-__all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "subsample", "validation_enabled"]
+__all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "read_graph", "subsample",
+            "validation_enabled"]

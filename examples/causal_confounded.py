@@ -1,6 +1,6 @@
 """Backdoor adjustment: the effect of x on y when z confounds them.
 
-The SCM (``graphs/confounded.dot``)::
+The SCM (``causalppl/graphs/confounded.dot``)::
 
     z ~ Normal(0, 1);  x ~ Normal(z, 1);  y ~ Normal(2 x + 3 z, 1)
 

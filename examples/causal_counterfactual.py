@@ -1,6 +1,6 @@
 """Counterfactuals: abduction, action, prediction on a linear SCM.
 
-``graphs/confounded.dot``::
+``causalppl/graphs/confounded.dot``::
 
     z = u_z;   x = z + u_x;   y = 2 x + 3 z + u_y      (u ~ N(0, 1))
 

@@ -1,6 +1,6 @@
 """Instrumental variables: an unobserved confounder, and an instrument that beats it.
 
-``graphs/instrument.dot``: a latent u pushes up both x and y, so regressing
+``causalppl/graphs/instrument.dot``: a latent u pushes up both x and y, so regressing
 y on x is biased (it gives 3, not 2) and no observed set blocks the backdoor
 path x <- u -> y. The instrument z moves x but reaches y only through x::
 

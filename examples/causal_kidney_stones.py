@@ -2,7 +2,7 @@
 
 Treatment A (open surgery, treatment = 1) beats B within small stones and
 within large stones, yet loses overall, because doctors gave A mostly to the
-hard, large stones (``graphs/kidney_stones.dot``). Stone size confounds the
+hard, large stones (``causalppl/graphs/kidney_stones.dot``). Stone size confounds the
 comparison; the graph says to adjust for it::
 
     P(recovery | do(treatment)) = sum_size P(recovery | treatment, size) P(size)

@@ -1,6 +1,6 @@
 """M-bias: adjusting for a pre-treatment collider biases an unconfounded estimate.
 
-``graphs/m_bias.dot``::
+``causalppl/graphs/m_bias.dot``::
 
     a -> x -> y <- b,   a -> m <- b
 

@@ -1,6 +1,6 @@
 """Mediation: the total effect and the direct effect are different questions.
 
-``graphs/mediator.dot``::
+``causalppl/graphs/mediator.dot``::
 
     c -> x,  c -> y,  x -> m -> y,  x -> y
     m = 0.5 x + noise;  y = 0.7 m + 0.3 x + c + noise

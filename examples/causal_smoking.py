@@ -1,6 +1,6 @@
 """Frontdoor adjustment: smoking, tar and cancer with an unobserved genotype.
 
-The SCM (``graphs/smoking.dot``) has a latent u that raises both smoking and
+The SCM (``causalppl/graphs/smoking.dot``) has a latent u that raises both smoking and
 cancer, so no set of observed variables blocks the backdoor path
 smoking <- u -> cancer. But smoking acts on cancer only through tar, and
 the frontdoor formula identifies the effect from observed frequencies::
@@ -21,7 +21,7 @@ import argparse
 
 import causalppl as cp
 
-# The mechanisms of graphs/smoking.dot, for the exact answer.
+# The mechanisms of causalppl/graphs/smoking.dot, for the exact answer.
 P_U = 0.3
 P_TAR = {0: 0.05, 1: 0.95}  # P(tar = 1 | smoking)
 

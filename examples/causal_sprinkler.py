@@ -1,6 +1,6 @@
 """The sprinkler: intervening, conditioning and a counterfactual on a Bayesian network.
 
-``graphs/sprinkler.dot``: a cloudy day turns the sprinkler on less often and
+``causalppl/graphs/sprinkler.dot``: a cloudy day turns the sprinkler on less often and
 brings rain more often; the grass is wet when either ran. We compare
 
 * P(wet | do(sprinkler=1)): switch the sprinkler on regardless of the sky;
@@ -23,7 +23,7 @@ import itertools
 
 import causalppl as cp
 
-# The CPTs of graphs/sprinkler.dot: P(x = 1 | parents).
+# The CPTs of causalppl/graphs/sprinkler.dot: P(x = 1 | parents).
 P_CLOUDY = 0.5
 P_SPRINKLER = {1: 0.1, 0: 0.5}  # given cloudy
 P_RAIN = {1: 0.8, 0: 0.2}  # given cloudy

@@ -234,7 +234,7 @@ def bad_csv(tmp_path, name, text):
 
 
 RUNTIME_ERRORS = [
-    (lambda tmp: ("query", "bogus", "--target", "y"), "'bogus' is neither a DOT file, a saved model nor a known graph"),
+    (lambda tmp: ("query", "bogus", "--target", "y"), "'bogus' is neither a graph file"),
     (lambda tmp: ("sample", "confounded", "--do", "q=1"), "'q' is not a node"),
     (lambda tmp: ("query", "confounded", "--target", "nope"), "--target: 'nope' is not a node"),
     (lambda tmp: ("identify", "confounded", "--treatment", "t", "--outcome", "y"), "'t' is not a node"),

@@ -141,3 +141,30 @@ def test_svg_shows_state_labels():
     nodes, _ = svg_picture(render_svg(scm.do(either=1.0).condition(dysp="yes")))
     assert nodes["either"]["texts"] == ["either = yes"]
     assert nodes["dysp"]["texts"] == ["dysp = yes"]
+
+
+# -- rankdir, mechanisms, legend, fitted columns ------------------------------------------------
+
+
+def test_dot_text_honours_rankdir_shows_mechanisms_and_marks_fitted_columns():
+    assert "rankdir=TB;" in cp.graphs.load("sprinkler").to_dot()  # the file's own direction
+    text = cp.graphs.load("confounded").to_dot(show="mechanisms")
+    assert 'label="y\\nNormal(2*x + 3*z, 1.0)"' in text
+    cp.set_rng_seed(0)
+    data = cp.graphs.load("confounded").sample(200)
+    data = {"x": data["x"], "y": data["y"]}
+    fitted = cp.SCM.from_graph(cp.graphs.load("confounded"), data)
+    fitted.fit(data, steps=5, progress=False)
+    lines = {line.split(" ")[0]: line for line in fitted.to_dot().splitlines() if "->" not in line}
+    assert "peripheries=2" in lines["x"] and "peripheries=2" in lines["y"] and "peripheries" not in lines["z"]
+
+
+@needs_dot
+def test_pictures_have_a_legend_that_reading_skips(tmp_path):
+    scm = cp.graphs.load("smoking").do(smoking=1.0)
+    nodes, _ = svg_picture(draw(scm, tmp_path / "s.svg").read_text())
+    legend = {title for title in nodes if title.startswith("legend_")}
+    assert {"legend_observed", "legend_intervened", "legend_latent"} <= legend
+    assert "cut" in " ".join(nodes["legend_intervened"]["texts"])
+    assert cp.read_dot(scm.to_dot(legend=True)).nodes == scm.nodes
+    assert not any(t.startswith("legend_") for t in svg_picture(render_svg(scm))[0])  # notebooks: none

@@ -124,6 +124,20 @@ class FitResult:
         """
         return report.summary_table(self)
 
+    def to_dict(self):
+        """The fit as JSON-ready data: method, losses, convergence and the learned params."""
+        from causalppl.tables import plain
+
+        return plain({"method": self.method, "losses": list(self.losses), "converged": self.converged,
+                      "moving": list(self.moving), "params": self.params, "notes": list(self.notes)})
+
+    def to_frame(self):
+        """The summary table (:meth:`summary`) as a pandas DataFrame."""
+        from causalppl.tables import pandas
+
+        table = self.summary()
+        return table if hasattr(table, "columns") else pandas().DataFrame([vars(row) for row in table])
+
     def __str__(self):
         return report.describe(self)
 

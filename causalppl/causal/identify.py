@@ -824,6 +824,15 @@ class Identification:
             "notes": list(self.notes),
         }
 
+    def to_frame(self):
+        """A pandas DataFrame with one row per valid set: ``kind`` (backdoor/frontdoor/instrument), ``nodes``."""
+        from causalppl.tables import frame
+
+        rows = [{"kind": kind, "nodes": ", ".join(map(str, sorted_nodes(s)))}
+                for kind, found in (("backdoor", self.backdoor), ("frontdoor", self.frontdoor)) for s in found]
+        rows += [{"kind": "instrument", "nodes": str(z)} for z in self.instruments]
+        return frame(rows, columns=["kind", "nodes"])
+
     def __str__(self) -> str:
         def sets(found):
             return ", ".join(fmt_set(s) for s in found) or "none"

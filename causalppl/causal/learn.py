@@ -102,7 +102,7 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
         raise ValueError(f"the graph has the cycle {path}; a causal model needs a DAG")
     overrides = _overrides(mechanisms, nodes)
     position = {node: i for i, node in enumerate(nodes)}
-    scm = SCM()
+    built = nx.DiGraph()  # one SCM(G) at the end: adding node by node re-checks the graph each time
     choices = {}
     for node in nx.lexicographical_topological_sort(graph, key=position.__getitem__):
         parents = tuple(graph.predecessors(node))
@@ -115,7 +115,9 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
         else:
             mechanism, reason = _check_given(node, parents, choice, nodes), "mechanism given"
         choices[node] = f"{_name_of(mechanism)}: {reason}"
-        scm.add(node, mechanism, latent=latent)
+        built.add_node(node, mechanism=mechanism, latent=latent)
+    built.add_edges_from(graph.edges)
+    scm = SCM(built)
     scm._state.choices = choices
     return scm
 

@@ -302,6 +302,27 @@ class QueryResult:
     def __getitem__(self, node):
         return self.samples[node]
 
+    def to_dict(self):
+        """The query and, per node, its mean, sd and standard error (and, when discrete, its
+        distribution by label) as JSON-ready data."""
+        from causalppl.tables import plain
+
+        nodes = {}
+        for name in self.samples:
+            summary = self.summary(name)
+            nodes[name] = {"mean": summary.mean, "sd": summary.std, "stderr": summary.stderr, "n": summary.n}
+            if name in self.levels:
+                nodes[name]["distribution"] = self.distribution(name).probs
+        return plain({"do": self.do, "evidence": self.evidence, "ess": self.ess, "nodes": nodes})
+
+    def to_frame(self, labels=True):
+        """The samples as a pandas DataFrame (discrete nodes as categories of their labels)."""
+        from causalppl.graph.samples import Samples
+
+        names = {node: tuple(levels.values()) for node, levels in self.levels.items()
+                 if list(levels) == list(range(len(levels)))}
+        return Samples(self.samples, names).to_frame(labels=labels)
+
     def __str__(self):
         lines = [self.query() or "observational"]
         for name in self.samples:
@@ -431,6 +452,24 @@ class EffectResult:
             return float(low), float(high)
         z = _normal_quantile(0.5 + level / 2)
         return self.ate - z * self.stderr, self.ate + z * self.stderr
+
+    def to_dict(self):
+        """The effect as JSON-ready data (``ate``, ``stderr``, ``interval``, ``covers``, ...)."""
+        from causalppl.tables import plain
+
+        low, high = self.interval()
+        return plain({"treatment": self.treatment, "outcome": self.outcome, "treated": self.treated,
+                      "control": self.control, "outcome_level": self.outcome_level, "ate": self.ate,
+                      "stderr": self.stderr, "sd": self.sd, "interval": [low, high], "covers": self.covers,
+                      "treated_mean": self.treated_mean, "control_mean": self.control_mean})
+
+    def to_frame(self):
+        """A one-row pandas DataFrame of :meth:`to_dict` (the interval as ``low`` and ``high``)."""
+        from causalppl.tables import frame
+
+        row = self.to_dict()
+        row["low"], row["high"] = row.pop("interval")
+        return frame([row])
 
     def __str__(self):
         low, high = self.interval()

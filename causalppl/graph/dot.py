@@ -2,9 +2,10 @@
 
 :func:`to_dot` writes one DOT node per SCM node with its mechanism as an
 attribute, plus Graphviz styling so the text renders as the usual causal
-diagram; :func:`read_dot` parses DOT text (or a file) with pydot and rebuilds
-the SCM, surgery included. Nothing in a DOT file is ever executed: mechanisms
-and values go through the safe expression parser (:mod:`causalppl.graph.expr`).
+diagram; :func:`read_dot` parses DOT text (or a file) with
+:mod:`causalppl.graph.dotparse` and rebuilds the SCM, surgery
+included. Nothing in a DOT file is ever executed: mechanisms and values go
+through the safe expression parser (:mod:`causalppl.graph.expr`).
 
 Node attributes read and written:
 
@@ -19,9 +20,17 @@ Node attributes read and written:
     expression parser. Values read back have the default float dtype.
 ``input=true``
     a model input (such as ``guess``), drawn as a dashed ellipse; skipped on read.
+``learnable='{...}'`` / ``params='{...}'``
+    a learnable mechanism's spec and its fitted params, as JSON (parsed with
+    :func:`json.loads`, never executed).
+``labels='["no", "yes"]'``
+    a discrete node's state labels (JSON).
 ``callable=true``
     written for a node whose mechanism is a Python callable: DOT cannot hold
     it, so the file keeps the structure only and :func:`read_dot` refuses it.
+
+A file in which no node has a mechanism is a causal DAG (a structure-only
+SCM). The drawing's legend (``legend=true``) is skipped on read.
 
 Everything else (``label``, ``style``, ``shape``, ``fillcolor``, ...) is
 styling for Graphviz and ignored on read.
@@ -38,20 +47,19 @@ styling for Graphviz and ignored on read.
 
 from __future__ import annotations
 
-import io
+import json
 import math
 import re
-import threading
-import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import networkx as nx
-import pydot
 import torch
 
+from causalppl.graph.dotparse import DotSyntaxError, parse_dot
 from causalppl.graph.expr import Expression, ExpressionError
+from causalppl.graph.mechanism import Unspecified, is_unspecified, mechanism_text
 from causalppl.graph.scm import SCM, code_label
+from causalppl.params import decode_constraint, encode_constraint
 
 # Styling (Graphviz attributes). Kept here so to_dot's text renders as drawn.
 OBSERVED_FILL = "#c6dbef"
@@ -66,8 +74,6 @@ _NUMERAL = re.compile(r"-?(\.[0-9]+|[0-9]+(\.[0-9]*)?)\Z")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
-# pyparsing's parser (pydot's) is not thread-safe.
-_PARSE_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------------------
@@ -135,23 +141,123 @@ def label_value(value, labels=None):
     return f"[{value.numel()} values]"
 
 
-def to_dot(scm, name="scm", rankdir="LR"):
+def _attr_text(attrs):
+    return ", ".join(f"{key}={value}" for key, value in attrs.items())
+
+
+def _node_attrs(scm, node, show, fitted):
+    """The DOT attributes of one node: its mechanism (or learnable spec and params) and its styling."""
+    mechanism = scm.mechanism(node)
+    attrs, notes = {}, []
+    if mechanism.text is not None:
+        attrs["mechanism"] = quote(mechanism.text)
+    elif is_unspecified(mechanism):
+        pass  # a causal DAG: structure only
+    elif callable(getattr(mechanism.fn, "spec", None)):
+        attrs["learnable"] = quote(json.dumps(mechanism.fn.spec()))
+        params = {key: {"value": value.detach().cpu().tolist(), "constraint": encode_constraint(key, constraint)}
+                  for key, value, constraint in _node_params(scm, node)}
+        if params:
+            attrs["params"] = quote(json.dumps(params))
+    else:
+        attrs["callable"] = "true"
+        attrs["comment"] = quote(f"{mechanism!r} is Python code; DOT holds the structure only")
+        notes.append(f"// node '{node}' has a Python callable mechanism ({mechanism!r}): "
+                     "this file holds its structure only and cannot be read back")
+    if node in scm._labels:
+        attrs["labels"] = quote(json.dumps(list(scm._labels[node])))
+    styles = []
+    label = None
+    if show == "mechanisms":
+        text = mechanism_text(mechanism)
+        label = f"{node}\n{text}" if text else node
+    if node in scm.latent:
+        attrs["latent"] = "true"
+        styles.append("dotted")
+        attrs["color"] = attrs["fontcolor"] = LATENT_COLOR
+    if node in fitted:
+        attrs["penwidth"] = "2"
+        attrs["peripheries"] = "2"
+    observed, interventions = scm.observed, scm.interventions
+    if node in observed:
+        attrs["observed"] = quote(format_value(observed[node]))
+        label = f"{node} = {label_value(observed[node], scm.labels(node))}"
+        attrs["fillcolor"] = quote(OBSERVED_FILL)
+        styles.insert(0, "filled")
+    if node in interventions:
+        attrs["intervened"] = quote(format_value(interventions[node]))
+        label = f"{node} = {label_value(interventions[node], scm.labels(node))}"
+        attrs["shape"] = "box"
+        attrs["fillcolor"] = quote(INTERVENED_FILL)
+        styles.insert(0, "filled")
+    if label is not None:
+        attrs["label"] = quote(label)
+    if styles:
+        attrs["style"] = quote(",".join(styles))
+    return attrs, notes
+
+
+def _node_params(scm, node):
+    """``(name, value, constraint)`` of the params in ``scm.params`` that belong to ``node``."""
+    store = scm.params
+    prefix = f"{node}."
+    return [(key, store[key], store.get_constraint(key)) for key in store.keys() if key.startswith(prefix)]
+
+
+def fitted_columns(scm):
+    """The nodes that were data columns in the SCM's last fit (an empty set if it was not fitted)."""
+    record = scm._state.fit
+    data = record.get("data") if isinstance(record, dict) else None
+    if data is None:
+        return set()
+    names = data.columns if hasattr(data, "columns") else data.keys() if hasattr(data, "keys") else ()
+    return {str(name) for name in names} & set(scm.nodes)
+
+
+def _legend(scm, fitted):
+    """DOT lines of a legend cluster explaining the styles (its nodes and edges carry ``legend=true``)."""
+    entries = [
+        ("legend_observed", "observed", f'style=filled, fillcolor="{OBSERVED_FILL}"'),
+        ("legend_intervened", "intervened: do() cut\\nits incoming edges",
+         f'shape=box, style=filled, fillcolor="{INTERVENED_FILL}"'),
+        ("legend_latent", "latent", f"style=dotted, color={LATENT_COLOR}, fontcolor={LATENT_COLOR}"),
+    ]
+    if fitted:
+        entries.append(("legend_fitted", "data column (fitted)", "penwidth=2, peripheries=2"))
+    if scm.inputs:
+        entries.append(("legend_input", "model input", f"style=dashed, color={INPUT_COLOR}"))
+    lines = ["subgraph cluster_legend {", 'label="legend"; fontsize=10; color=grey70; style=rounded;',
+             "node [legend=true, fontsize=10]; edge [legend=true];"]
+    lines += [f'{name} [label="{text}", {style}];' for name, text, style in entries]
+    lines.append("}")
+    return lines
+
+
+def to_dot(scm, name=None, rankdir=None, show=None, legend=False):
     """DOT text of ``scm``: nodes in topological order with their mechanisms and surgery.
 
     Parameters
     ----------
     scm : SCM
-    name : str
-        The DOT graph's name.
-    rankdir : str
-        Graphviz layout direction, ``"LR"`` (default) or ``"TB"``.
+    name : str, optional
+        The DOT graph's name (default: the name a file gave, else ``scm``).
+    rankdir : str, optional
+        Graphviz layout direction, ``"LR"``, ``"TB"``, ``"RL"`` or ``"BT"``
+        (default: the ``rankdir`` of the file the SCM was read from, else ``"LR"``).
+    show : None or "mechanisms"
+        ``"mechanisms"`` writes each node's mechanism under its name in its label.
+    legend : bool
+        Add a legend cluster that explains the styles (drawings use it;
+        :func:`read_dot` skips it).
 
     Returns
     -------
     str
-        DOT text that :func:`read_dot` reads back into an equal SCM, unless a
-        node has a Python callable mechanism (then it is marked
-        ``callable=true`` with no ``mechanism``, and a comment says so).
+        DOT text that :func:`read_dot` reads back into an equal SCM: expression
+        mechanisms as ``mechanism="..."``; learnable ones as their spec and
+        fitted params in JSON (``learnable='{...}'``, ``params='{...}'``). A node with a
+        Python callable mechanism is marked ``callable=true`` with no
+        ``mechanism``, and a comment says that it cannot be read back.
 
     Examples
     --------
@@ -169,57 +275,34 @@ def to_dot(scm, name="scm", rankdir="LR"):
     """
     if not isinstance(scm, SCM):
         raise TypeError(f"to_dot needs an SCM, got {type(scm).__name__}")
+    rankdir = rankdir if rankdir is not None else scm._meta.get("rankdir", "LR")
     if rankdir not in ("LR", "TB", "RL", "BT"):
         raise ValueError(f"rankdir must be one of LR, TB, RL, BT; got {rankdir!r}")
-    graph = pydot.Dot(quote(name), graph_type="digraph")
-    graph.set("rankdir", rankdir)
-    graph.add_node(pydot.Node("node", shape="ellipse"))  # the default node style
+    if show not in (None, "mechanisms"):
+        raise ValueError(f"show must be None or 'mechanisms', got {show!r}")
+    name = name if name is not None else scm._meta.get("name", "scm")
+    fitted = fitted_columns(scm)
     header = ["// causalppl SCM; read it back with causalppl.read_dot"]
-
+    body = [f"digraph {quote(name)} {{", f"rankdir={rankdir};", "node [shape=ellipse];"]
     for node in scm.inputs:
-        graph.add_node(pydot.Node(quote(node), input="true", style="dashed",
-                                  color=INPUT_COLOR, fontcolor=INPUT_COLOR))
-
-    observed, interventions, latent = scm.observed, scm.interventions, scm.latent
+        body.append(f"{quote(node)} [input=true, style=dashed, color={INPUT_COLOR}, fontcolor={INPUT_COLOR}];")
     for node in scm.nodes:
-        mechanism = scm.mechanism(node)
-        attrs = {}
-        if mechanism.text is not None:
-            attrs["mechanism"] = quote(mechanism.text)
-        else:
-            attrs["callable"] = "true"
-            attrs["comment"] = quote(f"{mechanism!r} is Python code; DOT holds the structure only")
-            header.append(f"// node '{node}' has a Python callable mechanism ({mechanism!r}): "
-                          "this file holds its structure only and cannot be read back")
-        styles = []
-        if node in latent:
-            attrs["latent"] = "true"
-            styles.append("dotted")
-            attrs["color"] = attrs["fontcolor"] = LATENT_COLOR
-        if node in observed:
-            attrs["observed"] = quote(format_value(observed[node]))
-            attrs["label"] = quote(f"{node} = {label_value(observed[node], scm.labels(node))}")
-            attrs["fillcolor"] = quote(OBSERVED_FILL)
-            styles.insert(0, "filled")
-        if node in interventions:
-            attrs["intervened"] = quote(format_value(interventions[node]))
-            attrs["label"] = quote(f"{node} = {label_value(interventions[node], scm.labels(node))}")
-            attrs["shape"] = "box"
-            attrs["fillcolor"] = quote(INTERVENED_FILL)
-            styles.insert(0, "filled")
-        if styles:
-            attrs["style"] = quote(",".join(styles))
-        graph.add_node(pydot.Node(quote(node), **attrs))
-
+        attrs, notes = _node_attrs(scm, node, show, fitted)
+        header += notes
+        body.append(f"{quote(node)} [{_attr_text(attrs)}];" if attrs else f"{quote(node)};")
+    interventions = scm.interventions
     for node in scm.nodes:
         if node in interventions:
             continue  # do() cut its incoming edges, inputs included
         for parent in scm.mechanism(node).parents:
             if parent in scm.inputs:
-                graph.add_edge(pydot.Edge(quote(parent), quote(node), style="dashed", color=INPUT_COLOR))
+                body.append(f"{quote(parent)} -> {quote(node)} [style=dashed, color={INPUT_COLOR}];")
     for parent, child in scm.graph.edges:
-        graph.add_edge(pydot.Edge(quote(parent), quote(child)))
-    return "\n".join(header) + "\n" + graph.to_string()
+        body.append(f"{quote(parent)} -> {quote(child)};")
+    if legend:
+        body += _legend(scm, fitted)
+    body.append("}")
+    return "\n".join(header + body) + "\n"
 
 
 # ---------------------------------------------------------------------------
@@ -236,71 +319,49 @@ def unquote(text):
     return text
 
 
-def _source_text(path_or_text):
-    """``(text, where)``: the DOT text and how errors refer to it."""
+def _source_text(path_or_text, what="read_dot", kind="DOT"):
+    """``(text, where)``: the text and how errors refer to it (a file's name, or ``DOT text``)."""
     if isinstance(path_or_text, Path):
-        return _read_file(path_or_text)
+        return read_text_file(path_or_text, what, kind)
     if not isinstance(path_or_text, str):
-        raise TypeError(f"read_dot needs a path or DOT text, got {type(path_or_text).__name__}")
-    if "{" in path_or_text:  # every DOT graph has a brace; no sensible path does
-        return path_or_text, "DOT text"
-    return _read_file(Path(path_or_text))
+        raise TypeError(f"{what} needs a path or {kind} text, got {type(path_or_text).__name__}")
+    if not path_or_text.strip():
+        raise ValueError(f"{what}: got an empty string; expected a path to a {kind} file or {kind} text")
+    if any(mark in path_or_text for mark in "{[<\n"):  # graphs have braces or brackets; no sensible path does
+        return path_or_text, f"{kind} text"
+    return read_text_file(Path(path_or_text), what, kind)
 
 
-def _read_file(path):
+def read_text_file(path, what="read_dot", kind="DOT"):
+    """``(text, where)`` of a UTF-8 file (a byte-order mark is dropped); errors name the file."""
+    path = Path(path)
+    where = f"{kind} file '{path}'"
+    if path.is_dir():
+        raise IsADirectoryError(f"{what}: '{path}' is a folder, not a {kind} file")
     try:
-        return path.read_text(encoding="utf-8"), f"DOT file '{path}'"
+        return path.read_text(encoding="utf-8-sig"), where
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"read_dot: no such file '{path}' (and the text is not DOT: it has no '{{')") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"read_dot: cannot read '{path}': {err}") from err
-
-
-def _graph_parser():
-    """pydot's pyparsing grammar (its import warns about pyparsing deprecations: not ours to fix)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import pydot.dot_parser
-        except ImportError:
-            return None
-    return getattr(pydot.dot_parser, "GraphParser", None)
+        raise FileNotFoundError(f"{what}: no such file '{path}'") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                         f"{err.start})") from None
+    except OSError as err:
+        raise ValueError(f"{what}: cannot read '{path}': {err.strerror or err}") from None
 
 
 def _parse(text, where):
-    """The one pydot graph in ``text``; parse errors become ``ValueError`` with line and column."""
-    parser = _graph_parser()
-    with _PARSE_LOCK:
-        if parser is not None and hasattr(parser, "parser"):
-            from pyparsing import ParseBaseException
-
-            try:
-                graphs = list(parser.parser.parse_string(text, parse_all=True))
-            except ParseBaseException as err:
-                raise ValueError(f"{where}: line {err.lineno}, column {err.col}: "
-                                 f"not valid DOT: {err.msg}") from None
-            except RecursionError:
-                raise ValueError(f"{where}: not valid DOT: nested too deeply") from None
-        else:  # an older pydot: it prints the parse error and returns None
-            with redirect_stdout(io.StringIO()) as printed:
-                graphs = pydot.graph_from_dot_data(text)
-            if graphs is None:
-                raise ValueError(f"{where}: not valid DOT: {printed.getvalue().strip()}")
-    if len(graphs) != 1:
-        raise ValueError(f"{where}: expected exactly one graph, found {len(graphs)}")
-    graph = graphs[0]
-    if graph.get_type() != "digraph":
-        raise ValueError(f"{where}: an SCM is a directed graph; write 'digraph {{ ... }}', "
-                         f"not '{graph.get_type()}'")
+    """The one directed graph in ``text`` (a :class:`DotGraph`); errors name the line and column."""
+    try:
+        graph = parse_dot(text)
+    except DotSyntaxError as err:
+        place, _, message = str(err).rpartition("column ")
+        if place:  # "line 3, column 8: expected ..." -> "<where>: line 3, column 8: not valid DOT: expected ..."
+            number, _, message = message.partition(": ")
+            raise ValueError(f"{where}: {place}column {number}: not valid DOT: {message}") from None
+        raise ValueError(f"{where}: not valid DOT: {err}") from None
+    if not graph.directed:
+        raise ValueError(f"{where}: an SCM is a directed graph; write 'digraph {{ ... }}', not 'graph'")
     return graph
-
-
-def _walk(graph):
-    """The graph and its subgraphs (clusters), depth first."""
-    yield graph
-    for sub in graph.get_subgraphs():
-        yield from _walk(sub)
 
 
 def _node_name(raw, where, what="node"):
@@ -347,7 +408,7 @@ def parse_value(text, node, key, where):
 
 
 def read_dot(path_or_text):
-    """Read an SCM from a DOT file or DOT text (parsed with pydot, never executed).
+    """Read an SCM, or a causal DAG, from a DOT file or DOT text (parsed, never executed).
 
     Parameters
     ----------
@@ -358,17 +419,23 @@ def read_dot(path_or_text):
     -------
     SCM
         With ``do`` / ``condition`` surgery restored from ``intervened`` /
-        ``observed`` attributes.
+        ``observed`` attributes. A file where no node has a ``mechanism`` (a
+        plain ``digraph { a -> b }``) gives a structure-only SCM: a causal DAG
+        that identification, drawing and :meth:`SCM.from_graph` take, and
+        whose queries say that they need mechanisms. ``node [...]`` /
+        ``edge [...]`` defaults apply; the file's ``rankdir`` is kept for drawings.
 
     Raises
     ------
     ValueError
-        Malformed DOT (with the line and column pydot reports), a node name
-        that is not an identifier, a node without a mechanism, a node whose
-        mechanism was a Python callable, an edge to an undefined node, an
-        ``input`` node with a mechanism, or edges that disagree with the
+        Malformed DOT (with the line and column), a node name that is not an
+        identifier, some nodes with a mechanism and others without, a node
+        whose mechanism was a Python callable, an edge to an undefined node,
+        an ``input`` node with a mechanism, or edges that disagree with the
         mechanisms. :class:`ExpressionError` (a ``ValueError``) for a
         mechanism the safe expression parser refuses.
+    networkx.NetworkXUnfeasible
+        A cycle, named.
     FileNotFoundError
         ``path_or_text`` is neither an existing file nor DOT text.
 
@@ -377,21 +444,121 @@ def read_dot(path_or_text):
     >>> scm = read_dot('digraph { z [mechanism="Normal(0, 1)"]; x [mechanism="Normal(z, 1)"]; z -> x; }')
     >>> scm.nodes, scm.parents("x")
     (('z', 'x'), ('z',))
+    >>> dag = read_dot("digraph { node [latent=true]; u; node [latent=false]; u -> x -> y; u -> y }")
+    >>> dag.nodes, dag.latent, dag.specified
+    (('u', 'x', 'y'), frozenset({'u'}), False)
     """
     text, where = _source_text(path_or_text)
-    graph = _parse(text, where)
+    return scm_from_dot_graph(_parse(text, where), where)
 
-    attributes = {}  # node -> merged attributes, in file order
-    for sub in _walk(graph):
-        for node in sub.get_nodes():
-            raw = node.get_name()
-            if raw in ("node", "edge", "graph"):  # default-attribute statements
-                continue
-            name = _node_name(raw, where)
-            merged = attributes.setdefault(name, {})
-            merged.update({key: unquote(value) for key, value in node.get_attributes().items()})
 
-    inputs, mechanisms, latent, observed, interventions = set(), {}, set(), {}, {}
+def scm_from_dot_graph(graph, where):
+    """The SCM (or structure-only SCM) a parsed :class:`DotGraph` describes; see :func:`read_dot`."""
+    attributes = {}
+    for raw, attrs in graph.nodes.items():
+        if _flag(attrs, "legend", raw, where):
+            continue  # the drawing's legend
+        attributes[_node_name(raw, where)] = attrs
+    edges = [(_node_name(s, where, "edge endpoint"), _node_name(t, where, "edge endpoint"), attrs)
+             for s, t, attrs in graph.edges
+             if not _flag(attrs, "legend", s, where)]
+    structural = not any("mechanism" in attrs or "learnable" in attrs or _flag(attrs, "input", n, where)
+                         or _flag(attrs, "callable", n, where) for n, attrs in attributes.items())
+    if structural:
+        scm = _structure(attributes, edges, where)
+    else:
+        scm = _with_mechanisms(attributes, edges, where)
+    meta = {key: graph.attrs[key] for key in ("rankdir",) if key in graph.attrs}
+    if graph.name:
+        meta["name"] = graph.name
+    return with_meta(scm, meta)
+
+
+def with_meta(scm, meta):
+    """``scm`` with graph-level facts from a file (``rankdir``, ``name``, ``roles``) recorded."""
+    scm._meta.update({key: value for key, value in meta.items() if value})
+    scm._cache.clear()
+    return scm
+
+
+def _surgery(scm, attributes, where):
+    interventions, observed = {}, {}
+    for name, attrs in attributes.items():
+        for key, store in (("observed", observed), ("intervened", interventions)):
+            if key in attrs and name in scm:
+                store[name] = parse_value(attrs[key], name, key, where)
+    if interventions:
+        scm = scm.do(**interventions)
+    if observed:
+        scm = scm.condition(**observed)
+    return scm
+
+
+def _structure(attributes, edges, where):
+    """A structure-only SCM (every mechanism :class:`Unspecified`) from nodes and edges."""
+    parents = {name: {} for name in attributes}
+    for source, target, _ in edges:
+        parents[target][source] = None
+    dag = nx.DiGraph()
+    for name, attrs in attributes.items():
+        dag.add_node(name, mechanism=Unspecified(name, parents[name]), latent=_flag(attrs, "latent", name, where),
+                     **_labels_of(attrs, name, where))
+    dag.add_edges_from((s, t) for s, t, _ in edges)
+    return _surgery(build_scm(dag, where), attributes, where)
+
+
+def build_scm(dag, where):
+    """``SCM(dag)`` with a cycle named after ``where`` (a file, or ``DOT text``)."""
+    for node in dag.nodes:
+        if dag.has_edge(node, node):
+            raise nx.NetworkXUnfeasible(f"{where}: node '{node}' has an edge to itself (cycle {node} -> {node})")
+    if not nx.is_directed_acyclic_graph(dag):
+        cycle = nx.find_cycle(dag)
+        path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+        raise nx.NetworkXUnfeasible(f"{where}: the graph has the cycle {path}")
+    return SCM(dag)
+
+
+def _labels_of(attrs, name, where):
+    if "labels" not in attrs:
+        return {}
+    try:
+        labels = json.loads(attrs["labels"])
+    except ValueError:
+        labels = None
+    if not isinstance(labels, list):
+        raise ValueError(f"{where}: node '{name}': labels={attrs['labels']!r} must be a JSON list "
+                         'such as ["no", "yes"]')
+    return {"labels": tuple(labels)}
+
+
+def _learnable(attrs, name, where):
+    """The learnable mechanism of a ``learnable='{json spec}'`` attribute, and its ``params``."""
+    from causalppl.causal.learnable import mechanism_from_spec  # graph/ must not import causal/ eagerly
+
+    try:
+        mechanism = mechanism_from_spec(json.loads(attrs["learnable"]))
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"{where}: node '{name}': learnable={attrs['learnable']!r} is not a learnable "
+                         f"mechanism's spec ({err})") from None
+    params = {}
+    if "params" in attrs:
+        try:
+            for key, entry in json.loads(attrs["params"]).items():
+                params[key] = (torch.tensor(entry["value"], dtype=torch.get_default_dtype()),
+                               decode_constraint(key, entry["constraint"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ValueError(f"{where}: node '{name}': params={attrs['params']!r} must be JSON "
+                             f'{{"name": {{"value": ..., "constraint": ...}}}} ({err})') from None
+    return mechanism, params
+
+
+def _parents_of(mechanism):
+    return mechanism.names if isinstance(mechanism, Expression) else mechanism.parents
+
+
+def _with_mechanisms(attributes, edges, where):
+    inputs, mechanisms, latent, params = set(), {}, set(), {}
     for name, attrs in attributes.items():
         if _flag(attrs, "input", name, where):
             if "mechanism" in attrs:
@@ -399,29 +566,31 @@ def read_dot(path_or_text):
                                  "an input is given when the model is called, a node has a mechanism")
             inputs.add(name)
             continue
-        if "mechanism" not in attrs:
-            if _flag(attrs, "callable", name, where):
-                raise ValueError(f"{where}: node '{name}' had a Python callable mechanism, which DOT cannot "
-                                 "hold; give it an expression mechanism=\"...\" or rebuild it with SCM.add")
+        if "learnable" in attrs:
+            mechanisms[name], found = _learnable(attrs, name, where)
+            params.update(found)
+        elif "mechanism" in attrs:
+            try:
+                mechanisms[name] = Expression(attrs["mechanism"])
+            except ExpressionError as err:
+                raise ExpressionError(f"{where}: node '{name}': {err}") from None
+        elif _flag(attrs, "callable", name, where):
+            raise ValueError(f"{where}: node '{name}' had a Python callable mechanism, which DOT cannot "
+                             "hold; give it an expression mechanism=\"...\" or rebuild it with SCM.add")
+        else:
             raise ValueError(f"{where}: node '{name}' has no mechanism attribute "
-                             "(write e.g. mechanism=\"Normal(0, 1)\", or input=true for a model input)")
-        try:
-            mechanisms[name] = Expression(attrs["mechanism"])
-        except ExpressionError as err:
-            raise ExpressionError(f"{where}: node '{name}': {err}") from None
+                             "(write e.g. mechanism=\"Normal(0, 1)\", or input=true for a model input; "
+                             "or leave out every mechanism for a causal DAG)")
         if _flag(attrs, "latent", name, where):
             latent.add(name)
-        for key, store in (("observed", observed), ("intervened", interventions)):
-            if key in attrs:
-                store[name] = parse_value(attrs[key], name, key, where)
 
     declared = {name: set() for name in mechanisms}
-    for sub in _walk(graph):
-        for edge in sub.get_edges():
-            _add_edge(edge, declared, mechanisms, inputs, where)
+    for source, target, _ in edges:
+        _add_edge(source, target, declared, mechanisms, inputs, where)
 
-    for name, expr in mechanisms.items():
-        used = {p for p in expr.names if p in mechanisms}
+    interventions = {name for name, attrs in attributes.items() if "intervened" in attrs}
+    for name, mechanism in mechanisms.items():
+        used = {p for p in _parents_of(mechanism) if p in mechanisms}
         if name in interventions and not declared[name]:
             continue  # do() cut the incoming edges
         if declared[name] != used:
@@ -432,30 +601,20 @@ def read_dot(path_or_text):
             if missing:
                 problems.append(f"no edges from {missing} although its mechanism uses them")
             raise ValueError(f"{where}: node '{name}': the file has {' and '.join(problems)} "
-                             f"(mechanism {expr.text!r} uses {list(expr.names)})")
+                             f"(mechanism {mechanism.text!r} uses {list(_parents_of(mechanism))})")
 
     dag = nx.DiGraph()
-    for name, expr in mechanisms.items():
-        dag.add_node(name, mechanism=expr, latent=name in latent)
-    for name, expr in mechanisms.items():
-        dag.add_edges_from((parent, name) for parent in expr.names if parent in mechanisms)
-    try:
-        scm = SCM(dag)
-    except nx.NetworkXUnfeasible as err:
-        raise nx.NetworkXUnfeasible(f"{where}: {err}") from None
-    if interventions:
-        scm = scm.do(**interventions)
-    if observed:
-        scm = scm.condition(**observed)
-    return scm
+    for name, mechanism in mechanisms.items():
+        dag.add_node(name, mechanism=mechanism, latent=name in latent, **_labels_of(attributes[name], name, where))
+    for name, mechanism in mechanisms.items():
+        dag.add_edges_from((parent, name) for parent in _parents_of(mechanism) if parent in mechanisms)
+    scm = build_scm(dag, where)
+    for key, (value, constraint) in params.items():
+        scm.params.get_param(key, value, constraint)
+    return _surgery(scm, attributes, where)
 
 
-def _add_edge(edge, declared, mechanisms, inputs, where):
-    source, target = edge.get_source(), edge.get_destination()
-    if not isinstance(source, str) or not isinstance(target, str):
-        raise ValueError(f"{where}: edges must join two nodes, not subgraphs ({edge.to_string()})")
-    source = _node_name(source, where, what="edge endpoint")
-    target = _node_name(target, where, what="edge endpoint")
+def _add_edge(source, target, declared, mechanisms, inputs, where):
     for end in (source, target):
         if end not in mechanisms and end not in inputs:
             raise ValueError(f"{where}: edge {source} -> {target}: '{end}' is not defined; declare it as a "
@@ -463,7 +622,7 @@ def _add_edge(edge, declared, mechanisms, inputs, where):
     if target in inputs:
         raise ValueError(f"{where}: edge {source} -> {target}: '{target}' is an input, which has no parents")
     if source in inputs:
-        if source not in mechanisms[target].names:
+        if source not in _parents_of(mechanisms[target]):
             raise ValueError(f"{where}: edge {source} -> {target}: the mechanism of '{target}' "
                              f"({mechanisms[target].text!r}) does not use the input '{source}'")
         return

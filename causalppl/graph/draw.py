@@ -1,10 +1,13 @@
 """Drawing an SCM with Graphviz: SVG / PNG / PDF files, or SVG text for notebooks.
 
 The picture is the DOT text of :func:`causalppl.graph.dot.to_dot`, laid out
-by Graphviz's ``dot`` program: observed nodes filled, intervened nodes boxed
-with their value in the label (its state label, for a node with labels),
-inputs dashed, latent nodes dotted and grey, and the edges ``do`` cut simply
-absent (they are absent from ``scm.graph``).
+by Graphviz's ``dot`` program in the file's ``rankdir``: observed nodes
+filled, intervened nodes boxed with their value in the label (its state
+label, for a node with labels), inputs dashed, latent nodes dotted and grey,
+the data columns of the last fit with a double outline, and the edges ``do``
+cut simply absent (they are absent from ``scm.graph``). Pictures carry a
+legend of these styles; ``show="mechanisms"`` writes each mechanism under
+its node's name.
 
 >>> import causalppl as cp
 >>> scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)")
@@ -70,7 +73,7 @@ def render_svg(scm, **dot_options):
     return render(scm, "svg", **dot_options).decode("utf-8")
 
 
-def draw(scm, path, format=None, **dot_options):
+def draw(scm, path, format=None, legend=None, **dot_options):
     """Draw ``scm`` into ``path``; return the path written (a ``pathlib.Path``).
 
     Parameters
@@ -82,8 +85,14 @@ def draw(scm, path, format=None, **dot_options):
     format : str, optional
         A Graphviz output format (``"svg"``, ``"png"``, ``"dot"``, ...) that
         overrides the extension.
+    legend : bool, optional
+        A legend of the styles (observed, intervened with its incoming edges
+        cut, latent, fitted data columns, inputs); by default in pictures, not
+        in ``.dot`` text.
     **dot_options
-        Passed to :func:`~causalppl.graph.dot.to_dot` (``rankdir="TB"``, ...).
+        Passed to :func:`~causalppl.graph.dot.to_dot`: ``rankdir="TB"`` (by
+        default the file's own), ``show="mechanisms"`` (each node's mechanism
+        under its name).
 
     Raises
     ------
@@ -108,6 +117,9 @@ def draw(scm, path, format=None, **dot_options):
             raise ValueError(f"draw: cannot tell the format of '{path}' from its extension; use one of "
                              f"{', '.join(sorted(FORMATS))} or pass format='svg' / 'png' / 'dot'")
     format = format.lower().lstrip(".")
+    if legend is None:
+        legend = format not in ("dot", "gv")
+    dot_options["legend"] = legend
     if format in ("dot", "gv"):
         path.write_text(to_dot(scm, **dot_options), encoding="utf-8")
         return path

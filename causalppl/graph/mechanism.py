@@ -109,3 +109,64 @@ def _parameter_names(fn, node):
             raise TypeError(f"node '{node}': parent '{parameter.name}' must not be positional-only")
         names.append(parameter.name)
     return names
+
+
+class MissingMechanism(ValueError):
+    """A query needs a mechanism that a node of a structure-only graph does not have."""
+
+
+class Unspecified:
+    """The mechanism of a node whose graph gave only its structure (a plain DOT, GML or dagitty file).
+
+    Such an SCM is a causal DAG: identification, drawing, surgery and
+    :meth:`SCM.from_graph` work on it; sampling and queries need mechanisms
+    and say so.
+
+    >>> m = Unspecified("y", ["x"])
+    >>> m.parents, m.text
+    (('x',), None)
+    >>> m(x=1.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    causalppl.graph.mechanism.MissingMechanism: node 'y' has no mechanism: the graph gives only its structure; ...
+    """
+
+    text = None
+
+    def __init__(self, node, parents=()):
+        self.node = node
+        self.parents = tuple(parents)
+
+    def __call__(self, **parent_values):
+        raise missing_mechanism([self.node])
+
+    def __repr__(self):
+        return f"Unspecified({self.node!r}, parents={self.parents!r})"
+
+
+def missing_mechanism(nodes):
+    """The :class:`MissingMechanism` error for ``nodes`` (a query that needs their mechanisms)."""
+    nodes = list(nodes)
+    which = f"node '{nodes[0]}' has" if len(nodes) == 1 else f"nodes {', '.join(map(repr, nodes))} have"
+    return MissingMechanism(
+        f"{which} no mechanism: the graph gives only its structure; learn mechanisms from data with "
+        "cp.SCM.from_graph(graph, data) and fit, or give each node a mechanism")
+
+
+def is_unspecified(mechanism):
+    """Whether ``mechanism`` (a :class:`Mechanism` or its ``fn``) is :class:`Unspecified`."""
+    return isinstance(getattr(mechanism, "fn", mechanism), Unspecified)
+
+
+def mechanism_text(mechanism):
+    """A one-line text for a mechanism: its expression, a learnable's description, or its repr.
+
+    >>> mechanism_text(as_mechanism("Normal(x, 1)")), mechanism_text(as_mechanism(Unspecified("y")))
+    ('Normal(x, 1)', '')
+    """
+    if mechanism.text is not None:
+        return mechanism.text
+    fn = mechanism.fn
+    if isinstance(fn, Unspecified):
+        return ""
+    return str(getattr(fn, "text", None) or repr(fn))

@@ -291,7 +291,7 @@ def _is_plain(value):
         return True
     if type(value) in (list, tuple):
         return all(_is_plain(item) for item in value)
-    if type(value) is dict:
+    if isinstance(value, dict):  # Samples (a dict subclass) too: _copy makes a plain dict of it
         return all(isinstance(key, _SCALARS) and _is_plain(item) for key, item in value.items())
     return False
 
@@ -311,7 +311,7 @@ def _plain_part(value, where, notes):
     """The plain-data part of a (nested) dict; what is left out is described in ``notes``."""
     if value is None or _is_plain(value):
         return _copy(value)
-    if type(value) is not dict:
+    if not isinstance(value, dict):
         notes.append(f"{where} ({type(value).__name__}) was not saved: not plain data")
         return None
     kept = {}

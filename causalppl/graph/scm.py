@@ -22,7 +22,8 @@ import torch
 
 from causalppl.graph.expr import expression_meaning
 from causalppl.graph.lower import RESERVED, LoweredModel, node_columns
-from causalppl.graph.mechanism import Mechanism, as_mechanism
+from causalppl.graph.mechanism import Mechanism, as_mechanism, is_unspecified, mechanism_text, missing_mechanism
+from causalppl.graph.samples import Samples
 from causalppl.graph.values import check_value, to_tensor
 from causalppl.params import ParamStore
 
@@ -90,6 +91,27 @@ def _check_labels(node, labels):
     return labels
 
 
+class SCMGraph(nx.DiGraph):
+    """``scm.graph``: a DiGraph of plain attributes (so ``nx.write_gml`` works) that also keeps the
+    :class:`Mechanism` objects, in ``mechanisms``, for ``SCM(scm.graph)``.
+
+    Node attributes: ``mechanism`` (text), ``latent``, ``labels``, and
+    ``observed`` / ``intervened`` values (a float, or a list for a tensor).
+    """
+
+    mechanisms = {}
+
+
+def plain_value(value):
+    """A tensor as a float (one element) or a nested list: plain data for networkx writers.
+
+    >>> plain_value(torch.tensor(2.0)), plain_value(torch.tensor([1, 2]))
+    (2.0, [1.0, 2.0])
+    """
+    value = torch.as_tensor(value).detach().cpu().double()
+    return float(value) if value.numel() == 1 and value.dim() == 0 else value.tolist()
+
+
 def code_label(labels, value):
     """The label a scalar code ``value`` stands for, or ``None`` (no labels, or not one of the codes).
 
@@ -122,6 +144,7 @@ class SCM:
         self._observed: dict[str, torch.Tensor] = {}
         self._interventions: dict[str, torch.Tensor] = {}
         self._labels: dict[str, tuple] = {}
+        self._meta: dict = {}  # graph-level facts a file gave: rankdir, name, roles (node -> role)
         self._cache = {}
         self._state = ModelState()
         if graph is not None:
@@ -132,10 +155,12 @@ class SCM:
     def _add_graph(self, graph):
         if not isinstance(graph, nx.DiGraph):
             raise TypeError(f"SCM(G) needs a networkx.DiGraph, got {type(graph).__name__}")
+        kept = getattr(graph, "mechanisms", {})  # scm.graph keeps the objects beside their texts
         for node, attrs in graph.nodes(data=True):
-            if "mechanism" not in attrs:
+            if "mechanism" not in attrs and node not in kept:
                 raise ValueError(f"node '{node}' has no 'mechanism' attribute")
-            self._set(node, attrs["mechanism"], bool(attrs.get("latent", False)), attrs.get("labels"))
+            mechanism = kept.get(node, attrs.get("mechanism"))
+            self._set(node, mechanism, bool(attrs.get("latent", False)), attrs.get("labels"))
         self._check_acyclic()
         for node in graph.nodes:
             declared = set(graph.predecessors(node))
@@ -209,7 +234,9 @@ class SCM:
 
     def _check_acyclic(self, node=None):
         graph = self._build_graph()
-        if not nx.is_directed_acyclic_graph(graph):
+        if nx.is_directed_acyclic_graph(graph):
+            self._cache["graph"] = nx.freeze(graph)  # built anyway: keep it for .graph
+        else:
             cycle = nx.find_cycle(graph, source=node)
             path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
             where = f"adding node '{node}' creates" if node is not None else "the graph has"
@@ -218,15 +245,18 @@ class SCM:
     # -- reading -----------------------------------------------------------------
 
     def _build_graph(self):
-        graph = nx.DiGraph()
+        graph = SCMGraph()
+        graph.mechanisms = dict(self._mechanisms)
+        graph.graph.update({key: value for key, value in self._meta.items() if value})
         for node, mechanism in self._mechanisms.items():
+            labels = self.labels(node)
             graph.add_node(
                 node,
-                mechanism=mechanism,
+                mechanism=mechanism_text(mechanism),
                 latent=node in self._latent,
-                **({"labels": self._labels[node]} if node in self._labels else {}),
-                **({"observed": self._observed[node]} if node in self._observed else {}),
-                **({"intervened": self._interventions[node]} if node in self._interventions else {}),
+                **({"labels": labels} if labels is not None else {}),
+                **({"observed": plain_value(self._observed[node])} if node in self._observed else {}),
+                **({"intervened": plain_value(self._interventions[node])} if node in self._interventions else {}),
             )
         for node, mechanism in self._mechanisms.items():
             if node in self._interventions:
@@ -240,8 +270,10 @@ class SCM:
     def graph(self):
         """The DAG as a (frozen) ``networkx.DiGraph``: every networkx algorithm applies.
 
-        Node attributes: ``mechanism``, ``latent``, and ``observed`` /
-        ``intervened`` values after surgery.
+        Node attributes are plain data (``nx.write_gml`` writes them):
+        ``mechanism`` (its text), ``latent``, ``labels``, and ``observed`` /
+        ``intervened`` values after surgery. Graph attributes: what a file
+        gave (``rankdir``, ``roles``). ``SCM(scm.graph)`` rebuilds the SCM.
         """
         if "graph" not in self._cache:
             self._cache["graph"] = nx.freeze(self._build_graph())
@@ -315,6 +347,32 @@ class SCM:
         """
         return to_tensor(node, value, self.labels(node))
 
+    def to_networkx(self):
+        """A mutable, plain copy of :attr:`graph` (a ``networkx.DiGraph`` of plain attributes).
+
+        >>> import causalppl as cp, networkx as nx
+        >>> G = cp.graphs.load("confounded").to_networkx()
+        >>> sum(line.strip() == "node [" for line in nx.generate_gml(G))
+        3
+        """
+        return nx.DiGraph(self.graph)
+
+    @property
+    def roles(self):
+        """Node -> role a file declared (dagitty's ``exposure``, ``outcome``, ``adjusted``, ...)."""
+        return dict(self._meta.get("roles", {}))
+
+    @property
+    def specified(self):
+        """False when some node has no mechanism (a structure-only graph): queries need mechanisms."""
+        return not any(is_unspecified(m) for m in self._mechanisms.values())
+
+    def require_mechanisms(self):
+        """Raise :class:`~causalppl.graph.mechanism.MissingMechanism` naming the nodes without one."""
+        missing = [node for node, m in self._mechanisms.items() if is_unspecified(m)]
+        if missing:
+            raise missing_mechanism(missing)
+
     @property
     def latent(self):
         return frozenset(self._latent)
@@ -384,6 +442,7 @@ class SCM:
         new._observed = dict(self._observed)
         new._interventions = dict(self._interventions)
         new._labels = dict(self._labels)
+        new._meta = dict(self._meta)
         new._cache = {}
         return new
 
@@ -437,6 +496,7 @@ class SCM:
     def model(self):
         """The lowered stochastic function ``model(n=None, data=None, subsample_size=None, **inputs)``."""
         if "model" not in self._cache:
+            self.require_mechanisms()
             self._cache["model"] = LoweredModel(self)
         return self._cache["model"]
 
@@ -460,11 +520,14 @@ class SCM:
         if self._observed:
             from causalppl.causal.queries import posterior_samples
 
-            return posterior_samples(self, n if n is not None else 1, **inputs)
+            return Samples(posterior_samples(self, n if n is not None else 1, **inputs), self._all_labels())
         with torch.no_grad():
             if n is None:
                 return self.model(**inputs)
-            return self.model.simulate(n, **inputs)[0]
+            return Samples(self.model.simulate(n, **inputs)[0], self._all_labels())
+
+    def _all_labels(self):
+        return {node: self.labels(node) for node in self._mechanisms if self.labels(node) is not None}
 
     def log_prob(self, values, **inputs):
         """Joint log density of a full assignment ``values`` (node -> value)."""
@@ -476,17 +539,38 @@ class SCM:
 
     # -- delegations to other layers ------------------------------------------------
 
-    def to_dot(self):
+    def to_dot(self, **options):
         """DOT text of the graph; expression mechanisms round-trip through :func:`read_dot`."""
         from causalppl.graph.dot import to_dot
 
-        return to_dot(self)
+        return to_dot(self, **options)
 
-    def draw(self, path, format=None):
-        """Render the DAG to ``path`` (``.svg``, ``.png`` or ``.dot``) with Graphviz."""
+    def to_dagitty(self):
+        """dagitty text of the graph (structure, latent nodes, roles)."""
+        from causalppl.graph.formats.dagitty import to_dagitty
+
+        return to_dagitty(self)
+
+    def to_gml(self):
+        """GML text of the graph, mechanisms as text."""
+        from causalppl.graph.formats.gml import to_gml
+
+        return to_gml(self)
+
+    def to_bif(self):
+        """BIF text of a discrete SCM (every node Bernoulli, categorical or a table)."""
+        from causalppl.graph.formats.bif import to_bif
+
+        return to_bif(self)
+
+    def draw(self, path, format=None, **options):
+        """Render the DAG to ``path`` (``.svg``, ``.png`` or ``.dot``) with Graphviz.
+
+        ``options`` go to :func:`causalppl.graph.draw.draw` (``show="mechanisms"``, ``rankdir=``, ``legend=``).
+        """
         from causalppl.graph.draw import draw
 
-        return draw(self, path, format=format)
+        return draw(self, path, format=format, **options)
 
     def _repr_svg_(self):
         from causalppl.graph.draw import render_svg

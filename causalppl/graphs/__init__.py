@@ -1,12 +1,11 @@
-"""Ready-made SCMs: the DOT files of the repository's ``graphs/`` folder.
+"""Ready-made SCMs: the DOT files in this package (``causalppl/graphs/*.dot``, shipped as package data).
 
 Each file holds one classic causal story with expression mechanisms (the
 tutorial's scale, the sprinkler, smoking/tar/cancer, kidney stones, ...) and
 starts with a comment that tells it.
 
-The folder is found next to the package, ``<repo>/graphs``, which is where it
-is when causalppl is installed editable (``pip install -e .``) or run from a
-checkout; :func:`path` says so when it is missing.
+The files are package data, so they are there in any install (editable or
+from a wheel).
 
 >>> import causalppl as cp
 >>> "scale" in cp.graphs.names()
@@ -21,11 +20,11 @@ from pathlib import Path
 
 from causalppl.graph.dot import read_dot
 
-GRAPHS_DIR = Path(__file__).resolve().parent.parent / "graphs"
+GRAPHS_DIR = Path(__file__).resolve().parent
 
 
 def names():
-    """The names of the ready-made graphs, sorted (file stems of ``graphs/*.dot``)."""
+    """The names of the ready-made graphs, sorted (file stems of ``causalppl/graphs/*.dot``)."""
     if not GRAPHS_DIR.is_dir():
         return []
     return sorted(p.stem for p in GRAPHS_DIR.glob("*.dot"))
@@ -35,8 +34,7 @@ def path(name):
     """The DOT file of graph ``name``; ``KeyError`` listing the available names if there is none."""
     if not GRAPHS_DIR.is_dir():
         raise FileNotFoundError(
-            f"the graphs folder '{GRAPHS_DIR}' is missing: it ships with the repository, so install "
-            "causalppl editable from a checkout (pip install -e .)"
+            f"the graphs folder '{GRAPHS_DIR}' is missing: reinstall causalppl"
         )
     available = names()
     if name not in available:
