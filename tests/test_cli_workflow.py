@@ -48,7 +48,7 @@ def test_fit_then_query_ate_sample_identify_on_a_pandas_csv(capsys, tmp_path):
     status, out, err = run(capsys, "sample", model, "-n", 4, "--labels")
     assert status == 0 and out.splitlines()[0] == "z,x,y" and out.splitlines()[1].split(",")[0] in ("False", "True")
     status, out, err = run(capsys, "identify", model, "--treatment", "x", "--outcome", "y", "--json")
-    assert status == 0 and json.loads(out)["backdoor"] == [["z"]]
+    assert status == 0 and json.loads(out)["backdoor_sets"] == [["z"]]
     status, out, err = run(capsys, "query", graph, "--target", "y")
     assert status == 1 and "no mechanism" in err and "from_graph" in err
 

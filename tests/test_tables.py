@@ -26,7 +26,7 @@ def test_samples_effect_query_identification_and_fit_have_frames_and_dicts():
     assert list(query.to_frame()["t"].unique()) == ["yes"]
 
     found = cp.causal.identify(cp.graphs.load("confounded"), "x", "y")
-    assert found.to_dict()["backdoor"] == [["z"]] and json.dumps(found.to_dict())
+    assert found.to_dict()["backdoor_sets"] == [["z"]] and json.dumps(found.to_dict())
     assert found.to_frame().to_dict("records")[0] == {"kind": "backdoor", "nodes": "z"}
 
     rows = scm.sample(500)
