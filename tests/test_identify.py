@@ -684,29 +684,23 @@ def test_random_conditional_effects_match_do_surgery(seed):
         assert close(result.evaluate(scm, do={x: xv}, given={z: zv}), truth, 1e-4)
 
 
-def random_large_graph(n, seed=0, window=12, parents=2.5):
-    rng = random.Random(seed)
-    G = nx.DiGraph()
-    G.add_nodes_from(f"v{i}" for i in range(n))
-    for i in range(n):
-        G.add_edges_from((f"v{j}", f"v{i}") for j in range(max(0, i - window), i)
-                         if rng.random() < parents / window)
-    for c in range(n // 4):
-        a = rng.randrange(n - 1)
-        b = rng.randrange(a + 1, min(n, a + window + 1))
-        G.add_edges_from([(f"u{c}", f"v{a}"), (f"u{c}", f"v{b}")])
-        G.nodes[f"u{c}"]["latent"] = True
-    return G
+def benchmark_graph(n, **options):
+    """The random graph of benchmarks/identify.py (one generator for the benchmark and this test)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "identify.py"
+    spec = importlib.util.spec_from_file_location("identify_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.random_graph(n, **options)
 
 
 def test_200_node_graph_answers_in_time():
     import time
 
-    G = random_large_graph(200)
-    y = "v195"
-    x = sorted((a for a in nx.ancestors(G, y) if a[0] == "v"), key=lambda s: -int(s[1:]))[2]
-    G.add_edges_from([("u_xy", x), ("u_xy", y)])  # no backdoor set: ID must run
-    G.nodes["u_xy"]["latent"] = True
+    G, x, y = benchmark_graph(200, confounded=True)  # x <-> y latent: no backdoor set, ID must run
+    assert (x, y)[1] == "v195" and G.nodes["u_xy"]["latent"]
     start = time.perf_counter()
     result = identify(G, x, y)
     elapsed = time.perf_counter() - start
