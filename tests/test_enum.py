@@ -410,8 +410,8 @@ def test_score_function_gradient_of_a_sampled_guide_site_is_unbiased():
     store = cp.get_param_store()
     (leaf_grad,) = torch.autograd.grad(loss, [store.leaf("q")])
     grad = leaf_grad / (q * (1 - q)).detach()  # d sigmoid(u) / du = q (1 - q)
-    # per-particle sd of the score estimate is about 25 here: 4 standard errors
-    assert grad.item() == pytest.approx(exact.item(), abs=4 * 25 / math.sqrt(2000))
+    # the per-particle sd of this estimate is 31.5 (300 single-particle runs): 4 standard errors
+    assert grad.item() == pytest.approx(exact.item(), abs=4 * 32 / math.sqrt(2000))
 
 
 # -- infer_discrete -----------------------------------------------------------------------------------

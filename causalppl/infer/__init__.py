@@ -10,6 +10,6 @@ from causalppl.infer.svi import SVI
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
 
 __all__ = [
-    "ELBO", "Importance", "JitTraceEnum_ELBO", "NonFiniteLossError", "Predictive", "SVI", "TraceEnum_ELBO", "TraceMeanField_ELBO",
-    "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "config_enumerate", "infer_discrete",
+    "ELBO", "Importance", "JitTraceEnum_ELBO", "NonFiniteLossError", "Predictive", "SVI", "TraceEnum_ELBO",
+    "TraceMeanField_ELBO", "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "config_enumerate", "infer_discrete",
 ]

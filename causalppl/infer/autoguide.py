@@ -247,8 +247,9 @@ class AutoGuide:
             if support.is_discrete:
                 raise ValueError(
                     f"{type(self).__name__}: latent site '{name}' has discrete support {support}; "
-                    "autoguides handle continuous latent sites only (write a guide for it, "
-                    "or observe it)"
+                    "autoguides handle continuous latent sites only (write a guide for it, observe it, or "
+                    "sum it out: enumerate it in the model, hide it from the guide with "
+                    f"cp.handlers.block(model, hide=['{name}']) and fit with TraceEnum_ELBO)"
                 )
             transform = biject_to(support)
             self._device = site["value"].device

@@ -85,13 +85,15 @@ def site_factor(site, tensor, role="model"):
     """
     frames = {frame.dim: frame for frame in site_frames(site)}
     dim_to_id = site["infer"].get("_dim_to_id", {})
-    variables, squeeze = [], []
+    variables, squeeze, expand = [], [], list(tensor.shape)
     for axis in range(tensor.dim()):
         dim = axis - tensor.dim()
         size = tensor.shape[axis]
         frame = frames.get(dim)
         if frame is not None and (size > 1 or frame.subsample_size > 1):
             variables.append(plate_var(frame))
+            if size == 1:
+                expand[axis] = frame.subsample_size  # counted once per copy of the plate
         elif size == 1:
             squeeze.append(axis)
         elif dim in dim_to_id:
@@ -102,6 +104,8 @@ def site_factor(site, tensor, role="model"):
                 f"dim {dim}, which neither a plate nor an enumerated site declares; enclose the site in a plate "
                 "for that dim, make the dims event dims with .to_event(...), or raise max_plate_nesting"
             )
+    if expand != list(tensor.shape):
+        tensor = tensor.expand(expand)
     table = tensor.squeeze(squeeze) if squeeze else tensor
     shape = list(table.shape)
     for frame in frames.values():
