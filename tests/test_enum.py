@@ -379,6 +379,28 @@ def test_sequential_guide_enumeration_equals_parallel():
     assert torch.allclose(results[0][1], results[1][1], atol=1e-9)
 
 
+def test_svi_steps_with_a_sequential_site_after_a_reparameterised_one():
+    # Both branches replay the guide's draw of loc, so the loss is backpropagated once.
+    @config_enumerate
+    def model():
+        loc = cp.sample("loc", cp.dist.Normal(0.0, 10.0))
+        b = cp.sample("b", cp.dist.Bernoulli(0.5))
+        with cp.plate("data", len(DATA)):
+            cp.sample("obs", cp.dist.Normal(loc + 3.0 * b, 2.0), obs=DATA)
+
+    def guide():
+        m = cp.param("m", torch.tensor(0.0))
+        q = cp.param("q", torch.tensor(0.5), constraint=C.unit_interval)
+        cp.sample("loc", cp.dist.Normal(m, 0.5))
+        cp.sample("b", cp.dist.Bernoulli(q), infer={"enumerate": "sequential"})
+
+    svi = SVI(model, guide, cp.optim.Adam({"lr": 0.05}), TraceEnum_ELBO(max_plate_nesting=1))
+    losses = [svi.step() for _ in range(300)]
+    assert sum(losses[-20:]) / 20 < sum(losses[:20]) / 20
+    m, q = cp.param("m").item(), cp.param("q").item()
+    assert m + 3.0 * q == pytest.approx(DATA.mean().item(), abs=1.0)
+
+
 def test_score_function_gradient_of_a_sampled_guide_site_is_unbiased():
     # A guide Bernoulli b (sampled, not enumerated) with a model-enumerated local a: the exact
     # gradient of the ELBO in q, by enumerating b by hand, against the mean of 2,000 particles.
@@ -412,6 +434,50 @@ def test_score_function_gradient_of_a_sampled_guide_site_is_unbiased():
     grad = leaf_grad / (q * (1 - q)).detach()  # d sigmoid(u) / du = q (1 - q)
     # the per-particle sd of this estimate is 31.5 (300 single-particle runs): 4 standard errors
     assert grad.item() == pytest.approx(exact.item(), abs=4 * 32 / math.sqrt(2000))
+
+
+def test_tensor_shapes_tutorials_enumeration_section():
+    # Pyro's tensor_shapes tutorial: enumerated values get dims left of the plates, and a guide
+    # that enumerates x_active (in one plate) and y_active (in another) averages exactly.
+    @config_enumerate
+    def chain():
+        p = cp.param("p", torch.softmax(torch.randn(3, 3), -1), constraint=C.simplex)
+        x = cp.sample("x", cp.dist.Categorical(p[0]))
+        y = cp.sample("y", cp.dist.Categorical(p[x]))
+        z = cp.sample("z", cp.dist.Categorical(p[y]))
+        return x, y, z
+
+    shapes = [v.shape for v in cp.handlers.enum(chain, first_available_dim=-1)()]
+    assert shapes == [(3,), (3, 1), (3, 1, 1)]
+    width, height = 8, 10
+    pixels = torch.zeros(width, height)
+    pixels[3, 2] = pixels[3, 5] = pixels[3, 9] = pixels[7, 1] = 1.0
+
+    def fun(observe):
+        p_x = cp.param("p_x", torch.tensor(0.1), constraint=C.unit_interval)
+        p_y = cp.param("p_y", torch.tensor(0.1), constraint=C.unit_interval)
+        x_axis, y_axis = cp.plate("x_axis", width, dim=-2), cp.plate("y_axis", height, dim=-1)
+        with x_axis:
+            x_active = cp.sample("x_active", cp.dist.Bernoulli(p_x))
+        with y_axis:
+            y_active = cp.sample("y_active", cp.dist.Bernoulli(p_y))
+        p = 0.1 + 0.5 * x_active * y_active
+        with x_axis, y_axis:
+            if observe:
+                cp.sample("pixels", cp.dist.Bernoulli(p), obs=pixels)
+        return x_active.shape, y_active.shape
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=2)
+    loss = elbo.loss(lambda: fun(True), config_enumerate(lambda: fun(False)))
+    guide_trace = elbo.last_traces[1][1]
+    assert guide_trace.nodes["x_active"]["value"].shape == (2, 1, 1)
+    assert guide_trace.nodes["y_active"]["value"].shape == (2, 1, 1, 1)
+    # the guide is the prior, so the ELBO is E_q log p(pixels | x, y), one (x_a, y_b) pair per pixel
+    expected = 0.0
+    for xa, qx in ((0.0, 0.9), (1.0, 0.1)):
+        for yb, qy in ((0.0, 0.9), (1.0, 0.1)):
+            expected += qx * qy * cp.dist.Bernoulli(0.1 + 0.5 * xa * yb).log_prob(pixels).sum().item()
+    assert loss == pytest.approx(-expected, abs=1e-6)
 
 
 # -- infer_discrete -----------------------------------------------------------------------------------

@@ -361,6 +361,14 @@ class TraceEnum_ELBO(ELBO):
 
     # -- the loss ------------------------------------------------------------------------------------
 
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """Backpropagate the loss once, over every particle and sequential branch (branches share the
+        values the guide drew before their site), and return it as a float."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return loss.item()
+
     def _particle_loss(self, model_trace, guide_trace, particle_dim):
         elbo = self._dice_elbo(model_trace, guide_trace)
         if particle_dim is not None:
