@@ -52,8 +52,10 @@ class trace(Messenger):
     def postprocess_message(self, msg):
         if self.param_only and msg["type"] != "param":
             return
-        if msg["type"] == "plate" and len(msg["value"]) == msg["args"][0]:
-            return  # a plate's rows are recorded only when they are a subsample (for replay)
+        if msg["type"] == "plate":
+            self.trace.plate_names.add(msg["name"])
+            if len(msg["value"]) == msg["args"][0]:
+                return  # a plate's rows are recorded only when they are a subsample (for replay)
         self.trace.add_site(msg)
 
     def __call__(self, *args, **kwargs):

@@ -468,7 +468,8 @@ class plate(Messenger):
         shape = [1] * max(0, -dim - len(batch_shape)) + list(batch_shape)
         if shape[dim] != 1:
             raise ValueError(
-                f"sample site '{msg['name']}': batch shape {tuple(batch_shape)} has size "
+                f"Shape mismatch inside plate '{self.name}' at sample site '{msg['name']}': "
+                f"batch shape {tuple(batch_shape)} has size "
                 f"{shape[dim]} at dim {dim}, but plate '{self.name}' has size {size} there"
             )
         shape[dim] = size
@@ -476,7 +477,7 @@ class plate(Messenger):
 
     def postprocess_message(self, msg):
         if msg["type"] == "param" and msg["kwargs"]["event_dim"] is not None and not self._sequential:
-            what = f"param '{msg['name']}' (event_dim={msg['kwargs']['event_dim']})"
+            what = f"invalid shape of cp.param('{msg['name']}') (event_dim={msg['kwargs']['event_dim']})"
             msg["value"] = self.subsample(msg["value"], msg["kwargs"]["event_dim"], what)
 
     def subsample(self, value, event_dim, what="subsample"):

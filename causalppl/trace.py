@@ -44,12 +44,13 @@ class Trace:
 
     def __init__(self):
         self.nodes: dict[str, dict] = {}
+        self.plate_names: set[str] = set()  # every plate entered, full or subsampled
 
     def add_site(self, site):
         name = site["name"]
         if name in self.nodes and site["type"] == "sample":
             raise ValueError(
-                f"site '{name}' appears twice in one run of the model; "
+                f"Multiple sample sites named '{name}' in one run of the model; "
                 "each sample site needs a unique name"
             )
         self.nodes[name] = site

@@ -224,6 +224,25 @@ def test_mismatched_model_and_guide_warn_once_naming_the_sites():
         elbo.loss(model, guide)  # checked once: no second round of warnings
 
 
+@pytest.mark.parametrize("subsample_size", [None, 5])
+def test_a_plate_in_the_guide_but_not_the_model_warns_with_its_name(subsample_size):
+    def model():
+        cp.sample("x", cp.dist.Bernoulli(torch.tensor(0.5)))
+
+    def guide():
+        p = cp.param("p", torch.tensor(0.5), constraint=cp.dist.constraints.unit_interval)
+        for _ in cp.plate("rows", 10, subsample_size):
+            pass
+        cp.sample("x", cp.dist.Bernoulli(p))
+
+    with pytest.warns(UserWarning, match=r"Found plate statements in guide but not model: \['rows'\]"):
+        cp.infer.Trace_ELBO().loss(model, guide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with cp.validation_enabled(False):
+            cp.infer.Trace_ELBO().loss(model, guide)
+
+
 # ---------------------------------------------------------------------------
 # Score-function gradients: closed forms under scale, subsampling and big plates
 # ---------------------------------------------------------------------------
@@ -483,7 +502,7 @@ def test_event_dims_that_disagree_between_model_and_guide_name_the_site():
     def guide():
         cp.sample("w", cp.dist.Normal(torch.zeros(3), 1.0))
 
-    with pytest.raises(ValueError, match=r"event dims of site 'w': 1 in the model.*0 in the guide"):
+    with pytest.raises(ValueError, match=r"event_dims disagree at site 'w': 1 in the model.*0 in the guide"):
         Trace_ELBO().loss(model, guide)
 
 
@@ -495,14 +514,14 @@ def test_shapes_that_disagree_between_model_and_guide_name_the_site():
     def guide():
         cp.sample("z", cp.dist.Normal(torch.zeros(3), 1.0).to_event(1))
 
-    with pytest.raises(ValueError, match=r"event dims of site 'z'"):
+    with pytest.raises(ValueError, match=r"event_dims disagree at site 'z'"):
         TraceMeanField_ELBO().loss(model, guide)
 
     def guide2():
         with cp.plate("rows", 4):
             cp.sample("z", cp.dist.Normal(torch.zeros(2, 1), 1.0))
 
-    with pytest.raises(ValueError, match=r"shape of site 'z': \(4,\) in the model, \(2, 4\) in the guide"):
+    with pytest.raises(ValueError, match=r"shapes disagree at site 'z': \(4,\) in the model, \(2, 4\) in the guide"):
         Trace_ELBO().loss(model, guide2)
 
 

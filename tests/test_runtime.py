@@ -339,7 +339,7 @@ def test_param_subsampling_in_nested_plates_and_a_bad_size_names_param_and_plate
         with cp.plate("rows", 5, subsample=torch.tensor([2]), dim=-2):
             w = cp.param("w", torch.arange(20.0).reshape(5, 4), event_dim=0)
     assert w.tolist() == [[8.0, 11.0]]
-    with pytest.raises(ValueError, match=r"param 'v'.*size 3.*plate 'rows'.*size 5"):
+    with pytest.raises(ValueError, match=r"invalid shape of cp.param\('v'\).*size 3.*plate 'rows'.*size 5"):
         with cp.plate("rows", 5, subsample_size=2):
             cp.param("v", torch.zeros(3), event_dim=0)
 
