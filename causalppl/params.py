@@ -127,6 +127,20 @@ class ParamStore:
     def get_constraint(self, name):
         return self._constraints[name]
 
+    def get_all_param_names(self):
+        return list(self._leaves)
+
+    def setdefault(self, name, init, constraint=constraints.real):
+        """The constrained value of ``name``, created from ``init`` if it is new."""
+        return self.get_param(name, init, constraint)
+
+    def replace_param(self, name, new_value, old_value):
+        """Set ``name`` to ``new_value`` only if it still holds ``old_value`` (Pyro's check)."""
+        held = getattr(old_value, "unconstrained", None)
+        if (old_value if held is None else held()) is not self._leaves.get(name):
+            raise ValueError(f"param '{name}': the value to replace is not the one the store holds")
+        self[name] = new_value
+
     def clear(self):
         self._leaves.clear()
         self._constraints.clear()

@@ -164,6 +164,7 @@ def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
         "name": name,
         "fn": fn,
         "args": args,
+        "kwargs": {},
         "value": value,
         "is_observed": is_observed,
         "intervened": False,

@@ -83,6 +83,42 @@ class Trace:
     def param_nodes(self):
         return [name for name, site in self.nodes.items() if site["type"] == "param"]
 
+    @property
+    def reparameterized_nodes(self):
+        """Latent sites drawn with ``rsample`` (their gradients flow through the value)."""
+        return [name for name in self.stochastic_nodes if self.nodes[name]["fn"].has_rsample]
+
+    @property
+    def nonreparam_stochastic_nodes(self):
+        """Latent sites without ``rsample``: their gradients need a score-function term."""
+        return [name for name in self.stochastic_nodes if not self.nodes[name]["fn"].has_rsample]
+
+    def iter_stochastic_nodes(self):
+        """``(name, site)`` for each latent sample site, in order."""
+        for name in self.stochastic_nodes:
+            yield name, self.nodes[name]
+
+    def add_node(self, name, **site):
+        """Record a site given as keyword fields (Pyro's ``Trace.add_node``)."""
+        site.setdefault("name", name)
+        self.add_site(site)
+
+    def remove_node(self, name):
+        del self.nodes[name]
+
+    def copy(self):
+        """A new trace with the same sites (each site dict copied, its tensors shared)."""
+        new = Trace()
+        new.nodes = {name: dict(site) for name, site in self.nodes.items()}
+        new.plate_names = set(self.plate_names)
+        return new
+
+    def detach_(self):
+        """Detach every recorded value from the autograd graph, in place."""
+        for site in self.nodes.values():
+            if isinstance(site.get("value"), torch.Tensor):
+                site["value"] = site["value"].detach()
+
     def compute_log_prob(self, site_filter=lambda name, site: True):
         """Store each contributing site's log density under ``site["log_prob"]``."""
         for name, site in self.nodes.items():

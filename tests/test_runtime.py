@@ -485,3 +485,18 @@ def test_validation_can_be_switched_off_and_back():
         assert not cp.runtime.is_validation_enabled()
     finally:
         cp.enable_validation(True)
+
+
+def test_pyro_util_helpers_are_importable_where_pyro_keeps_them():
+    from causalppl.infer.util import torch_item
+    from causalppl.util import optional, set_rng_seed, warn_if_nan
+
+    set_rng_seed(3)
+    first = torch.rand(())
+    set_rng_seed(3)
+    assert torch.rand(()) == first
+    assert torch_item(torch.tensor(1.5)) == 1.5
+    with optional(torch.no_grad(), True):
+        assert not torch.ones(1, requires_grad=True).mul(2).requires_grad
+    with pytest.warns(UserWarning, match="Encountered NaN: loss"):
+        warn_if_nan(torch.tensor(float("nan")), "loss")

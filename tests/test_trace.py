@@ -95,3 +95,26 @@ def test_a_distribution_argument_error_is_noted_with_the_last_site():
     with pytest.raises(ValueError, match="scale") as info:
         cp.handlers.trace(model).get_trace()
     assert "after the model's last recorded site 'a'" in "\n".join(info.value.__notes__)
+
+
+def test_trace_sorts_latents_by_reparameterisation_and_copies_independently():
+    def model():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("k", cp.dist.Bernoulli(0.5))
+        cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+
+    tr = cp.handlers.trace(model).get_trace()
+    assert tr.reparameterized_nodes == ["z"]
+    assert tr.nonreparam_stochastic_nodes == ["k"]
+    assert [name for name, _ in tr.iter_stochastic_nodes()] == ["z", "k"]
+    twin = tr.copy()
+    twin.remove_node("k")
+    assert "k" in tr and "k" not in twin
+    twin.nodes["z"]["value"] = torch.tensor(3.0)
+    assert tr.nodes["z"]["value"] != 3.0
+
+
+def test_trace_add_node_refuses_a_second_sample_site_of_the_same_name():
+    tr = cp.trace(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0))).get_trace()
+    with pytest.raises(ValueError, match="Multiple sample sites named 'z'"):
+        tr.add_node("z", type="sample", value=torch.tensor(0.0))
