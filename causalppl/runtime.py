@@ -156,6 +156,15 @@ class CondIndepStackFrame(NamedTuple):
     size: int
     subsample_size: int
 
+    @property
+    def vectorized(self):
+        """True for a vectorised plate (one with a batch dim), as in Pyro."""
+        return self.dim is not None
+
+    @property
+    def full_size(self):
+        return self.size
+
 
 def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
     """The message dict every primitive hands to the stack (also the trace node)."""

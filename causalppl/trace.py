@@ -124,6 +124,7 @@ class Trace:
         for name, site in self.nodes.items():
             if contributes_log_prob(site) and site_filter(name, site) and "log_prob" not in site:
                 site["log_prob"] = log_prob_of(site)
+                site["log_prob_sum"] = site["log_prob"].sum()
 
     def log_prob_sum(self, site_filter=lambda name, site: True):
         """The joint log density of the recorded values (a scalar tensor)."""
