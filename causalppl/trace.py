@@ -42,7 +42,10 @@ def contributes_log_prob(site):
 class Trace:
     """An ordered record of sites: ``nodes`` is a dict name -> site."""
 
-    def __init__(self):
+    def __init__(self, graph_type="flat"):
+        if graph_type not in ("flat", "dense"):
+            raise ValueError(f"Trace: graph_type must be 'flat' or 'dense', got {graph_type!r}")
+        self.graph_type = graph_type
         self.nodes: dict[str, dict] = {}
         self.plate_names: set[str] = set()  # every plate entered, full or subsampled
 
@@ -108,7 +111,7 @@ class Trace:
 
     def copy(self):
         """A new trace with the same sites (each site dict copied, its tensors shared)."""
-        new = Trace()
+        new = Trace(self.graph_type)
         new.nodes = {name: dict(site) for name, site in self.nodes.items()}
         new.plate_names = set(self.plate_names)
         return new
@@ -131,7 +134,7 @@ class Trace:
         total = 0.0
         for name, site in self.nodes.items():
             if contributes_log_prob(site) and site_filter(name, site):
-                total = total + log_prob_of(site).sum()
+                total = total + log_prob_of(site, what="log_prob_sum").sum()
         return torch.as_tensor(total)
 
     def format_shapes(self):
@@ -150,14 +153,14 @@ class Trace:
         return f"Trace({list(self.nodes)})"
 
 
-def log_prob_of(site, scaled=True):
-    """``site_log_prob`` with the site named in any error it raises."""
+def log_prob_of(site, scaled=True, what="log_prob"):
+    """``site_log_prob`` with the site named in any error it raises (Pyro's wording)."""
     try:
         return site_log_prob(site, scaled)
     except (ValueError, RuntimeError) as err:
         raise type(err)(
-            f"sample site '{site['name']}': log_prob of value {_describe(site['value'])} "
-            f"under {site['fn']!r} failed: {err}"
+            f"Error while computing {what} at site '{site['name']}':\n{err}\n"
+            f"(value {_describe(site['value'])} under {site['fn']!r})"
         ) from err
 
 

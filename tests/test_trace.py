@@ -75,8 +75,10 @@ def test_log_prob_errors_name_the_site():
         cp.sample("coin", cp.dist.Bernoulli(0.5), obs=torch.tensor(2.0))
 
     tr = trace(bad).get_trace()
-    with pytest.raises(ValueError, match="'coin'.*2"):
+    with pytest.raises(ValueError, match=r"(?s)^Error while computing log_prob_sum at site 'coin':\s*\S.*2"):
         tr.log_prob_sum()
+    with pytest.raises(ValueError, match=r"(?s)^Error while computing log_prob at site 'coin':\s*\S.*2"):
+        tr.compute_log_prob()
 
 
 def test_duplicate_site_names_are_rejected():
