@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -39,6 +41,14 @@ def contributes_log_prob(site):
     return site["type"] == "sample" and not site["intervened"] and not site["infer"].get("_deterministic")
 
 
+class ScoreParts(NamedTuple):
+    """A site's log density split for gradient estimators (Pyro's ``ScoreParts``)."""
+
+    log_prob: torch.Tensor
+    score_function: object
+    entropy_term: object
+
+
 class Trace:
     """An ordered record of sites: ``nodes`` is a dict name -> site."""
 
@@ -48,10 +58,12 @@ class Trace:
         self.graph_type = graph_type
         self.nodes: dict[str, dict] = {}
         self.plate_names: set[str] = set()  # every plate entered, full or subsampled
+        self._succ: dict[str, set] = {}
+        self._pred: dict[str, set] = {}
 
     def add_site(self, site):
         name = site["name"]
-        if name in self.nodes and site["type"] == "sample":
+        if name in self.nodes and site.get("type") == "sample":
             raise ValueError(
                 f"Multiple sample sites named '{name}' in one run of the model; "
                 "each sample site needs a unique name"
@@ -107,14 +119,69 @@ class Trace:
         self.add_site(site)
 
     def remove_node(self, name):
+        """Drop a site and every edge into or out of it."""
         del self.nodes[name]
+        for other in self._succ.pop(name, ()):
+            self._pred[other].discard(name)
+        for other in self._pred.pop(name, ()):
+            self._succ[other].discard(name)
 
     def copy(self):
-        """A new trace with the same sites (each site dict copied, its tensors shared)."""
+        """A new trace with the same sites and edges (each site dict copied, its tensors shared)."""
         new = Trace(self.graph_type)
         new.nodes = {name: dict(site) for name, site in self.nodes.items()}
         new.plate_names = set(self.plate_names)
+        new._succ = {name: set(after) for name, after in self._succ.items()}
+        new._pred = {name: set(before) for name, before in self._pred.items()}
         return new
+
+    # -- the dependency graph (``graph_type="dense"``) ---------------------------
+
+    def add_edge(self, site1, site2):
+        """Record that ``site2`` may depend on ``site1`` (either is added as an empty node if new)."""
+        for name in (site1, site2):
+            if name not in self.nodes:
+                self.nodes[name] = {"name": name}
+        self._succ.setdefault(site1, set()).add(site2)
+        self._pred.setdefault(site2, set()).add(site1)
+
+    @property
+    def edges(self):
+        """``(before, after)`` pairs, in site order."""
+        return [(name, after) for name in self.nodes for after in self._succ.get(name, ())]
+
+    def successors(self, name):
+        return set(self._succ.get(name, ()))
+
+    def predecessors(self, name):
+        return set(self._pred.get(name, ()))
+
+    def _dfs(self, name, visited):
+        """Yield ``name`` and every site reachable from it that is not in ``visited``."""
+        stack = [name]
+        while stack:
+            current = stack.pop()
+            if current in visited:
+                continue
+            visited.add(current)
+            yield current
+            stack.extend(self._succ.get(current, ()))
+
+    def topological_sort(self, reverse=False):
+        """Site names with every edge pointing forward (backward if ``reverse``)."""
+        indegree = {name: len(self._pred.get(name, ())) for name in self.nodes}
+        ready = [name for name, degree in indegree.items() if degree == 0]
+        order = []
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for after in self._succ.get(name, ()):
+                indegree[after] -= 1
+                if indegree[after] == 0:
+                    ready.append(after)
+        if len(order) != len(indegree):
+            raise ValueError("Trace.topological_sort: the trace's edges have a cycle")
+        return order[::-1] if reverse else order
 
     def detach_(self):
         """Detach every recorded value from the autograd graph, in place."""
@@ -128,6 +195,21 @@ class Trace:
             if contributes_log_prob(site) and site_filter(name, site) and "log_prob" not in site:
                 site["log_prob"] = log_prob_of(site)
                 site["log_prob_sum"] = site["log_prob"].sum()
+
+    def compute_score_parts(self):
+        """Store each latent-or-observed sample site's :class:`ScoreParts` under ``site["score_parts"]``.
+
+        A reparameterised site's log density is its entropy term; any other's
+        is its score-function term (Pyro's split).
+        """
+        for site in self.nodes.values():
+            if contributes_log_prob(site) and "score_parts" not in site:
+                log_prob = log_prob_of(site, what="score_parts")
+                site.setdefault("log_prob", log_prob)
+                if site["fn"].has_rsample:
+                    site["score_parts"] = ScoreParts(log_prob, 0, log_prob)
+                else:
+                    site["score_parts"] = ScoreParts(log_prob, log_prob, 0)
 
     def log_prob_sum(self, site_filter=lambda name, site: True):
         """The joint log density of the recorded values (a scalar tensor)."""

@@ -7,6 +7,7 @@ import torch
 
 import causalppl as cp
 from causalppl.handlers import trace
+from causalppl.trace import Trace
 
 
 def model(data):
@@ -120,3 +121,46 @@ def test_trace_add_node_refuses_a_second_sample_site_of_the_same_name():
     tr = cp.trace(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0))).get_trace()
     with pytest.raises(ValueError, match="Multiple sample sites named 'z'"):
         tr.add_node("z", type="sample", value=torch.tensor(0.0))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_trace_topological_sort_respects_every_edge_of_a_random_dag(seed):
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(12))
+    rng.shuffle(order)
+    edges = [(order[i], order[j]) for i in range(12) for j in range(i + 1, 12) if rng.random() < 0.3]
+    rng.shuffle(edges)
+    tr = Trace()
+    for before, after in edges:
+        tr.add_edge(before, after)
+    ranks = {name: rank for rank, name in enumerate(tr.topological_sort())}
+    assert all(ranks[a] < ranks[b] for a, b in edges)
+    assert set(tr.edges) == set(edges)
+    backwards = {name: rank for rank, name in enumerate(tr.topological_sort(reverse=True))}
+    assert all(backwards[a] > backwards[b] for a, b in edges)
+
+
+def test_trace_remove_node_drops_its_edges_and_cycles_are_reported():
+    tr = Trace()
+    for before, after in [("a", "b"), ("b", "c"), ("a", "c")]:
+        tr.add_edge(before, after)
+    tr.remove_node("b")
+    assert tr.edges == [("a", "c")] and tr.predecessors("c") == {"a"}
+    assert list(tr._dfs("a", set())) == ["a", "c"]
+    tr.add_edge("c", "a")
+    with pytest.raises(ValueError, match="cycle"):
+        tr.topological_sort()
+
+
+def test_score_parts_split_reparameterised_and_score_function_sites():
+    def model():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("k", cp.dist.Bernoulli(0.25))
+
+    tr = trace(model).get_trace()
+    tr.compute_score_parts()
+    z, k = tr.nodes["z"]["score_parts"], tr.nodes["k"]["score_parts"]
+    assert z.score_function == 0 and torch.equal(z.entropy_term, z.log_prob)
+    assert k.entropy_term == 0 and torch.equal(k.score_function, k.log_prob)
