@@ -590,3 +590,33 @@ def test_shape_checks_run_once_per_elbo(monkeypatch):
     for _ in range(3):
         loss.loss(gauss_model, gauss_guide)
     assert sorted(calls) == ["x", "z", "z"]  # model x, z and guide z, on the first run only
+
+
+def test_svi_loss_and_grads_accumulates_the_closed_form_gradient_without_a_step():
+    # z_i ~ N(0, 1), x_i ~ N(z_i, 1); guide N(loc_i, scale) at loc = 0, scale = 1:
+    # d(-ELBO)/d loc_i = -x_i and d(-ELBO)/d scale = sum_i (2 scale - 1 / scale) = 2.
+    cp.clear_param_store()
+    cp.set_rng_seed(0)
+    data = torch.tensor([-0.5, 2.0])
+
+    def model(rows):
+        with cp.plate("data", 2, subsample=rows) as ind:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=data[ind])
+
+    def guide(rows):
+        loc = cp.param("loc", lambda: torch.zeros(2))
+        scale = cp.param("scale", lambda: torch.ones(1), constraint=cp.dist.constraints.positive)
+        with cp.plate("data", 2, subsample=rows) as ind:
+            cp.sample("z", cp.dist.Normal(loc[ind], scale))
+
+    elbo = Trace_ELBO(num_particles=20000, vectorize_particles=True, max_plate_nesting=1)
+    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": 0.1}), elbo)
+    svi.loss_and_grads(model, guide, torch.tensor([0]))
+    svi.loss_and_grads(model, guide, torch.tensor([1]))  # grads add up over the two halves
+    store = cp.get_param_store()
+    assert store["loc"].tolist() == [0.0, 0.0]  # no optimiser step was taken
+    loc_grad = store.leaf("loc").grad / 2
+    scale_grad = store.leaf("scale").grad / 2  # the unconstrained (log) scale: chain rule times scale = 1
+    assert torch.allclose(loc_grad, torch.tensor([0.5, -2.0]), atol=0.06)
+    assert scale_grad.item() == pytest.approx(2.0, abs=0.06)
