@@ -183,6 +183,7 @@ def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
         "cond_indep_stack": (),
         "stop": False,
         "done": False,
+        "continuation": None,
     }
 
 
@@ -200,6 +201,8 @@ def apply_stack(msg):
     msg["done"] = True
     for index in range(first, len(stack)):
         stack[index].postprocess_message(msg)
+    if msg["continuation"] is not None:  # e.g. escape's NonlocalExit, after the handlers below saw the site
+        msg["continuation"](msg)
     return msg["value"]
 
 

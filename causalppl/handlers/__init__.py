@@ -396,3 +396,8 @@ __all__ = [
     "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "messenger", "Messenger",
     "UnknownSiteError",
 ]
+
+from causalppl.handlers import util  # noqa: E402
+from causalppl.handlers.escape import EscapeMessenger, NonlocalExit, escape, queue  # noqa: E402
+
+__all__ += ["EscapeMessenger", "NonlocalExit", "Trace", "escape", "queue", "util"]
