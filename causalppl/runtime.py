@@ -155,6 +155,7 @@ class CondIndepStackFrame(NamedTuple):
     dim: int
     size: int
     subsample_size: int
+    counter: int = 0  # which pass of a sequential plate (``for i in plate(...)``)
 
     @property
     def vectorized(self):
@@ -460,7 +461,10 @@ class plate(Messenger):
         self._sequential = True
         try:
             with self as indices:
-                yield from indices.tolist()
+                for counter, index in enumerate(indices.tolist()):
+                    # Each pass is its own frame, so sites of different passes are independent.
+                    self.frame = self.frame._replace(counter=counter)
+                    yield index
         finally:
             self._sequential = False
 

@@ -230,6 +230,26 @@ def test_block_hide_expose_and_types():
     assert traced_names(handlers.block(three_sites, hide_fn=lambda msg: msg["name"] == "b")) == ["p", "a"]
 
 
+def with_observation():
+    three_sites()
+    cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+
+
+def test_block_names_decide_before_types_and_observed_sites_have_type_observe():
+    cp.set_rng_seed(10)
+    assert traced_names(handlers.block(with_observation, hide_types=["observe"])) == ["p", "a", "b"]
+    assert traced_names(handlers.block(with_observation, expose_types=["sample"])) == ["a", "b"]
+    assert traced_names(handlers.block(with_observation, expose=["x"], hide_types=["observe"])) == ["x"]
+    assert traced_names(handlers.block(with_observation, hide_all=False)) == ["p", "a", "b", "x"]
+    # a rule given as a function overrides the lists
+    assert traced_names(handlers.block(with_observation, hide_fn=lambda m: m["name"] == "a", expose=["a"])) \
+        == ["p", "b", "x"]
+    assert traced_names(handlers.block(with_observation, expose_fn=lambda m: m["name"] == "a", hide=["a"])) \
+        == ["a"]
+    with pytest.raises(ValueError, match=r"cannot both hide and expose site\(s\) \['a'\]"):
+        handlers.block(with_observation, hide=["a"], expose=["a", "b"])
+
+
 def test_block_does_not_hide_from_handlers_inside_it():
     with handlers.block():
         with handlers.trace() as inner:
@@ -385,3 +405,45 @@ def test_pyro_style_messenger_subclasses_work():
     with counter:
         model()
     assert counter.types == ["param", "sample", "sample"]
+
+
+def test_dense_trace_links_each_site_to_earlier_ones_except_across_passes_of_a_sequential_plate():
+    def model():
+        shared = cp.sample("shared", cp.dist.Normal(0.0, 1.0))
+        for i in cp.plate("outer", 2):
+            first = cp.sample(f"a_{i}", cp.dist.Normal(shared, 1.0))
+            with cp.plate("rows", 3):
+                cp.sample(f"b_{i}", cp.dist.Normal(first, 1.0))
+
+    tr = handlers.trace(model, graph_type="dense").get_trace()
+    assert tr.graph_type == "dense"
+    assert set(tr.edges) == {
+        ("shared", "a_0"), ("shared", "b_0"), ("a_0", "b_0"),
+        ("shared", "a_1"), ("shared", "b_1"), ("a_1", "b_1"),
+    }
+    assert handlers.trace(model).get_trace().edges == []  # flat traces keep no edges
+    with pytest.raises(ValueError, match="graph_type"):
+        handlers.trace(model, graph_type="sparse").get_trace()
+
+
+def two_draws():
+    a = cp.sample("a", cp.dist.Beta(1.0, 1.0))
+    cp.sample("b", cp.dist.Bernoulli(a))
+
+
+def test_block_and_replay_wrapped_models_pickle_and_rerun_the_same():
+    import io
+    import pickle
+
+    for wrapped in (handlers.block(two_draws, hide=["a"]),
+                    handlers.replay(two_draws, trace=handlers.trace(two_draws).get_trace())):
+        buffer = io.BytesIO()
+        torch.save(wrapped, buffer, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+        buffer.seek(0)
+        restored = torch.load(buffer, weights_only=False)
+        cp.set_rng_seed(4)
+        again = handlers.trace(restored).get_trace()
+        cp.set_rng_seed(4)
+        first = handlers.trace(wrapped).get_trace()
+        assert list(again.nodes) == list(first.nodes)
+        assert all(torch.equal(again.nodes[n]["value"], first.nodes[n]["value"]) for n in first.stochastic_nodes)

@@ -33,16 +33,19 @@ class trace(Messenger):
     ['x', '_RETURN']
     """
 
-    def __init__(self, fn=None, param_only=False):
+    def __init__(self, fn=None, param_only=False, graph_type="flat"):
         super().__init__(fn)
         self.param_only = param_only
-        self.trace = Trace()
+        self.graph_type = graph_type
+        self.trace = Trace(graph_type)
 
     def __enter__(self):
-        self.trace = Trace()
+        self.trace = Trace(self.graph_type)
         return super().__enter__()
 
     def __exit__(self, exc_type, exc_value, traceback):
+        if self.graph_type == "dense" and exc_value is None:
+            util.identify_dense_edges(self.trace)
         if exc_value is not None and self.trace.nodes and not getattr(exc_value, "_causalppl_noted", False):
             exc_value._causalppl_noted = True
             last_site = list(self.trace.nodes)[-1]
@@ -196,29 +199,56 @@ class replay(Messenger):
 class block(Messenger):
     """Hide sites from the handlers outside this one.
 
-    By default everything is hidden; ``hide=[...]`` / ``hide_types=[...]``
-    hide only those, ``expose=[...]`` / ``expose_types=[...]`` hide all but
-    those, and ``hide_fn(msg) -> bool`` decides per site.
+    By default everything is hidden. ``hide=[...]`` / ``hide_types=[...]``
+    hide only those; ``expose=[...]`` / ``expose_types=[...]`` hide all but
+    those (names decide before types; an observed sample site has the type
+    ``"observe"``). ``hide_fn(msg) -> bool`` (or ``expose_fn``) decides per
+    site and overrides the lists.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("x", cp.dist.Normal(z, 1.0), obs=0.5)
+    >>> list(cp.handlers.trace(cp.handlers.block(model, hide_types=["observe"])).get_trace().nodes)
+    ['z', '_RETURN']
     """
 
-    def __init__(self, fn=None, hide_fn=None, expose_fn=None, hide=None, expose=None,
-                 hide_types=None, expose_types=None):
+    def __init__(self, fn=None, hide_fn=None, expose_fn=None, hide_all=True, expose_all=False,
+                 hide=None, expose=None, hide_types=None, expose_types=None):
         super().__init__(fn)
-        if hide_fn is None:
-            if expose_fn is not None:
-                hide_fn = lambda msg: not expose_fn(msg)  # noqa: E731
-            elif hide is not None or hide_types is not None:
-                names, types = set(hide or ()), set(hide_types or ())
-                hide_fn = lambda msg: msg["name"] in names or msg["type"] in types  # noqa: E731
-            elif expose is not None or expose_types is not None:
-                names, types = set(expose or ()), set(expose_types or ())
-                hide_fn = lambda msg: not (msg["name"] in names or msg["type"] in types)  # noqa: E731
-            else:
-                hide_fn = lambda msg: True  # noqa: E731
-        self.hide_fn = hide_fn
+        self.hide_fn, self.expose_fn = hide_fn, expose_fn
+        # Pyro's defaults: listing sites to hide shows the rest; listing sites to expose hides the rest.
+        if hide is not None or hide_types is not None:
+            hide_all = False
+        if expose is not None or expose_types is not None:
+            hide_all = True
+        self.hide_all = hide_all and not expose_all
+        self.hide, self.expose = set(hide or ()), set(expose or ())
+        self.hide_types, self.expose_types = set(hide_types or ()), set(expose_types or ())
+        for what, hidden, exposed in (("site", self.hide, self.expose),
+                                      ("site type", self.hide_types, self.expose_types)):
+            if hidden & exposed:
+                raise ValueError(f"block: cannot both hide and expose {what}(s) {sorted(hidden & exposed)}")
+
+    def hides(self, msg):
+        """Whether ``msg`` is hidden: the rule function, else its name, else its type, else ``hide_all``."""
+        if self.hide_fn is not None:
+            return self.hide_fn(msg)
+        if self.expose_fn is not None:
+            return not self.expose_fn(msg)
+        if msg["name"] in self.hide:
+            return True
+        if msg["name"] in self.expose:
+            return False
+        kind = "observe" if msg.get("is_observed") else msg["type"]
+        if kind in self.hide_types:
+            return True
+        if kind in self.expose_types:
+            return False
+        return self.hide_all
 
     def process_message(self, msg):
-        if self.hide_fn(msg):
+        if self.hides(msg):
             msg["stop"] = True
 
 

@@ -66,3 +66,20 @@ def mc_extend(trace, msg, num_samples=None):
         new.add_site({**msg, "value": msg["fn"].sample()})
         extended.append(new)
     return extended
+
+
+def identify_dense_edges(trace):
+    """Add an edge to each sample site from every earlier one it may depend on.
+
+    Two sites are independent when they sit in different passes of the same
+    sequential plate; every other earlier sample site may feed a later one.
+    """
+    samples = [(name, site) for name, site in trace.nodes.items() if site.get("type") == "sample"]
+    for later, (name, site) in enumerate(samples):
+        for past_name, past in samples[:later]:
+            if not _in_different_passes(site["cond_indep_stack"], past["cond_indep_stack"]):
+                trace.add_edge(past_name, name)
+
+
+def _in_different_passes(stack, other):
+    return any(a.name == b.name and a.counter != b.counter for a in stack for b in other)
