@@ -22,9 +22,12 @@ from causalppl.params import (
     set_rng_seed,
 )
 from causalppl.runtime import (
+    barrier,
     deterministic,
     enable_validation,
     factor,
+    iarange,
+    irange,
     param,
     plate,
     plate_stack,
@@ -42,5 +45,6 @@ __all__ = [
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
+__all__ += ["barrier", "iarange", "irange"]
 __all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "read_graph", "subsample",
             "validation_enabled"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -75,7 +76,10 @@ class Messenger:
 
     def __init__(self, fn=None):
         if fn is not None and not callable(fn):
-            raise TypeError(f"{type(self).__name__} expects a callable to wrap, got {fn!r}")
+            raise ValueError(
+                f"{type(self).__name__}: {fn!r} is not callable; did you mean to pass it as a keyword "
+                f"argument (e.g. {type(self).__name__}({_first_option(type(self))}=...))?"
+            )
         self.fn = fn
 
     def __init_subclass__(cls, **kwargs):
@@ -140,6 +144,12 @@ class Messenger:
 
     def postprocess_message(self, msg):
         pass
+
+
+def _first_option(cls):
+    """The first keyword a handler takes after ``fn`` (for the hint in its error message)."""
+    names = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    return next((name for name in names if name != "fn"), "...")
 
 
 def _has_hooks(cls, prefix):
@@ -572,3 +582,24 @@ def intervention(name, value):
     if value.shape != shape:
         msg["value"] = value = value.expand(shape)
     return value
+
+
+class iarange(plate):
+    """Pyro's former name of :class:`plate` (deprecated there too)."""
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn("cp.iarange is deprecated; use cp.plate instead", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
+
+
+class irange(plate):
+    """Pyro's former name of a sequential :class:`plate` (``for i in irange(...)``); deprecated."""
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn("cp.irange is deprecated; use cp.plate instead", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
+
+
+def barrier(data):
+    """Pyro's barrier: values here are never lazy, so it returns ``data`` as it is."""
+    return data

@@ -447,3 +447,27 @@ def test_block_and_replay_wrapped_models_pickle_and_rerun_the_same():
         first = handlers.trace(wrapped).get_trace()
         assert list(again.nodes) == list(first.nodes)
         assert all(torch.equal(again.nodes[n]["value"], first.nodes[n]["value"]) for n in first.stochastic_nodes)
+
+
+def test_get_mask_unwrap_broadcast_and_a_non_callable_fn_is_refused_with_a_hint():
+    assert handlers.get_mask() is None
+    with handlers.mask(mask=True), handlers.mask(mask=False):
+        assert handlers.get_mask() is False
+    with handlers.mask(mask=torch.tensor([True, False])), handlers.mask(mask=torch.tensor([True, True])):
+        assert handlers.get_mask().tolist() == [True, False]
+    wrapped = handlers.broadcast(handlers.scale(three_sites, scale=2.0))
+    assert handlers.unwrap(wrapped) is three_sites
+    assert traced_names(wrapped) == ["p", "a", "b"]
+    with pytest.raises(ValueError, match=r"mask: False is not callable.*mask\(mask=\.\.\.\)"):
+        with handlers.mask(False):
+            pass
+
+
+def test_deprecated_plate_names_still_run_and_say_so():
+    with pytest.warns(DeprecationWarning, match="cp.plate"):
+        with cp.iarange("rows", 3) as rows:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+    assert rows.tolist() == [0, 1, 2] and z.shape == (3,)
+    with pytest.warns(DeprecationWarning):
+        assert list(cp.irange("steps", 2)) == [0, 1]
+    assert cp.barrier(z) is z

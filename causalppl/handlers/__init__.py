@@ -15,7 +15,7 @@ import torch
 
 from causalppl import params as _params
 from causalppl import runtime as _runtime
-from causalppl.runtime import Messenger, as_tensor, new_message
+from causalppl.runtime import HANDLER_STACK, Messenger, as_tensor, new_message
 from causalppl.trace import Trace
 
 
@@ -293,6 +293,7 @@ class mask(Messenger):
 
     def __init__(self, fn=None, mask=True):
         super().__init__(fn)
+        self.given = mask  # as passed: get_mask() hands back a bool as a bool
         self.mask = torch.as_tensor(mask, dtype=torch.bool)
 
     def process_message(self, msg):
@@ -431,3 +432,43 @@ from causalppl.handlers import util  # noqa: E402
 from causalppl.handlers.escape import EscapeMessenger, NonlocalExit, escape, queue  # noqa: E402
 
 __all__ += ["EscapeMessenger", "NonlocalExit", "Trace", "escape", "queue", "util"]
+
+
+class broadcast(Messenger):
+    """Pyro's ``broadcast``: a no-op here, because :class:`~causalppl.runtime.plate` always broadcasts.
+
+    Kept so Pyro scripts that wrap models in ``@poutine.broadcast`` run unchanged.
+    """
+
+
+def get_mask():
+    """The mask the enclosing :class:`mask` handlers put on a sample site here (``None`` if none).
+
+    >>> import causalppl as cp
+    >>> with cp.handlers.mask(mask=False):
+    ...     cp.handlers.get_mask()
+    False
+    """
+    combined = None
+    for handler in HANDLER_STACK:
+        if isinstance(handler, mask):
+            given = handler.given
+            if combined is None:
+                combined = given
+            elif isinstance(combined, bool) and isinstance(given, bool):
+                combined = combined and given
+            else:
+                combined = torch.as_tensor(combined, dtype=torch.bool) & torch.as_tensor(given, dtype=torch.bool)
+    return combined
+
+
+def unwrap(fn):
+    """The function inside any handlers wrapped around ``fn``."""
+    while isinstance(fn, Messenger) and fn.fn is not None:
+        fn = fn.fn
+    return fn
+
+
+enable_validation = _runtime.enable_validation
+is_validation_enabled = _runtime.is_validation_enabled
+__all__ += ["broadcast", "enable_validation", "get_mask", "is_validation_enabled", "unwrap"]

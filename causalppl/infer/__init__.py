@@ -3,10 +3,13 @@
 from causalppl.infer import autoguide
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.importance import Importance
+from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
+from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
     "ELBO", "Importance", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
     "TraceGraph_ELBO", "Trace_ELBO", "autoguide",
+    "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
 ]
