@@ -1,0 +1,1 @@
+"""Tensor operations that models share (``causalppl.ops.indexing``: :class:`Vindex`)."""
