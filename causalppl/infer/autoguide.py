@@ -311,6 +311,16 @@ class AutoGuide:
         with torch.no_grad():
             return {name: value.detach() for name, value in self(*args, **kwargs).items()}
 
+    def requires_grad_(self, requires_grad=True):
+        """Turn gradients of this guide's params (``{prefix}.*`` in the store) on or off; returns the guide.
+
+        As torch's ``Module.requires_grad_``: with ``False`` an optimiser leaves them as they are.
+        """
+        for name, leaf in get_param_store().named_parameters():
+            if name.startswith(self.prefix + "."):
+                leaf.requires_grad_(requires_grad)
+        return self
+
     def _ensure_setup(self, args, kwargs):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
