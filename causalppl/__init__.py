@@ -7,13 +7,14 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, datasets, distributions, graphs, handlers, infer, optim
+from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, optim
 from causalppl import distributions as dist
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
 from causalppl.graph.formats import read_graph
 from causalppl.graph.persist import load
 from causalppl.handlers import condition, do, trace
+from causalppl.infer.inspect import render_model
 from causalppl.params import (
     ParamStore,
     clear_param_store,
@@ -43,8 +44,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ParamStore", "SCM", "causal", "datasets", "clear_param_store", "condition", "constraints", "deterministic", "dist",
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
-    "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
+    "module", "nn", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
 __all__ += ["barrier", "iarange", "irange"]
+__all__ += ["render_model"]
 __all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "read_graph", "subsample",
             "validation_enabled"]

@@ -25,6 +25,28 @@ import torch
 from torch.distributions import constraints, transform_to
 
 
+class LeafRef(weakref.ref):
+    """The weak reference ``value.unconstrained`` is: calling it gives the leaf.
+
+    It pickles (as a reference to nothing), so tensors that carry one, such
+    as an ``nn.Module``'s parameters kept in the store, can still be saved
+    with ``torch.save``.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _dead_ref, ()
+
+
+def _dead_ref():
+    return _DEAD
+
+
+def _DEAD():
+    return None
+
+
 class ParamStore:
     """Name -> (unconstrained leaf, constraint). Use :func:`get_param_store`."""
 
@@ -70,7 +92,7 @@ class ParamStore:
         if constraint is constraints.real:
             # The constrained value is the leaf itself: no transform on every read.
             self._transforms[name] = None
-            leaf.unconstrained = weakref.ref(leaf)
+            leaf.unconstrained = LeafRef(leaf)
         else:
             self._transforms[name] = transform_to(constraint)
 
@@ -80,7 +102,7 @@ class ParamStore:
             return leaf
         value = transform(leaf)
         # A weak reference is callable: ``value.unconstrained()`` gives the leaf.
-        value.unconstrained = weakref.ref(leaf)
+        value.unconstrained = LeafRef(leaf)
         return value
 
     def __getitem__(self, name):

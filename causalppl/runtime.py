@@ -481,9 +481,11 @@ class plate(Messenger):
     _sequential = False
 
     def process_message(self, msg):
-        if msg["type"] != "sample" or msg["infer"].get("_deterministic"):
+        if msg["type"] != "sample":
             return
         msg["cond_indep_stack"] = msg["cond_indep_stack"] + (self.frame,)
+        if msg["infer"].get("_deterministic"):
+            return  # recorded in the plate (as in Pyro), never broadcast or rescaled
         if self._scale != 1.0:
             msg["scale"] = msg["scale"] * self._scale
         if self._sequential or self.size == -1:

@@ -219,17 +219,55 @@ class Trace:
                 total = total + log_prob_of(site, what="log_prob_sum").sum()
         return torch.as_tensor(total)
 
-    def format_shapes(self):
-        """A table of each site's batch / event shape and value shape."""
-        rows = [("site", "type", "batch_shape", "event_shape", "value_shape")]
+    def format_shapes(self, title="Trace Shapes:", last_site=None):
+        """Pyro's table of shapes: each param's, and each sample site's distribution, value and log_prob.
+
+        Batch dims stand left of ``|``, event dims right of it; plates are
+        listed (with their sizes) before the first site inside them, and
+        ``log_prob`` rows appear once :meth:`compute_log_prob` has run.
+
+        >>> import torch, causalppl as cp
+        >>> def model():
+        ...     with cp.plate("N", 3):
+        ...         cp.sample("x", cp.dist.Normal(torch.zeros(3, 2), 1.0).to_event(1))
+        >>> print(cp.trace(model).get_trace().format_shapes())
+        Trace Shapes:
+         Param Sites:
+        Sample Sites:
+               N dist   |
+                value 3 |
+               x dist 3 | 2
+                value 3 | 2
+        """
+        if not self.nodes:
+            return title
+        rows = [[title], ["Param Sites:"]]
         for name, site in self.nodes.items():
-            fn, value = site["fn"], site["value"]
-            batch = tuple(fn.batch_shape) if fn is not None else ""
-            event = tuple(fn.event_shape) if fn is not None else ""
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ""
-            rows.append((name, site["type"], str(batch), str(event), str(shape)))
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+            if site["type"] == "param":
+                rows.append([name, None] + [str(size) for size in site["value"].shape])
+            if name == last_site:
+                break
+        rows.append(["Sample Sites:"])
+        shown_plates = set()
+        for name, site in self.nodes.items():
+            if site["type"] == "plate":
+                shown_plates.add(name)
+                rows += _shape_rows(name, (), (), site["value"].shape, 0, None)
+            elif site["type"] == "sample":
+                for frame in reversed(site["cond_indep_stack"]):  # outermost first
+                    if frame.name not in shown_plates and frame.dim is not None:
+                        shown_plates.add(frame.name)
+                        size = frame.subsample_size if frame.subsample_size != -1 else "?"
+                        rows += _shape_rows(frame.name, (), (), (size,), 0,
+                                            () if "log_prob" in site else None)
+                fn = site["fn"]
+                value = site["value"]
+                log_prob = site.get("log_prob")
+                rows += _shape_rows(name, fn.batch_shape, fn.event_shape, getattr(value, "shape", ()),
+                                    len(fn.event_shape), None if log_prob is None else log_prob.shape)
+            if name == last_site:
+                break
+        return _format_table(rows)
 
     def __repr__(self):
         return f"Trace({list(self.nodes)})"
@@ -250,3 +288,36 @@ def _describe(value):
     if isinstance(value, torch.Tensor) and value.numel() > 6:
         return f"tensor of shape {tuple(value.shape)}"
     return repr(value)
+
+
+def _shape_rows(name, batch_shape, event_shape, value_shape, event_dim, log_prob_shape):
+    """The ``dist``, ``value`` (and ``log_prob``) rows of one site; ``None`` separates the columns."""
+    value_batch = value_shape[:len(value_shape) - event_dim]
+    value_event = value_shape[len(value_shape) - event_dim:]
+    def row(label, left, right):
+        return [label, None] + [str(size) for size in left] + ["|", None] + [str(size) for size in right]
+
+    rows = [row(name + " dist", batch_shape, event_shape), row("value", value_batch, value_event)]
+    if log_prob_shape is not None:
+        rows.append(["log_prob", None] + [str(size) for size in log_prob_shape] + ["|", None])
+    return rows
+
+
+def _format_table(rows):
+    """Right-justify cells in three column groups (separated by None), as Pyro's ``format_shapes``."""
+    groups = [[[], [], []] for _ in rows]
+    for row, cols in zip(rows, groups):
+        j = 0
+        for cell in row:
+            if cell is None:
+                j += 1
+            else:
+                cols[j].append(cell)
+    widths = [max(len(cols[j]) for cols in groups) for j in range(3)]
+    cells = []
+    for cols in groups:
+        padded = [[""] * (w - len(c)) + c if side == "r" else c + [""] * (w - len(c))
+                  for w, c, side in zip(widths, cols, "rrl")]
+        cells.append(sum(padded, []))
+    sizes = [max(len(row[j]) for row in cells) for j in range(len(cells[0]))]
+    return "\n".join(" ".join(cell.rjust(size) for cell, size in zip(row, sizes)).rstrip() for row in cells)

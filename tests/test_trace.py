@@ -62,13 +62,51 @@ def test_node_lists():
 
 def test_format_shapes_mentions_every_site():
     cp.set_rng_seed(3)
-    table = trace(model).get_trace(torch.zeros(4)).format_shapes()
-    lines = table.splitlines()
-    assert lines[0].split() == ["site", "type", "batch_shape", "event_shape", "value_shape"]
-    for name in ("loc", "z", "x", "z_squared"):
-        assert any(line.startswith(name) for line in lines[1:]), name
-    x_line = next(line for line in lines if line.startswith("x "))
-    assert "(4,)" in x_line
+    tr = trace(model).get_trace(torch.zeros(4))
+    lines = tr.format_shapes().splitlines()
+    assert [line.strip() for line in lines[:2]] == ["Trace Shapes:", "Param Sites:"]
+    assert lines[1].split()[0] == "Param"
+    for name in ("z", "x", "z_squared"):
+        assert any(line.split()[:2] == [name, "dist"] for line in lines), name
+    assert any(line.split()[0] == "loc" for line in lines)
+    tr.compute_log_prob()
+    assert any(line.split()[0] == "log_prob" for line in tr.format_shapes().splitlines())
+
+
+def test_format_shapes_matches_pyro_layout():
+    """The tensor_shapes tutorial's model1 prints as Pyro prints it (plates before their first site)."""
+    def model1():
+        cp.sample("a", cp.dist.Normal(0, 1))
+        cp.sample("b", cp.dist.Normal(torch.zeros(2), 1).to_event(1))
+        with cp.plate("c_plate", 2):
+            cp.sample("c", cp.dist.Normal(torch.zeros(2), 1))
+        with cp.plate("d_plate", 3):
+            cp.sample("d", cp.dist.Normal(torch.zeros(3, 4, 5), 1).to_event(2))
+
+    tr = trace(model1).get_trace()
+    tr.compute_log_prob()
+    expected = """Trace Shapes:
+ Param Sites:
+Sample Sites:
+       a dist   |
+        value   |
+     log_prob   |
+       b dist   | 2
+        value   | 2
+     log_prob   |
+ c_plate dist   |
+        value 2 |
+     log_prob   |
+       c dist 2 |
+        value 2 |
+     log_prob 2 |
+ d_plate dist   |
+        value 3 |
+     log_prob   |
+       d dist 3 | 4 5
+        value 3 | 4 5
+     log_prob 3 |"""
+    assert tr.format_shapes() == expected
 
 
 def test_log_prob_errors_name_the_site():

@@ -259,14 +259,14 @@ def local_param_names(guide, parallel):
     """Names of an autoguide's per-row params (for latent sites in the rows plate).
 
     These have one entry per row of this rank's shard. A hand-written guide's
-    params all count as shared. ``AutoMultivariateNormal`` couples all its
+    params all count as shared. a joint-vector guide (``AutoMultivariateNormal``, ...) couples all its
     entries, so with per-row latents it cannot be split over ranks.
     """
-    from causalppl.infer.autoguide import AutoMultivariateNormal
+    from causalppl.infer.autoguide import AutoContinuous
 
     sites = getattr(guide, "_sites", None) or {}
     local = [name for name, info in sites.items() if _in_rows_plate(info.get("frames", ()))]
-    if local and isinstance(guide, AutoMultivariateNormal) and parallel.size > 1:
+    if local and isinstance(guide, AutoContinuous) and parallel.size > 1:
         raise ValueError(
             f"distributed fit: guide='mvn' couples the per-row latents {', '.join(map(repr, local))} across "
             "ranks; use guide='normal' or 'delta'"

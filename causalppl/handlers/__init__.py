@@ -368,6 +368,96 @@ class infer_config(Messenger):
             msg["infer"] = {**msg["infer"], **self.config_fn(msg)}
 
 
+class lift(Messenger):
+    """Turn ``param`` sites into ``sample`` sites drawn from ``prior`` (Pyro's ``lift``).
+
+    ``prior`` is a distribution (for every param), a dict param name ->
+    distribution (the others stay params), or a zero-argument function whose
+    value replaces the param (its site is hidden from outer handlers). A name
+    read twice in one run is sampled once. Params of ``nn.Module`` s are
+    matched by their own name (after ``$$$``), as in Pyro.
+
+    >>> import torch, causalppl as cp
+    >>> def model():
+    ...     return cp.param("w", torch.tensor(0.0))
+    >>> tr = cp.handlers.trace(lift(model, prior={"w": cp.dist.Normal(5.0, 1e-3)})).get_trace()
+    >>> tr.nodes["w"]["type"], round(tr.nodes["w"]["value"].item(), 1)
+    ('sample', 5.0)
+    """
+
+    def __init__(self, fn=None, prior=None):
+        super().__init__(fn)
+        if prior is None:
+            raise ValueError("lift needs a prior: a distribution, a dict name -> distribution, or a function")
+        self.prior = prior
+        self._drawn = {}
+
+    def __enter__(self):
+        self._drawn = {}
+        return super().__enter__()
+
+    def process_message(self, msg):
+        if msg["type"] != "param":
+            return
+        name = msg["name"]
+        prior = self.prior
+        if isinstance(prior, dict):
+            prior = prior.get(name.split("$$$")[-1])
+            if prior is None:
+                return
+        msg["type"] = "sample"
+        msg["args"] = ()
+        msg["infer"] = {}
+        if not isinstance(prior, torch.distributions.Distribution):
+            msg["fn"] = None
+            msg["value"] = prior()
+            msg["stop"] = True  # a value, not a density: nothing outside may score it
+            return
+        msg["fn"] = prior
+        if name in self._drawn:
+            # Read again in the same run: the same value, scored once.
+            msg["value"] = self._drawn[name]["value"]
+            msg["is_observed"] = True
+            msg["stop"] = True
+        else:
+            self._drawn[name] = msg
+
+
+class reparam(Messenger):
+    """Reparameterise sample sites: ``reparam(model, config)`` (Pyro's ``reparam``).
+
+    ``config`` maps site names to reparameterisers (objects with
+    ``apply(msg) -> msg`` such as :class:`causalppl.infer.reparam.LocScaleReparam`),
+    or is a function ``config(msg)`` returning one or None. A reparameteriser
+    draws new auxiliary sites (``{name}_decentered``, ``{name}_base``, ...)
+    and turns the original site into a deterministic function of them, so the
+    model's density and its samples stay the same while the geometry that
+    inference sees changes.
+    """
+
+    def __init__(self, fn=None, config=None):
+        super().__init__(fn)
+        if not (isinstance(config, dict) or callable(config)):
+            raise TypeError(f"reparam needs config: a dict site name -> reparam, or a function; got {config!r}")
+        self.config = config
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["intervened"] or msg["infer"].get("_deterministic"):
+            return
+        if isinstance(self.config, dict):
+            strategy = self.config.get(msg["name"])
+        else:
+            strategy = self.config(msg)
+        if strategy is None:
+            return
+        observed = msg["value"] if msg["is_observed"] else None
+        new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,
+                              "is_observed": msg["is_observed"]})
+        msg["fn"] = new["fn"]
+        msg["value"] = new["value"]
+        msg["is_observed"] = new["is_observed"]
+
+
 class param_scope(Messenger):
     """Read and create ``param`` sites in ``store`` instead of the global store.
 
@@ -424,7 +514,7 @@ messenger = _runtime
 
 __all__ = [
     "param_scope", "trace", "TraceMessenger", "condition", "do", "replay", "block",
-    "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "messenger", "Messenger",
+    "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "lift", "reparam", "messenger", "Messenger",
     "UnknownSiteError",
 ]
 

@@ -1,6 +1,6 @@
 """Inference: ELBO losses, SVI, automatic guides, importance sampling, predictive sampling."""
 
-from causalppl.infer import autoguide
+from causalppl.infer import autoguide, inspect, reparam
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.importance import Importance
 from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
@@ -10,6 +10,6 @@ from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
     "ELBO", "Importance", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
-    "TraceGraph_ELBO", "Trace_ELBO", "autoguide",
+    "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "inspect", "reparam",
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
 ]

@@ -1,0 +1,1 @@
+"""Distributions for tests (Pyro's ``pyro.distributions.testing``)."""
