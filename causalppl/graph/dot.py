@@ -539,7 +539,10 @@ def build_scm(dag, where):
         cycle = nx.find_cycle(dag)
         path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
         raise nx.NetworkXUnfeasible(f"{where}: the graph has the cycle {path}")
-    return SCM(dag)
+    try:
+        return SCM(dag)
+    except ValueError as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def _labels_of(attrs, name, where):

@@ -190,6 +190,13 @@ class SCM:
         for name, mechanism in mechanisms.items():
             scm._set(name, mechanism, name in latent, labels.get(name))
         scm._check_acyclic()
+        seen = set()
+        for name, mechanism in scm._mechanisms.items():
+            if any(parent in scm._mechanisms and parent not in seen for parent in mechanism.parents):
+                break
+            seen.add(name)
+        else:  # given in a topological order: that is the order `nodes` would sort them into
+            scm._cache["order"] = tuple(scm._mechanisms)
         return scm
 
     @classmethod
