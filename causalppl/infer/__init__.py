@@ -1,12 +1,13 @@
-"""Inference: ELBO losses, SVI, automatic guides, importance sampling, predictive sampling."""
+"""Inference: ELBO losses, SVI, automatic guides, importance sampling, predictive sampling, MCMC (NUTS, HMC)."""
 
-from causalppl.infer import autoguide
+from causalppl.infer import autoguide, diagnostics, mcmc
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.importance import Importance
+from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
 
 __all__ = [
-    "ELBO", "Importance", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
-    "TraceGraph_ELBO", "Trace_ELBO", "autoguide",
+    "ELBO", "HMC", "Importance", "MCMC", "NUTS", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
+    "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "mcmc",
 ]
