@@ -348,14 +348,14 @@ class _Compiler:
             raise self.error(func, "tensor() takes exactly one argument, a number or a list")
         args = [self.compile(arg, tuples=True, lists=True) for arg in node.args]
         kwargs = {}
-        for keyword in node.keywords:
-            if keyword.arg is None:
-                raise self.error(keyword, "**kwargs is not allowed")
-            if keyword.arg.startswith("_"):
-                raise self.error(keyword, f"keyword '{keyword.arg}' is not allowed: it starts with '_'")
-            if keyword.arg in kwargs:
-                raise self.error(keyword, f"keyword '{keyword.arg}' is repeated")
-            kwargs[keyword.arg] = self.compile(keyword.value, tuples=True, lists=True)
+        for given in node.keywords:
+            if given.arg is None:
+                raise self.error(given, "**kwargs is not allowed")
+            if given.arg.startswith("_"):
+                raise self.error(given, f"keyword '{given.arg}' is not allowed: it starts with '_'")
+            if given.arg in kwargs:
+                raise self.error(given, f"keyword '{given.arg}' is repeated")
+            kwargs[given.arg] = self.compile(given.value, tuples=True, lists=True)
 
         # Lists become tensors; so do numbers passed where a torch function needs a tensor.
         target, tensor_params = _FUNCTIONS.get(name) or (distribution, ())
