@@ -407,10 +407,13 @@ class reparam(Messenger):
         if not (isinstance(config, dict) or callable(config)):
             raise TypeError(f"reparam needs config: a dict site name -> reparam, or a function; got {config!r}")
         self.config = config
+        self._applying = False
 
     def process_message(self, msg):
         if msg["type"] != "sample" or msg["intervened"] or msg["infer"].get("_deterministic"):
             return
+        if self._applying:
+            return  # a site the strategy itself draws (``x_decentered``) is not reparameterised again
         if isinstance(self.config, dict):
             strategy = self.config.get(msg["name"])
         else:
@@ -418,8 +421,12 @@ class reparam(Messenger):
         if strategy is None:
             return
         observed = msg["value"] if msg["is_observed"] else None
-        new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,
-                              "is_observed": msg["is_observed"]})
+        self._applying = True
+        try:
+            new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,
+                                  "is_observed": msg["is_observed"]})
+        finally:
+            self._applying = False
         msg["fn"] = new["fn"]
         msg["value"] = new["value"]
         msg["is_observed"] = new["is_observed"]
