@@ -40,7 +40,7 @@ def test_trace_nodes_have_the_documented_keys():
             return cp.sample("x", cp.dist.Normal(loc, 1.0))
 
     tr = handlers.trace(model).get_trace()
-    assert list(tr.nodes) == ["loc", "x", "_RETURN"]
+    assert list(tr.nodes) == ["_INPUT", "loc", "x", "_RETURN"]
     assert tr.nodes["_RETURN"]["type"] == "return" and tr.nodes["_RETURN"]["value"] is tr.nodes["x"]["value"]
     site = tr.nodes["x"]
     for key in ("type", "name", "fn", "value", "is_observed", "infer", "scale", "cond_indep_stack"):
@@ -207,7 +207,7 @@ def test_replay_reuses_latent_values_but_not_observations():
 
 
 def traced_names(fn):
-    return [name for name in handlers.trace(fn).get_trace().nodes if name != "_RETURN"]
+    return [name for name in handlers.trace(fn).get_trace().nodes if name not in ("_INPUT", "_RETURN")]
 
 
 def three_sites():
