@@ -136,7 +136,7 @@ def test_samples_are_cached_within_a_call_and_fresh_across_calls():
     again, _ = module()
     assert again[0] is not first[0]
     tr = handlers.trace(module).get_trace()
-    assert [n for n in tr.nodes if n != "_RETURN"] == ["c", "child.d"]
+    assert [n for n in tr.nodes if n not in ("_INPUT", "_RETURN")] == ["c", "child.d"]
 
 
 def test_a_prior_may_depend_on_other_sites():
@@ -153,7 +153,7 @@ def test_a_prior_may_depend_on_other_sites():
             return self.b + self.b
 
     tr = handlers.trace(Hierarchical()).get_trace()
-    assert set(tr.nodes) == {"a", "b", "_RETURN"}
+    assert set(tr.nodes) == {"_INPUT", "a", "b", "_RETURN"}
     assert torch.equal(tr.nodes["_RETURN"]["value"], 2 * tr.nodes["b"]["value"])
 
 
@@ -192,7 +192,7 @@ def test_decorators_define_params_and_samples(size):
     for _ in range(2):
         tr = handlers.trace(model).get_trace()
         assert {name: site["type"] for name, site in tr.nodes.items()} == {
-            "x": "param", "s": "sample", "z": "param", "t": "sample", "_RETURN": "return"}
+            "_INPUT": "args", "x": "param", "s": "sample", "z": "param", "t": "sample", "_RETURN": "return"}
         assert tr.nodes["t"]["value"].shape == (size,) and tr.nodes["s"]["value"].shape == ()
     first, second = model.draw_s()
     assert first is second  # pyro_method: one draw per call, as in forward

@@ -55,8 +55,8 @@ def test_node_lists():
     assert tr.stochastic_nodes == ["z"]
     assert tr.observation_nodes == ["x"]
     assert tr.param_nodes == ["loc"]
-    assert list(tr) == ["loc", "z", "x", "z_squared", "_RETURN"]
-    assert len(tr) == 5 and "z" in tr and "nope" not in tr
+    assert list(tr) == ["_INPUT", "loc", "z", "x", "z_squared", "_RETURN"]
+    assert len(tr) == 6 and "z" in tr and "nope" not in tr
     assert "z" in repr(tr)
 
 

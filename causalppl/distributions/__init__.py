@@ -18,7 +18,7 @@ import torch
 import torch.distributions as _torch
 from torch.distributions import *  # noqa: F401,F403  (constraints, transforms, kl_divergence, ...)
 from torch.distributions import __all__ as _torch_all
-from torch.distributions import constraints
+from torch.distributions import constraints, transforms  # noqa: F401  (cp.dist.transforms.ExpTransform, ...)
 
 
 def _force_has_rsample(fn, value):

@@ -23,14 +23,16 @@ class trace(Messenger):
     """Record every site a run visits into ``self.trace`` (a :class:`Trace`).
 
     With ``param_only=True`` only ``param`` sites are recorded. Running a
-    wrapped function (``trace(fn)(...)``, ``.get_trace(...)``) also records
-    its return value as the site ``_RETURN`` (of type ``"return"``), as in Pyro.
+    wrapped function (``trace(fn)(...)``, ``.get_trace(...)``) also records,
+    as in Pyro, its arguments as the site ``_INPUT`` (of type ``"args"``,
+    with ``args`` and ``kwargs``) and its return value as ``_RETURN`` (of
+    type ``"return"``).
 
     >>> import causalppl as cp
     >>> def model():
     ...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
     >>> list(cp.handlers.trace(model).get_trace().nodes)
-    ['x', '_RETURN']
+    ['_INPUT', 'x', '_RETURN']
     """
 
     def __init__(self, fn=None, param_only=False, graph_type="flat"):
@@ -46,10 +48,10 @@ class trace(Messenger):
     def __exit__(self, exc_type, exc_value, traceback):
         if self.graph_type == "dense" and exc_value is None:
             util.identify_dense_edges(self.trace)
-        if exc_value is not None and self.trace.nodes and not getattr(exc_value, "_causalppl_noted", False):
+        sites = [name for name in self.trace.nodes if name != "_INPUT"]
+        if exc_value is not None and sites and not getattr(exc_value, "_causalppl_noted", False):
             exc_value._causalppl_noted = True
-            last_site = list(self.trace.nodes)[-1]
-            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{last_site}')")
+            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{sites[-1]}')")
         return super().__exit__(exc_type, exc_value, traceback)
 
     def postprocess_message(self, msg):
@@ -62,9 +64,16 @@ class trace(Messenger):
         self.trace.add_site(msg)
 
     def __call__(self, *args, **kwargs):
-        value = super().__call__(*args, **kwargs)
-        if self.fn is not None and not self.param_only:
-            # As in Pyro, a traced call records what the function returned.
+        if self.fn is None:
+            return super().__call__(*args, **kwargs)
+        with self:
+            if not self.param_only:
+                # As in Pyro, a traced call records its arguments (``_INPUT``) and what it returned.
+                site = new_message("args", "_INPUT", None, None, args=args)
+                site["kwargs"] = kwargs
+                self.trace.add_site(site)
+            value = self.fn(*args, **kwargs)
+        if not self.param_only:
             self.trace.add_site(new_message("return", "_RETURN", None, value))
         return value
 
@@ -440,10 +449,13 @@ class reparam(Messenger):
         if not (isinstance(config, dict) or callable(config)):
             raise TypeError(f"reparam needs config: a dict site name -> reparam, or a function; got {config!r}")
         self.config = config
+        self._applying = False
 
     def process_message(self, msg):
         if msg["type"] != "sample" or msg["intervened"] or msg["infer"].get("_deterministic"):
             return
+        if self._applying:
+            return  # a site the strategy itself draws (``x_decentered``) is not reparameterised again
         if isinstance(self.config, dict):
             strategy = self.config.get(msg["name"])
         else:
@@ -451,8 +463,12 @@ class reparam(Messenger):
         if strategy is None:
             return
         observed = msg["value"] if msg["is_observed"] else None
-        new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,
-                              "is_observed": msg["is_observed"]})
+        self._applying = True
+        try:
+            new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,
+                                  "is_observed": msg["is_observed"]})
+        finally:
+            self._applying = False
         msg["fn"] = new["fn"]
         msg["value"] = new["value"]
         msg["is_observed"] = new["is_observed"]

@@ -806,10 +806,12 @@ class AutoGuideList(AutoGuide):
         self.parts = []
 
     def append(self, part):
-        """Add a part: an :class:`AutoGuide` or a guide function (returning a dict of values, or None)."""
+        """Add a part: an :class:`AutoGuide`, or a guide function (wrapped in :class:`AutoCallable`)."""
         if not callable(part):
             raise TypeError(f"AutoGuideList.append expects an AutoGuide or a callable guide, got {part!r}")
-        if isinstance(part, AutoGuide) and part.prototype_trace is None and part.prefix == type(part).__name__:
+        if not isinstance(part, AutoGuide):
+            part = AutoCallable(self.model, part)
+        if part.prototype_trace is None and part.prefix == type(part).__name__:
             part.prefix = f"{self.prefix}.{len(self.parts)}"
         self.parts.append(part)
 
@@ -847,8 +849,6 @@ class AutoGuideList(AutoGuide):
     def _collect(self, method, *args, **kwargs):
         result = {}
         for part in self.parts:
-            if not isinstance(part, AutoGuide):
-                raise TypeError(f"AutoGuideList.{method}: part {part!r} is not an AutoGuide")
             result.update(getattr(part, method)(*args, **kwargs))
         return result
 
@@ -861,8 +861,32 @@ class AutoGuideList(AutoGuide):
         return self._collect("quantiles", qs, *args, **kwargs)
 
 
+class AutoCallable(AutoGuide):
+    """A guide function as an :class:`AutoGuide` (what :meth:`AutoGuideList.append` wraps plain guides in).
+
+    ``median(*args, **kwargs)`` gives its :meth:`median` (by default none: ``{}``).
+    """
+
+    def __init__(self, model, guide, median=None):
+        super().__init__(model)
+        if not callable(guide):
+            raise TypeError(f"AutoCallable: guide must be callable, got {guide!r}")
+        self.guide = guide
+        self._median = median
+
+    def __call__(self, *args, **kwargs):
+        values = self.guide(*args, **kwargs)
+        return values if isinstance(values, dict) else {}
+
+    def median(self, *args, **kwargs):
+        return {} if self._median is None else self._median(*args, **kwargs)
+
+    def quantiles(self, qs, *args, **kwargs):
+        raise NotImplementedError(f"AutoCallable: the guide {self.guide!r} has no quantiles")
+
+
 __all__ = [
-    "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList", "AutoLaplaceApproximation",
+    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList", "AutoLaplaceApproximation",
     "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
     "init_to_mean", "init_to_median", "init_to_sample", "init_to_value",
 ]

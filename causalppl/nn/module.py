@@ -172,7 +172,7 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
     ...     def forward(self):
     ...         return cp.sample("y", cp.dist.Normal(self.loc, self.scale), obs=torch.tensor(0.5))
     >>> tr = cp.handlers.trace(Model()).get_trace()
-    >>> [(name, site["type"]) for name, site in tr.nodes.items() if name != "_RETURN"]
+    >>> [(name, site["type"]) for name, site in tr.nodes.items() if site["type"] in ("param", "sample")]
     [('loc', 'sample'), ('scale', 'param'), ('y', 'sample')]
     >>> sorted(cp.get_param_store().keys())
     ['scale']
