@@ -7,8 +7,9 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, optim
+from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, ops, optim
 from causalppl import distributions as dist
+from causalppl.enumeration import markov
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
 from causalppl.graph.formats import read_graph
@@ -48,5 +49,5 @@ __all__ = [
 ]
 __all__ += ["barrier", "iarange", "irange"]
 __all__ += ["render_model"]
-__all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "read_graph", "subsample",
-            "validation_enabled"]
+__all__ += ["enable_validation", "graphs", "load", "markov", "ops", "plate_stack", "read_dot", "read_graph",
+            "subsample", "validation_enabled"]

@@ -24,12 +24,13 @@ with ``enumerate_support`` (Bernoulli, Categorical, Binomial, ...).
 from __future__ import annotations
 
 import itertools
-import string
 
 import torch
 
 from causalppl.causal.estimand import Fraction, P, Product, Sum
 from causalppl.causal.separators import sorted_nodes
+from causalppl.contract import Factor
+from causalppl.contract import contract as shared_contract
 
 
 def _python(value):
@@ -60,41 +61,18 @@ class Table:
         return t.reshape(shape)
 
 
-def _einsum(tables, keep):
-    letters = {}
-    for t in tables:
-        for v in t.vars:
-            letters.setdefault(v, string.ascii_letters[len(letters)])
-    spec = ",".join("".join(letters[v] for v in t.vars) for t in tables)
-    out = "".join(letters[v] for v in keep)
-    return Table(keep, torch.einsum(f"{spec}->{out}", *[t.values for t in tables]))
-
-
 def contract(tables, keep):
-    """Sum the product of `tables` over every variable not in `keep`.
+    """Sum the product of `tables` over every variable not in `keep`: a Table over `keep`, in that order.
 
-    Variable elimination, eliminating next the variable whose product is
-    smallest; returns a Table over `keep` in that order.
+    Variable elimination in a min-fill order, by :func:`causalppl.contract.contract`
+    (the contraction exact queries and enumerated discrete latents use too).
     """
     tables = list(tables)
     keep = tuple(keep)
-    drop = {v for t in tables for v in t.vars} - set(keep)
-    size = {}
-    for t in tables:
-        size.update(zip(t.vars, t.values.shape, strict=True))
-    def cost(v, tables):
-        return _prod(size[w] for w in {w for t in tables if v in t.vars for w in t.vars})
-
-    while drop:
-        v = min(sorted_nodes(drop), key=lambda v: cost(v, tables))
-        touching = [t for t in tables if v in t.vars]
-        tables = [t for t in tables if v not in t.vars]
-        joined = [w for w in dict.fromkeys(w for t in touching for w in t.vars) if w != v]
-        tables.append(_einsum(touching, joined))
-        drop.discard(v)
     if not tables:
         return Table((), torch.ones((), dtype=torch.float64))
-    return _einsum(tables, keep)
+    factors = [Factor(t.values, t.vars) for t in tables]
+    return Table(keep, shared_contract(factors, keep))
 
 
 def _divide(num, den):

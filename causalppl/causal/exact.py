@@ -17,7 +17,8 @@ Algorithm 9.1; greedy elimination orders, Algorithm 9.4):
 4. nodes that are neither the query nor evidence nor their ancestors are
    dropped: their factors sum to one (:func:`relevant_nodes`);
 5. every other variable is summed out, one ``torch.einsum`` per step, in a
-   greedy min-fill order (:func:`elimination_order`, :func:`contract`);
+   greedy min-fill order (:func:`causalppl.contract.contract`, shared with the
+   enumeration of discrete latents in :class:`causalppl.infer.TraceEnum_ELBO`);
 6. the result is normalised by ``P(evidence)`` (:func:`marginal`).
 
 :func:`interventional` answers with an :class:`ExactResult`, which
@@ -42,6 +43,7 @@ import torch
 
 from causalppl.causal.learnable import CategoricalTable
 from causalppl.causal.queries import Distribution, EffectResult, QueryResult, Summary, _outcome_code
+from causalppl.contract import Factor, contract, elimination_order, min_fill  # noqa: F401  (re-exported)
 from causalppl.handlers import param_scope
 
 EXACT_COVERS = "exact (no Monte Carlo error; the model's parameters are taken as known)"
@@ -57,18 +59,6 @@ class _NotExact(Exception):
     def __init__(self, node, reason):
         super().__init__(f"node '{node}': {reason}" if node else reason)
         self.node, self.reason = node, reason
-
-
-@dataclass(frozen=True)
-class Factor:
-    """A non-negative tensor with one dimension per named discrete variable.
-
-    >>> Factor(torch.tensor([[0.9, 0.1], [0.4, 0.6]]), ("a", "c")).variables
-    ('a', 'c')
-    """
-
-    table: torch.Tensor
-    variables: tuple
 
 
 @dataclass(frozen=True)
@@ -104,7 +94,7 @@ MAX_ENTRIES = 2**26  # 512 MiB of float64: past this, sampling is the better too
 
 def check_tractable(model):
     """The model's elimination order; :class:`_NotExact` when one of its steps would exceed ``MAX_ENTRIES``."""
-    order, largest = _min_fill(list(model.factors.values()), keep=())
+    order, largest = min_fill(list(model.factors.values()), keep=())
     if largest > MAX_ENTRIES:
         raise _NotExact(None, f"variable elimination would build a factor of {largest:,} entries "
                               f"(more than {MAX_ENTRIES:,}): the network is too densely connected")
@@ -291,103 +281,6 @@ def relevant_nodes(graph, targets):
     for target in targets:
         found |= nx.ancestors(graph, target)
     return found
-
-
-def _interaction_graph(factors):
-    """Variable -> the set of variables it shares a factor with (the moral graph, as plain sets)."""
-    neighbours = {}
-    for factor in factors:
-        for variable in factor.variables:
-            neighbours.setdefault(variable, set()).update(factor.variables)
-    for variable, others in neighbours.items():
-        others.discard(variable)
-    return neighbours
-
-
-def _fill_in(neighbours, variable):
-    """How many edges eliminating ``variable`` adds: pairs of its neighbours not yet adjacent."""
-    around = neighbours[variable]
-    present = sum(len(neighbours[other] & around) for other in around) // 2
-    return len(around) * (len(around) - 1) // 2 - present
-
-
-def elimination_order(factors, keep):
-    """Step 5: a greedy min-fill order of the variables not in ``keep`` (Koller & Friedman, Alg. 9.4).
-
-    Each step eliminates the variable that adds the fewest fill edges to the
-    interaction graph, ties broken by the size of the factor it creates.
-
-    >>> chain = [Factor(torch.ones(2, 2), ("a", "b")), Factor(torch.ones(2, 2), ("b", "c"))]
-    >>> elimination_order(chain, keep=("c",))
-    ['a', 'b']
-    """
-    return _min_fill(factors, keep)[0]
-
-
-def _min_fill(factors, keep):
-    """:func:`elimination_order`, and the most entries one of its steps multiplies together."""
-    neighbours = _interaction_graph(factors)
-    sizes = {v: n for f in factors for v, n in zip(f.variables, f.table.shape)}
-    candidates = set(neighbours) - set(keep)
-
-    def cost(v):
-        return _fill_in(neighbours, v), math.prod(sizes[u] for u in neighbours[v]), v
-
-    costs = {v: cost(v) for v in candidates}
-    order, largest = [], 1
-    while costs:
-        variable = min(costs, key=costs.get)
-        largest = max(largest, costs.pop(variable)[1] * sizes[variable])
-        around = neighbours.pop(variable)
-        for other in around:
-            neighbours[other] |= around - {other}
-            neighbours[other].discard(variable)
-        # Only the neighbours and their neighbours see their fill-in change.
-        touched = around.union(*(neighbours[other] for other in around))
-        costs.update({v: cost(v) for v in touched if v in costs})
-        order.append(variable)
-    return order, largest
-
-
-def _einsum(factors, output):
-    """One ``torch.einsum`` over ``factors``, keeping the variables in ``output`` (letters assigned locally)."""
-    letters = {}
-    for variable in (*output, *(v for f in factors for v in f.variables)):
-        letters.setdefault(variable, _LETTERS[len(letters)])
-    inputs = ",".join("".join(letters[v] for v in f.variables) for f in factors)
-    equation = f"{inputs}->{''.join(letters[v] for v in output)}"
-    return Factor(torch.einsum(equation, *(f.table for f in factors)), tuple(output))
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def eliminate(factors, variable):
-    """Sum ``variable`` out of the product of the factors that mention it (Alg. 9.1, one step)."""
-    touching = [f for f in factors if variable in f.variables]
-    rest = [f for f in factors if variable not in f.variables]
-    output = tuple(dict.fromkeys(v for f in touching for v in f.variables if v != variable))
-    return rest + [_einsum(touching, output)]
-
-
-def contract(factors, keep, order=None):
-    """Step 5: the product of ``factors`` summed over every variable not in ``keep``, as a tensor over ``keep``.
-
-    Variables are eliminated in ``order`` (variables not among the factors
-    are skipped), by default a fresh min-fill order.
-
-    >>> f = [Factor(torch.tensor([0.3, 0.7]), ("a",)), Factor(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), ("a", "b"))]
-    >>> contract(f, keep=("b",))
-    tensor([0.4100, 0.5900])
-    """
-    if not factors:
-        return torch.ones(())
-    present = {v for f in factors for v in f.variables}
-    order = elimination_order(factors, keep) if order is None else order
-    for variable in order:
-        if variable in present and variable not in keep:
-            factors = eliminate(factors, variable)
-    return _einsum(factors, tuple(keep)).table
 
 
 def marginal(model, node):

@@ -203,6 +203,14 @@ class replay(Messenger):
         recorded = self.trace.nodes.get(msg["name"])
         if recorded is not None and recorded["type"] == msg["type"]:
             msg["value"] = recorded["value"]
+            if msg["type"] == "sample" and "_dim_to_id" in recorded["infer"]:
+                # An enumerated (or enumeration-aware) value: which enumerated variable
+                # each of its dims stands for travels with it.
+                msg["infer"] = {**msg["infer"], **{key: value for key, value in recorded["infer"].items()
+                                                   if key in _ENUM_KEYS}}
+
+
+_ENUM_KEYS = ("_dim_to_id", "_enumerate_dim", "_enumerate_id", "_enum_total")
 
 
 class block(Messenger):
@@ -525,13 +533,15 @@ class param_scope(Messenger):
             msg["value"] = self.store.get_param(msg["name"], init, constraint)
 
 
+from causalppl.enumeration import EnumMessenger, MarkovMessenger, enum, markov  # noqa: E402
+
 # Pyro's ``poutine.messenger`` module: ``cp.handlers.messenger.Messenger`` is the base class.
 messenger = _runtime
 
 __all__ = [
     "param_scope", "trace", "TraceMessenger", "condition", "do", "replay", "block",
     "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "lift", "reparam", "messenger", "Messenger",
-    "UnknownSiteError",
+    "UnknownSiteError", "enum", "markov", "EnumMessenger", "MarkovMessenger",
 ]
 
 from causalppl.handlers import util  # noqa: E402

@@ -75,8 +75,13 @@ def init_to_sample(site=None):
     return site["fn"].sample().detach()
 
 
-def init_to_median(site=None, num_samples=15):
-    """Initialise at the element-wise median of ``num_samples`` prior draws.
+def _no_init(site):
+    raise ValueError(f"no init strategy for site '{site['name']}' (fallback=None)")
+
+
+def init_to_median(site=None, num_samples=15, *, fallback=init_to_feasible):
+    """Initialise at the element-wise median of ``num_samples`` prior draws; :func:`init_to_feasible` for
+    a multivariate site (its median is undefined), ``fallback`` where the draws fail or leave the support.
 
     >>> import causalppl as cp
     >>> site = {"fn": cp.dist.Normal(3.0, 1e-4), "value": cp.dist.Normal(3.0, 1e-4).sample()}
@@ -84,7 +89,9 @@ def init_to_median(site=None, num_samples=15):
     3.0
     """
     if site is None:
-        return functools.partial(init_to_median, num_samples=num_samples)
+        return functools.partial(init_to_median, num_samples=num_samples, fallback=fallback)
+    if any(size > 1 for size in site["fn"].event_shape):  # the median of a multivariate site is undefined
+        return init_to_feasible(site)
     try:
         draws = site["fn"].sample(torch.Size((num_samples,))).detach()
         value = draws.median(dim=0).values
@@ -92,11 +99,11 @@ def init_to_median(site=None, num_samples=15):
             return value
     except (NotImplementedError, RuntimeError, ValueError):
         pass
-    return init_to_feasible(site)
+    return (fallback or _no_init)(site)
 
 
-def init_to_mean(site=None):
-    """Initialise at the prior mean (the median when the mean is unknown or infinite).
+def init_to_mean(site=None, *, fallback=init_to_median):
+    """Initialise at the prior mean (``fallback``, by default the median, when it is unknown or infinite).
 
     >>> import causalppl as cp
     >>> site = {"fn": cp.dist.Normal(2.0, 1.0), "value": cp.dist.Normal(2.0, 1.0).sample()}
@@ -104,7 +111,7 @@ def init_to_mean(site=None):
     tensor(2.)
     """
     if site is None:
-        return init_to_mean
+        return functools.partial(init_to_mean, fallback=fallback)
     try:
         value = site["fn"].mean.detach()
         value = value.expand(site["value"].shape).clone()
@@ -112,11 +119,27 @@ def init_to_mean(site=None):
             return value
     except (NotImplementedError, RuntimeError, ValueError):
         pass
-    return init_to_median(site)
+    return (fallback or _no_init)(site)
 
 
-def init_to_value(site=None, values=None, fallback=init_to_median):
-    """Initialise the sites named in ``values`` there, the others with ``fallback``.
+def init_to_uniform(site=None, radius=2.0):
+    """Initialise at a uniform draw from ``(-radius, radius)`` in unconstrained space, mapped to the support.
+
+    >>> import torch, causalppl as cp
+    >>> site = {"fn": cp.dist.LogNormal(0.0, 1.0), "value": torch.tensor(1.0)}
+    >>> bool(torch.exp(torch.tensor(-2.0)) < init_to_uniform(site) < torch.exp(torch.tensor(2.0)))
+    True
+    """
+    if site is None:
+        return functools.partial(init_to_uniform, radius=radius)
+    transform = biject_to(site["fn"].support)
+    unconstrained = transform.inv(site["value"].detach())
+    return transform(torch.rand_like(unconstrained) * (2 * radius) - radius)
+
+
+def init_to_value(site=None, values=None, *, fallback=init_to_uniform):
+    """Initialise the sites named in ``values`` there, the others with ``fallback`` (Pyro's default:
+    :func:`init_to_uniform`; None makes a site without a value an error).
 
     >>> import torch, causalppl as cp
     >>> init = init_to_value(values={"w": torch.tensor(9.0)})
@@ -128,7 +151,34 @@ def init_to_value(site=None, values=None, fallback=init_to_median):
     values = values or {}
     if site["name"] in values:
         return torch.as_tensor(values[site["name"]], dtype=site["value"].dtype, device=site["value"].device)
-    return fallback(site)
+    return (fallback or _no_init)(site)
+
+
+class _InitToGenerated:
+    def __init__(self, generate):
+        self.generate = generate
+        self._init = None
+        self._seen = set()
+
+    def __call__(self, site):
+        if self._init is None or site["name"] in self._seen:
+            self._init = self.generate()  # once per run of the model
+            self._seen = {site["name"]}
+        else:
+            self._seen.add(site["name"])
+        return self._init(site)
+
+
+def init_to_generated(site=None, generate=lambda: init_to_uniform):
+    """Initialise with the strategy ``generate()`` returns, called afresh for each run of the model.
+
+    >>> import torch, causalppl as cp
+    >>> init = init_to_generated(generate=lambda: init_to_value(values={"w": torch.tensor(1.5)}))
+    >>> init({"name": "w", "fn": cp.dist.Normal(0.0, 1.0), "value": torch.tensor(0.0)})
+    tensor(1.5000)
+    """
+    init = _InitToGenerated(generate)
+    return init if site is None else init(site)
 
 
 # ---------------------------------------------------------------------------
@@ -198,8 +248,9 @@ class AutoGuide:
             if support.is_discrete:
                 raise ValueError(
                     f"{type(self).__name__}: latent site '{name}' has discrete support {support}; "
-                    "autoguides handle continuous latent sites only (write a guide for it, "
-                    "or observe it)"
+                    "autoguides handle continuous latent sites only (write a guide for it, observe it, or "
+                    "sum it out: enumerate it in the model, hide it from the guide with "
+                    f"cp.handlers.block(model, hide=['{name}']) and fit with TraceEnum_ELBO)"
                 )
             transform = biject_to(support)
             self._device = site["value"].device
@@ -371,7 +422,9 @@ class AutoNormal(AutoGuide):
     Params ``{prefix}.locs.{site}`` and ``{prefix}.scales.{site}`` (positive),
     with the full plate sizes; a site's value is
     ``biject_to(support)(Normal(loc, scale))``, and its log density is that of
-    the constrained value (Jacobian included).
+    the constrained value (Jacobian included). As in Pyro, the locs start at
+    :func:`init_to_feasible` (unconstrained zero) unless ``init_loc_fn`` says
+    otherwise.
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
@@ -384,7 +437,7 @@ class AutoNormal(AutoGuide):
     (True, True)
     """
 
-    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, create_plates=None, prefix=None):
+    def __init__(self, model, init_loc_fn=init_to_feasible, init_scale=0.1, create_plates=None, prefix=None):
         if init_scale <= 0:
             raise ValueError(f"AutoNormal: init_scale must be positive, got {init_scale}")
         super().__init__(model, init_loc_fn=init_loc_fn, create_plates=create_plates, prefix=prefix)
@@ -886,7 +939,8 @@ class AutoCallable(AutoGuide):
 
 
 __all__ = [
-    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList", "AutoLaplaceApproximation",
-    "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
-    "init_to_mean", "init_to_median", "init_to_sample", "init_to_value",
+    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList",
+    "AutoLaplaceApproximation", "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal",
+    "init_to_feasible", "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample", "init_to_uniform",
+    "init_to_value",
 ]

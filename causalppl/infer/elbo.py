@@ -198,6 +198,11 @@ class ELBO:
 
     # -- public losses -------------------------------------------------------
 
+    def __call__(self, model, guide, *args, **kwargs):
+        """The loss as a float, so ``svi.loss(model, guide, *args)`` works as in Pyro (whose ``svi.loss``
+        is the ELBO's ``loss`` method)."""
+        return self.loss(model, guide, *args, **kwargs)
+
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The loss as a tensor whose gradient is the ELBO's (a surrogate)."""
         loss = 0.0
