@@ -1,1 +1,5 @@
-"""Distributions for tests (Pyro's ``pyro.distributions.testing``)."""
+"""Distributions used by tests: :mod:`.fakes` (non-reparameterised stand-ins)."""
+
+from causalppl.distributions.testing import fakes
+
+__all__ = ["fakes"]

@@ -1,29 +1,40 @@
-"""Distributions that hide their reparameterised draws, to test score-function estimators.
+"""Distributions that draw like their parents but report ``has_rsample = False``.
 
->>> import causalppl as cp
->>> from causalppl.distributions.testing.fakes import NonreparameterizedBeta
->>> NonreparameterizedBeta(2.0, 3.0).has_rsample
-False
+Inference then treats their sites as non-reparameterisable (score-function
+gradients), which is how tests exercise that path with familiar families.
+
+>>> import torch
+>>> from causalppl.distributions.testing.fakes import NonreparameterizedNormal
+>>> d = NonreparameterizedNormal(torch.tensor(0.0, requires_grad=True), 1.0)
+>>> d.has_rsample, d().requires_grad
+(False, False)
 """
 
-from causalppl import distributions as dist
-
-
-class NonreparameterizedBeta(dist.Beta):
-    has_rsample = False
-
-
-class NonreparameterizedDirichlet(dist.Dirichlet):
-    has_rsample = False
-
-
-class NonreparameterizedGamma(dist.Gamma):
-    has_rsample = False
-
-
-class NonreparameterizedNormal(dist.Normal):
-    has_rsample = False
-
+from causalppl.distributions import Beta, Dirichlet, Gamma, Normal
 
 __all__ = ["NonreparameterizedBeta", "NonreparameterizedDirichlet", "NonreparameterizedGamma",
            "NonreparameterizedNormal"]
+
+
+class NonreparameterizedBeta(Beta):
+    """:class:`~causalppl.distributions.Beta` with ``has_rsample = False``."""
+
+    has_rsample = False
+
+
+class NonreparameterizedDirichlet(Dirichlet):
+    """:class:`~causalppl.distributions.Dirichlet` with ``has_rsample = False``."""
+
+    has_rsample = False
+
+
+class NonreparameterizedGamma(Gamma):
+    """:class:`~causalppl.distributions.Gamma` with ``has_rsample = False``."""
+
+    has_rsample = False
+
+
+class NonreparameterizedNormal(Normal):
+    """:class:`~causalppl.distributions.Normal` with ``has_rsample = False``."""
+
+    has_rsample = False
