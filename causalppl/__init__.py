@@ -7,7 +7,7 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, datasets, distributions, graphs, handlers, infer, ops, optim
+from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, ops, optim
 from causalppl import distributions as dist
 from causalppl.enumeration import markov
 from causalppl.graph import SCM
@@ -15,6 +15,7 @@ from causalppl.graph.dot import read_dot
 from causalppl.graph.formats import read_graph
 from causalppl.graph.persist import load
 from causalppl.handlers import condition, do, trace
+from causalppl.infer.inspect import render_model
 from causalppl.params import (
     ParamStore,
     clear_param_store,
@@ -23,9 +24,12 @@ from causalppl.params import (
     set_rng_seed,
 )
 from causalppl.runtime import (
+    barrier,
     deterministic,
     enable_validation,
     factor,
+    iarange,
+    irange,
     param,
     plate,
     plate_stack,
@@ -41,7 +45,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ParamStore", "SCM", "causal", "datasets", "clear_param_store", "condition", "constraints", "deterministic", "dist",
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
-    "module", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
+    "module", "nn", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
+__all__ += ["barrier", "iarange", "irange"]
+__all__ += ["render_model"]
 __all__ += ["enable_validation", "graphs", "load", "markov", "ops", "plate_stack", "read_dot", "read_graph",
             "subsample", "validation_enabled"]

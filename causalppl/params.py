@@ -25,6 +25,28 @@ import torch
 from torch.distributions import constraints, transform_to
 
 
+class LeafRef(weakref.ref):
+    """The weak reference ``value.unconstrained`` is: calling it gives the leaf.
+
+    It pickles (as a reference to nothing), so tensors that carry one, such
+    as an ``nn.Module``'s parameters kept in the store, can still be saved
+    with ``torch.save``.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _dead_ref, ()
+
+
+def _dead_ref():
+    return _DEAD
+
+
+def _DEAD():
+    return None
+
+
 class ParamStore:
     """Name -> (unconstrained leaf, constraint). Use :func:`get_param_store`."""
 
@@ -70,7 +92,7 @@ class ParamStore:
         if constraint is constraints.real:
             # The constrained value is the leaf itself: no transform on every read.
             self._transforms[name] = None
-            leaf.unconstrained = weakref.ref(leaf)
+            leaf.unconstrained = LeafRef(leaf)
         else:
             self._transforms[name] = transform_to(constraint)
 
@@ -80,7 +102,7 @@ class ParamStore:
             return leaf
         value = transform(leaf)
         # A weak reference is callable: ``value.unconstrained()`` gives the leaf.
-        value.unconstrained = weakref.ref(leaf)
+        value.unconstrained = LeafRef(leaf)
         return value
 
     def __getitem__(self, name):
@@ -126,6 +148,20 @@ class ParamStore:
 
     def get_constraint(self, name):
         return self._constraints[name]
+
+    def get_all_param_names(self):
+        return list(self._leaves)
+
+    def setdefault(self, name, init, constraint=constraints.real):
+        """The constrained value of ``name``, created from ``init`` if it is new."""
+        return self.get_param(name, init, constraint)
+
+    def replace_param(self, name, new_value, old_value):
+        """Set ``name`` to ``new_value`` only if it still holds ``old_value`` (Pyro's check)."""
+        held = getattr(old_value, "unconstrained", None)
+        if (old_value if held is None else held()) is not self._leaves.get(name):
+            raise ValueError(f"param '{name}': the value to replace is not the one the store holds")
+        self[name] = new_value
 
     def clear(self):
         self._leaves.clear()

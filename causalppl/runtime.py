@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -75,7 +76,10 @@ class Messenger:
 
     def __init__(self, fn=None):
         if fn is not None and not callable(fn):
-            raise TypeError(f"{type(self).__name__} expects a callable to wrap, got {fn!r}")
+            raise ValueError(
+                f"{type(self).__name__}: {fn!r} is not callable; did you mean to pass it as a keyword "
+                f"argument (e.g. {type(self).__name__}({_first_option(type(self))}=...))?"
+            )
         self.fn = fn
 
     def __init_subclass__(cls, **kwargs):
@@ -142,6 +146,12 @@ class Messenger:
         pass
 
 
+def _first_option(cls):
+    """The first keyword a handler takes after ``fn`` (for the hint in its error message)."""
+    names = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+    return next((name for name in names if name != "fn"), "...")
+
+
 def _has_hooks(cls, prefix):
     """Whether ``cls`` defines a hook ``{prefix}<message type>`` (post hooks are not pre hooks)."""
     return any(name.startswith(prefix) and (prefix != "_pyro_" or not name.startswith("_pyro_post_"))
@@ -155,6 +165,16 @@ class CondIndepStackFrame(NamedTuple):
     dim: int
     size: int
     subsample_size: int
+    counter: int = 0  # which pass of a sequential plate (``for i in plate(...)``)
+
+    @property
+    def vectorized(self):
+        """True for a vectorised plate (one with a batch dim), as in Pyro."""
+        return self.dim is not None
+
+    @property
+    def full_size(self):
+        return self.size
 
 
 def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
@@ -164,6 +184,7 @@ def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
         "name": name,
         "fn": fn,
         "args": args,
+        "kwargs": {},
         "value": value,
         "is_observed": is_observed,
         "intervened": False,
@@ -173,6 +194,7 @@ def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
         "cond_indep_stack": (),
         "stop": False,
         "done": False,
+        "continuation": None,
     }
 
 
@@ -190,6 +212,8 @@ def apply_stack(msg):
     msg["done"] = True
     for index in range(first, len(stack)):
         stack[index].postprocess_message(msg)
+    if msg["continuation"] is not None:  # e.g. escape's NonlocalExit, after the handlers below saw the site
+        msg["continuation"](msg)
     return msg["value"]
 
 
@@ -447,16 +471,21 @@ class plate(Messenger):
         self._sequential = True
         try:
             with self as indices:
-                yield from indices.tolist()
+                for counter, index in enumerate(indices.tolist()):
+                    # Each pass is its own frame, so sites of different passes are independent.
+                    self.frame = self.frame._replace(counter=counter)
+                    yield index
         finally:
             self._sequential = False
 
     _sequential = False
 
     def process_message(self, msg):
-        if msg["type"] != "sample" or msg["infer"].get("_deterministic"):
+        if msg["type"] != "sample":
             return
         msg["cond_indep_stack"] = msg["cond_indep_stack"] + (self.frame,)
+        if msg["infer"].get("_deterministic"):
+            return  # recorded in the plate (as in Pyro), never broadcast or rescaled
         if self._scale != 1.0:
             msg["scale"] = msg["scale"] * self._scale
         if self._sequential or self.size == -1:
@@ -468,7 +497,8 @@ class plate(Messenger):
         shape = [1] * max(0, -dim - len(batch_shape)) + list(batch_shape)
         if shape[dim] != 1:
             raise ValueError(
-                f"sample site '{msg['name']}': batch shape {tuple(batch_shape)} has size "
+                f"Shape mismatch inside plate '{self.name}' at sample site '{msg['name']}': "
+                f"batch shape {tuple(batch_shape)} has size "
                 f"{shape[dim]} at dim {dim}, but plate '{self.name}' has size {size} there"
             )
         shape[dim] = size
@@ -476,7 +506,7 @@ class plate(Messenger):
 
     def postprocess_message(self, msg):
         if msg["type"] == "param" and msg["kwargs"]["event_dim"] is not None and not self._sequential:
-            what = f"param '{msg['name']}' (event_dim={msg['kwargs']['event_dim']})"
+            what = f"invalid shape of cp.param('{msg['name']}') (event_dim={msg['kwargs']['event_dim']})"
             msg["value"] = self.subsample(msg["value"], msg["kwargs"]["event_dim"], what)
 
     def subsample(self, value, event_dim, what="subsample"):
@@ -554,3 +584,24 @@ def intervention(name, value):
     if value.shape != shape:
         msg["value"] = value = value.expand(shape)
     return value
+
+
+class iarange(plate):
+    """Pyro's former name of :class:`plate` (deprecated there too)."""
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn("cp.iarange is deprecated; use cp.plate instead", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
+
+
+class irange(plate):
+    """Pyro's former name of a sequential :class:`plate` (``for i in irange(...)``); deprecated."""
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn("cp.irange is deprecated; use cp.plate instead", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
+
+
+def barrier(data):
+    """Pyro's barrier: values here are never lazy, so it returns ``data`` as it is."""
+    return data

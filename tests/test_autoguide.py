@@ -265,3 +265,147 @@ def test_auto_diagonal_normal_params_and_joint_posterior():
             with cp.plate("rows", 10, subsample_size=2):
                 cp.sample("z", cp.dist.Normal(0.0, 1.0))
         AutoDiagonalNormal(subsampled)()
+
+
+# --- AutoLowRankMultivariateNormal, AutoLaplaceApproximation, AutoGuideList ------------------------------
+
+from causalppl.infer.autoguide import (  # noqa: E402
+    AutoCallable,
+    AutoContinuous,
+    AutoGuideList,
+    AutoLaplaceApproximation,
+    AutoLowRankMultivariateNormal,
+)
+
+# A correlated Gaussian "posterior": covariance v v^T + diag(d), rank one plus diagonal.
+V = torch.tensor([1.0, -0.8, 0.5])
+D = torch.tensor([0.3, 0.2, 0.4])
+COV = torch.outer(V, V) + torch.diag(D)
+MEAN = torch.tensor([1.0, -2.0, 0.5])
+
+
+def correlated():
+    cp.sample("z", cp.dist.MultivariateNormal(MEAN, covariance_matrix=COV))
+
+
+def test_low_rank_guide_recovers_a_correlated_posterior_covariance():
+    guide = AutoLowRankMultivariateNormal(correlated, rank=1)
+    fit(correlated, guide, 1000, lr=0.05, particles=16)
+    posterior = guide.get_posterior()
+    assert isinstance(guide, AutoContinuous) and guide.rank == 1
+    assert posterior.loc.tolist() == pytest.approx(MEAN.tolist(), abs=0.05)
+    assert torch.allclose(posterior.covariance_matrix.detach(), COV, atol=0.06)
+    sd = COV.diag().sqrt()
+    quartiles = guide.quantiles([0.25, 0.75])["z"]
+    assert (quartiles[1] - quartiles[0]).tolist() == pytest.approx((2 * 0.6745 * sd).tolist(), abs=0.06)
+    assert guide.median()["z"].tolist() == pytest.approx(MEAN.tolist(), abs=0.05)
+
+
+def test_low_rank_params_and_default_rank():
+    model = lambda: cp.sample("x", cp.dist.Normal(torch.zeros(9), 1.0).to_event(1))  # noqa: E731
+    guide = AutoLowRankMultivariateNormal(model, init_scale=0.2)
+    guide()
+    store = cp.get_param_store()
+    assert guide.rank == 3  # round(sqrt(9))
+    assert tuple(store["AutoLowRankMultivariateNormal.cov_factor"].shape) == (9, 3)
+    assert store["AutoLowRankMultivariateNormal.scale"].tolist() == pytest.approx([0.2] * 9)
+    with pytest.raises(ValueError, match="rank must be a positive int"):
+        AutoLowRankMultivariateNormal(model, rank=0)
+
+
+def conjugate(data):
+    """mu ~ N(0, 2), log_sigma fixed: data ~ N(mu, 0.5); the posterior of mu is N(m, s^2) in closed form."""
+    mu = cp.sample("mu", cp.dist.Normal(0.0, 2.0))
+    with cp.plate("data", len(data)):
+        cp.sample("obs", cp.dist.Normal(mu, 0.5), obs=data)
+
+
+def conjugate_posterior(data):
+    precision = 1 / 2.0 ** 2 + len(data) / 0.5 ** 2
+    return data.sum().item() / 0.5 ** 2 / precision, precision ** -0.5
+
+
+def test_laplace_approximation_of_a_conjugate_normal_model_is_the_analytic_posterior():
+    data = torch.tensor([1.2, 0.7, 1.9, 1.4])
+    mean, sd = conjugate_posterior(data)
+    guide = AutoLaplaceApproximation(conjugate)
+    svi = cp.infer.SVI(conjugate, guide, cp.optim.Adam({"lr": 0.05}), cp.infer.Trace_ELBO())
+    for _ in range(300):
+        svi.step(data)
+    # The MAP of a Gaussian posterior is its mean, and the curvature there is its precision.
+    assert guide.median(data)["mu"].item() == pytest.approx(mean, abs=1e-3)
+    assert isinstance(guide.get_posterior(), cp.dist.Delta)
+    gaussian = guide.laplace_approximation(data)
+    assert isinstance(gaussian, AutoMultivariateNormal)
+    assert gaussian.get_posterior().loc.item() == pytest.approx(mean, abs=1e-3)
+    assert gaussian.get_posterior().covariance_matrix.item() == pytest.approx(sd ** 2, rel=1e-5)
+    assert gaussian.quantiles([0.5])["mu"].item() == pytest.approx(mean, abs=1e-3)
+    draws = cp.infer.Predictive(conjugate, guide=gaussian, num_samples=4000, parallel=True)(data)["mu"]
+    assert draws.mean().item() == pytest.approx(mean, abs=4 * sd / 4000 ** 0.5)
+    assert draws.std().item() == pytest.approx(sd, rel=0.06)
+
+
+def test_laplace_approximation_in_unconstrained_space_includes_the_jacobian():
+    """A Gamma(a, b) latent: in log space the density is exp(a u - b e^u), peak log(a/b), curvature a."""
+    a, b = 3.0, 2.0
+    model = lambda: cp.sample("s", cp.dist.Gamma(a, b))  # noqa: E731
+    guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_value(values={"s": torch.tensor(a / b)}))
+    gaussian = guide.laplace_approximation().get_posterior()
+    assert gaussian.loc.item() == pytest.approx(math.log(a / b), abs=1e-6)
+    assert gaussian.covariance_matrix.item() == pytest.approx(1 / a, rel=1e-5)
+
+
+def test_laplace_approximation_away_from_a_maximum_says_so():
+    guide = AutoLaplaceApproximation(
+        lambda: cp.sample("x", cp.dist.StudentT(1.0, 0.0, 1.0)), init_loc_fn=init_to_value(values={"x": 5.0}))
+    with pytest.raises(ValueError, match="not positive definite"):
+        guide.laplace_approximation()
+
+
+def two_sites():
+    """a and b independent with posteriors N(1, 1/2) and N(2, 1/2)."""
+    a = cp.sample("a", cp.dist.Normal(0.0, 1.0))
+    b = cp.sample("b", cp.dist.Normal(0.0, 1.0))
+    cp.sample("xa", cp.dist.Normal(a, 1.0), obs=torch.tensor(2.0))
+    cp.sample("xb", cp.dist.Normal(b, 1.0), obs=torch.tensor(4.0))
+
+
+def test_guide_list_of_a_delta_and_a_normal_on_blocked_parts():
+    guide = AutoGuideList(two_sites)
+    guide.append(AutoDelta(cp.handlers.block(two_sites, expose=["b"])))
+    guide.append(AutoNormal(cp.handlers.block(two_sites, hide=["b"])))
+    assert len(guide) == 2 and isinstance(guide[0], AutoDelta)
+    assert sorted(guide()) == ["a", "b"]
+    assert sorted(cp.get_param_store().keys()) == ["AutoGuideList.0.b", "AutoGuideList.1.locs.a",
+                                                   "AutoGuideList.1.scales.a"]
+    fit(two_sites, guide, 800, lr=0.05, particles=8)
+    median = guide.median()
+    assert median["b"].item() == pytest.approx(2.0, abs=0.02)  # MAP
+    assert median["a"].item() == pytest.approx(1.0, abs=0.05)
+    assert cp.param("AutoGuideList.1.scales.a").item() == pytest.approx(0.5 ** 0.5, abs=0.05)
+    quartiles = guide.quantiles([0.25, 0.75])
+    assert quartiles["b"][0].item() == quartiles["b"][1].item()
+    assert quartiles["a"][0].item() < quartiles["a"][1].item()
+
+
+def test_guide_list_takes_plain_guide_functions_and_refuses_an_empty_list():
+    guide = AutoGuideList(two_sites)
+    with pytest.raises(ValueError, match="append at least one guide"):
+        guide()
+    guide.append(AutoDiagonalNormal(cp.handlers.block(two_sites, expose=["a"])))
+    guide.append(lambda: {"b": cp.sample("b", cp.dist.Normal(cp.param("b_loc", torch.tensor(0.0)), 1.0))})
+    assert sorted(guide()) == ["a", "b"]
+    assert "AutoGuideList.0.loc" in cp.get_param_store()
+    assert isinstance(guide[1], AutoCallable)
+    assert sorted(guide.median()) == ["a"]  # a plain guide function has no median of its own
+    with pytest.raises(NotImplementedError, match="has no quantiles"):
+        guide.quantiles([0.5])
+
+
+def test_requires_grad_turns_a_guides_gradients_off():
+    guide = AutoDiagonalNormal(two_sites)
+    guide()
+    guide.requires_grad_(False)
+    assert not cp.get_param_store().leaf("AutoDiagonalNormal.loc").requires_grad
+    assert guide.requires_grad_(True) is guide
+    assert cp.get_param_store().leaf("AutoDiagonalNormal.loc").requires_grad

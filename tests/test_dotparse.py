@@ -1,8 +1,9 @@
 """The DOT parser agrees with pydot on the shipped graphs, applies defaults, and is fast."""
 
-import os
+import math
 import time
 import warnings
+from pathlib import Path
 
 import pydot
 import pytest
@@ -55,18 +56,39 @@ def test_grammar_corners():
             parse_dot(bad)
 
 
-def test_large_files_read_and_build_fast():
-    # Issue 9: 100,000 nodes in under 10 s each (about 5 s and 7 s on a loaded 2-core box). The suite
-    # checks 20,000 within a fifth of that; CAUSALPPL_SCALE_TESTS=1 runs the full size.
-    full = os.environ.get("CAUSALPPL_SCALE_TESTS") == "1"
-    n, limit = (100_000, 10.0) if full else (20_000, 2.0)
-    text = "digraph { node [latent=false]; " + " ".join(f"a{i} -> a{i + 1};" for i in range(n - 1)) + " }"
-    start = time.perf_counter()
-    dag = cp.read_dot(text)
-    read = time.perf_counter() - start
-    start = time.perf_counter()
-    nodes = dag.nodes
-    learned = cp.SCM.from_graph(dag)
-    build = time.perf_counter() - start
-    assert len(nodes) == n and len(learned) == n
-    assert read < limit and build < limit, (read, build)
+def _benchmark():
+    """benchmarks/dot_scale.py: its file generator and timings (one generator for both)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dot_scale.py"
+    spec = importlib.util.spec_from_file_location("dot_scale", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cpu_seconds(fn, repeats=2):
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def test_reading_scales_linearly_with_the_file():
+    # Issue 9: 100,000 nodes read in under 10 s (benchmarks/dot_scale.py measures that). Here only
+    # the shape is checked, loosely: 4x the nodes may cost up to 9x the CPU time (quadratic: 16x).
+    bench = _benchmark()
+    small, large = bench.make_dot(3000), bench.make_dot(12000)
+    assert len(cp.read_dot(large)) == 12000
+    ratio = _cpu_seconds(lambda: cp.read_dot(large)) / max(_cpu_seconds(lambda: cp.read_dot(small)), 1e-3)
+    assert ratio < 9, ratio
+    chain = "digraph { node [latent=false]; " + " ".join(f"a{i} -> a{i + 1};" for i in range(11999)) + " }"
+    dag = cp.read_dot(chain)
+    assert len(dag) == 12000 and len(cp.SCM.from_graph(dag)) == 12000
+
+
+def test_the_scale_benchmark_runs():
+    out = _benchmark().run(500)
+    assert out["nodes"] == 500 and set(out) >= {"parse", "read", "from_graph"}

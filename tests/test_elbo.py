@@ -224,6 +224,25 @@ def test_mismatched_model_and_guide_warn_once_naming_the_sites():
         elbo.loss(model, guide)  # checked once: no second round of warnings
 
 
+@pytest.mark.parametrize("subsample_size", [None, 5])
+def test_a_plate_in_the_guide_but_not_the_model_warns_with_its_name(subsample_size):
+    def model():
+        cp.sample("x", cp.dist.Bernoulli(torch.tensor(0.5)))
+
+    def guide():
+        p = cp.param("p", torch.tensor(0.5), constraint=cp.dist.constraints.unit_interval)
+        for _ in cp.plate("rows", 10, subsample_size):
+            pass
+        cp.sample("x", cp.dist.Bernoulli(p))
+
+    with pytest.warns(UserWarning, match=r"Found plate statements in guide but not model: \['rows'\]"):
+        cp.infer.Trace_ELBO().loss(model, guide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with cp.validation_enabled(False):
+            cp.infer.Trace_ELBO().loss(model, guide)
+
+
 # ---------------------------------------------------------------------------
 # Score-function gradients: closed forms under scale, subsampling and big plates
 # ---------------------------------------------------------------------------
@@ -483,7 +502,7 @@ def test_event_dims_that_disagree_between_model_and_guide_name_the_site():
     def guide():
         cp.sample("w", cp.dist.Normal(torch.zeros(3), 1.0))
 
-    with pytest.raises(ValueError, match=r"event dims of site 'w': 1 in the model.*0 in the guide"):
+    with pytest.raises(ValueError, match=r"event_dims disagree at site 'w': 1 in the model.*0 in the guide"):
         Trace_ELBO().loss(model, guide)
 
 
@@ -495,14 +514,14 @@ def test_shapes_that_disagree_between_model_and_guide_name_the_site():
     def guide():
         cp.sample("z", cp.dist.Normal(torch.zeros(3), 1.0).to_event(1))
 
-    with pytest.raises(ValueError, match=r"event dims of site 'z'"):
+    with pytest.raises(ValueError, match=r"event_dims disagree at site 'z'"):
         TraceMeanField_ELBO().loss(model, guide)
 
     def guide2():
         with cp.plate("rows", 4):
             cp.sample("z", cp.dist.Normal(torch.zeros(2, 1), 1.0))
 
-    with pytest.raises(ValueError, match=r"shape of site 'z': \(4,\) in the model, \(2, 4\) in the guide"):
+    with pytest.raises(ValueError, match=r"shapes disagree at site 'z': \(4,\) in the model, \(2, 4\) in the guide"):
         Trace_ELBO().loss(model, guide2)
 
 
@@ -571,3 +590,33 @@ def test_shape_checks_run_once_per_elbo(monkeypatch):
     for _ in range(3):
         loss.loss(gauss_model, gauss_guide)
     assert sorted(calls) == ["x", "z", "z"]  # model x, z and guide z, on the first run only
+
+
+def test_svi_loss_and_grads_accumulates_the_closed_form_gradient_without_a_step():
+    # z_i ~ N(0, 1), x_i ~ N(z_i, 1); guide N(loc_i, scale) at loc = 0, scale = 1:
+    # d(-ELBO)/d loc_i = -x_i and d(-ELBO)/d scale = sum_i (2 scale - 1 / scale) = 2.
+    cp.clear_param_store()
+    cp.set_rng_seed(0)
+    data = torch.tensor([-0.5, 2.0])
+
+    def model(rows):
+        with cp.plate("data", 2, subsample=rows) as ind:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=data[ind])
+
+    def guide(rows):
+        loc = cp.param("loc", lambda: torch.zeros(2))
+        scale = cp.param("scale", lambda: torch.ones(1), constraint=cp.dist.constraints.positive)
+        with cp.plate("data", 2, subsample=rows) as ind:
+            cp.sample("z", cp.dist.Normal(loc[ind], scale))
+
+    elbo = Trace_ELBO(num_particles=20000, vectorize_particles=True, max_plate_nesting=1)
+    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": 0.1}), elbo)
+    svi.loss_and_grads(model, guide, torch.tensor([0]))
+    svi.loss_and_grads(model, guide, torch.tensor([1]))  # grads add up over the two halves
+    store = cp.get_param_store()
+    assert store["loc"].tolist() == [0.0, 0.0]  # no optimiser step was taken
+    loc_grad = store.leaf("loc").grad / 2
+    scale_grad = store.leaf("scale").grad / 2  # the unconstrained (log) scale: chain rule times scale = 1
+    assert torch.allclose(loc_grad, torch.tensor([0.5, -2.0]), atol=0.06)
+    assert scale_grad.item() == pytest.approx(2.0, abs=0.06)

@@ -40,7 +40,7 @@ def test_trace_nodes_have_the_documented_keys():
             return cp.sample("x", cp.dist.Normal(loc, 1.0))
 
     tr = handlers.trace(model).get_trace()
-    assert list(tr.nodes) == ["loc", "x", "_RETURN"]
+    assert list(tr.nodes) == ["_INPUT", "loc", "x", "_RETURN"]
     assert tr.nodes["_RETURN"]["type"] == "return" and tr.nodes["_RETURN"]["value"] is tr.nodes["x"]["value"]
     site = tr.nodes["x"]
     for key in ("type", "name", "fn", "value", "is_observed", "infer", "scale", "cond_indep_stack"):
@@ -207,7 +207,7 @@ def test_replay_reuses_latent_values_but_not_observations():
 
 
 def traced_names(fn):
-    return [name for name in handlers.trace(fn).get_trace().nodes if name != "_RETURN"]
+    return [name for name in handlers.trace(fn).get_trace().nodes if name not in ("_INPUT", "_RETURN")]
 
 
 def three_sites():
@@ -228,6 +228,26 @@ def test_block_hide_expose_and_types():
     assert traced_names(handlers.block(three_sites, hide_types=["param"])) == ["a", "b"]
     assert traced_names(handlers.block(three_sites, expose_types=["param"])) == ["p"]
     assert traced_names(handlers.block(three_sites, hide_fn=lambda msg: msg["name"] == "b")) == ["p", "a"]
+
+
+def with_observation():
+    three_sites()
+    cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+
+
+def test_block_names_decide_before_types_and_observed_sites_have_type_observe():
+    cp.set_rng_seed(10)
+    assert traced_names(handlers.block(with_observation, hide_types=["observe"])) == ["p", "a", "b"]
+    assert traced_names(handlers.block(with_observation, expose_types=["sample"])) == ["a", "b"]
+    assert traced_names(handlers.block(with_observation, expose=["x"], hide_types=["observe"])) == ["x"]
+    assert traced_names(handlers.block(with_observation, hide_all=False)) == ["p", "a", "b", "x"]
+    # a rule given as a function overrides the lists
+    assert traced_names(handlers.block(with_observation, hide_fn=lambda m: m["name"] == "a", expose=["a"])) \
+        == ["p", "b", "x"]
+    assert traced_names(handlers.block(with_observation, expose_fn=lambda m: m["name"] == "a", hide=["a"])) \
+        == ["a"]
+    with pytest.raises(ValueError, match=r"cannot both hide and expose site\(s\) \['a'\]"):
+        handlers.block(with_observation, hide=["a"], expose=["a", "b"])
 
 
 def test_block_does_not_hide_from_handlers_inside_it():
@@ -385,3 +405,231 @@ def test_pyro_style_messenger_subclasses_work():
     with counter:
         model()
     assert counter.types == ["param", "sample", "sample"]
+
+
+def test_dense_trace_links_each_site_to_earlier_ones_except_across_passes_of_a_sequential_plate():
+    def model():
+        shared = cp.sample("shared", cp.dist.Normal(0.0, 1.0))
+        for i in cp.plate("outer", 2):
+            first = cp.sample(f"a_{i}", cp.dist.Normal(shared, 1.0))
+            with cp.plate("rows", 3):
+                cp.sample(f"b_{i}", cp.dist.Normal(first, 1.0))
+
+    tr = handlers.trace(model, graph_type="dense").get_trace()
+    assert tr.graph_type == "dense"
+    assert set(tr.edges) == {
+        ("shared", "a_0"), ("shared", "b_0"), ("a_0", "b_0"),
+        ("shared", "a_1"), ("shared", "b_1"), ("a_1", "b_1"),
+    }
+    assert handlers.trace(model).get_trace().edges == []  # flat traces keep no edges
+    with pytest.raises(ValueError, match="graph_type"):
+        handlers.trace(model, graph_type="sparse").get_trace()
+
+
+def two_draws():
+    a = cp.sample("a", cp.dist.Beta(1.0, 1.0))
+    cp.sample("b", cp.dist.Bernoulli(a))
+
+
+def test_block_and_replay_wrapped_models_pickle_and_rerun_the_same():
+    import io
+    import pickle
+
+    for wrapped in (handlers.block(two_draws, hide=["a"]),
+                    handlers.replay(two_draws, trace=handlers.trace(two_draws).get_trace())):
+        buffer = io.BytesIO()
+        torch.save(wrapped, buffer, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+        buffer.seek(0)
+        restored = torch.load(buffer, weights_only=False)
+        cp.set_rng_seed(4)
+        again = handlers.trace(restored).get_trace()
+        cp.set_rng_seed(4)
+        first = handlers.trace(wrapped).get_trace()
+        assert list(again.nodes) == list(first.nodes)
+        assert all(torch.equal(again.nodes[n]["value"], first.nodes[n]["value"]) for n in first.stochastic_nodes)
+
+
+def test_get_mask_unwrap_broadcast_and_a_non_callable_fn_is_refused_with_a_hint():
+    assert handlers.get_mask() is None
+    with handlers.mask(mask=True), handlers.mask(mask=False):
+        assert handlers.get_mask() is False
+    with handlers.mask(mask=torch.tensor([True, False])), handlers.mask(mask=torch.tensor([True, True])):
+        assert handlers.get_mask().tolist() == [True, False]
+    wrapped = handlers.broadcast(handlers.scale(three_sites, scale=2.0))
+    assert handlers.unwrap(wrapped) is three_sites
+    assert traced_names(wrapped) == ["p", "a", "b"]
+    with pytest.raises(ValueError, match=r"mask: False is not callable.*mask\(mask=\.\.\.\)"):
+        with handlers.mask(False):
+            pass
+
+
+def test_deprecated_plate_names_still_run_and_say_so():
+    with pytest.warns(DeprecationWarning, match="cp.plate"):
+        with cp.iarange("rows", 3) as rows:
+            z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+    assert rows.tolist() == [0, 1, 2] and z.shape == (3,)
+    with pytest.warns(DeprecationWarning):
+        assert list(cp.irange("steps", 2)) == [0, 1]
+    assert cp.barrier(z) is z
+
+
+# --- lift ---------------------------------------------------------------------------------
+
+
+def gaussian_mle(data):
+    """A point estimate of loc; lifted, loc becomes a latent with a prior."""
+    loc = cp.param("loc", torch.tensor(0.0))
+    scale = cp.param("scale", torch.tensor(1.0), constraint=cp.constraints.positive)
+    with cp.plate("data", len(data)):
+        cp.sample("obs", cp.dist.Normal(loc, scale), obs=data)
+    return loc
+
+
+def test_lift_turns_named_params_into_samples_from_their_priors():
+    cp.clear_param_store()
+    lifted = handlers.lift(gaussian_mle, prior={"loc": cp.dist.Normal(3.0, 1e-3)})
+    tr = handlers.trace(lifted).get_trace(torch.zeros(4))
+    assert tr.nodes["loc"]["type"] == "sample" and not tr.nodes["loc"]["is_observed"]
+    assert tr.nodes["loc"]["value"].item() == pytest.approx(3.0, abs=0.01)
+    assert tr.nodes["scale"]["type"] == "param"  # not in the prior dict: still a param
+    assert sorted(cp.get_param_store().keys()) == ["scale"]  # loc was never created
+    assert "loc" in tr.stochastic_nodes
+
+
+def test_lift_with_one_distribution_lifts_every_param_and_reads_once_per_run():
+    def twice():
+        return cp.param("w", torch.tensor(0.0)) + cp.param("w", torch.tensor(0.0))
+
+    tr = handlers.trace(handlers.lift(twice, prior=cp.dist.Normal(0.0, 1.0))).get_trace()
+    assert tr.nodes["w"]["type"] == "sample"
+    assert tr.nodes["_RETURN"]["value"].item() == pytest.approx(2 * tr.nodes["w"]["value"].item())
+    with pytest.raises(ValueError, match="lift needs a prior"):
+        handlers.lift(twice)
+
+
+def test_lift_gives_the_conjugate_posterior_under_svi():
+    """loc ~ N(0, 1) lifted from a param; data ~ N(loc, 1): the posterior is N(sum/(n+1), 1/(n+1))."""
+    cp.clear_param_store()
+    cp.set_rng_seed(0)
+    data = torch.tensor([0.5, 1.5, 2.0, 1.0])
+
+    def model(data):
+        loc = cp.param("loc", torch.tensor(0.0))
+        with cp.plate("data", len(data)):
+            cp.sample("obs", cp.dist.Normal(loc, 1.0), obs=data)
+
+    lifted = handlers.lift(model, prior={"loc": cp.dist.Normal(0.0, 1.0)})
+    guide = cp.infer.autoguide.AutoLaplaceApproximation(lifted)
+    svi = cp.infer.SVI(lifted, guide, cp.optim.Adam({"lr": 0.05}), cp.infer.Trace_ELBO())
+    for _ in range(300):
+        svi.step(data)
+    posterior = guide.laplace_approximation(data).get_posterior()
+    assert posterior.loc.item() == pytest.approx(data.sum().item() / 5, abs=1e-3)
+    assert posterior.covariance_matrix.item() == pytest.approx(1 / 5, rel=1e-4)
+
+
+def test_lift_matches_params_of_torch_modules_by_their_own_name():
+    net = torch.nn.Linear(2, 1)
+
+    def model():
+        cp.module("net", net)
+        return cp.param("net.weight")
+
+    prior = {"net.weight": cp.dist.Normal(torch.zeros(1, 2), 1.0).to_event(2)}
+    tr = handlers.trace(handlers.lift(model, prior=prior)).get_trace()
+    assert tr.nodes["net.weight"]["type"] == "sample" and tr.nodes["net.bias"]["type"] == "param"
+
+
+# --- reparam ------------------------------------------------------------------------------
+
+from causalppl.infer.reparam import LocScaleReparam, TransformReparam  # noqa: E402
+
+
+def test_loc_scale_reparam_draws_standard_noise_and_keeps_the_distribution():
+    cp.set_rng_seed(1)
+
+    def model():
+        with cp.plate("n", 20000):
+            return cp.sample("x", cp.dist.StudentT(5.0, 3.0, 2.0))
+
+    reparam_model = handlers.reparam(model, config={"x": LocScaleReparam(centered=0.0)})
+    tr = handlers.trace(reparam_model).get_trace()
+    noise, x = tr.nodes["x_decentered"], tr.nodes["x"]
+    assert isinstance(noise["fn"], cp.dist.StudentT)
+    assert noise["fn"].loc.unique().tolist() == [0.0] and noise["fn"].scale.unique().tolist() == [1.0]
+    assert noise["fn"].df.unique().tolist() == [5.0]  # the shape parameter is kept
+    assert torch.allclose(x["value"], 3.0 + 2.0 * noise["value"])
+    assert x["is_observed"] and float(x["fn"].log_prob(x["value"]).abs().sum()) == 0.0
+    assert [frame.name for frame in noise["cond_indep_stack"]] == ["n"]
+    # StudentT(5, 3, 2): mean 3, sd 2 * sqrt(5 / 3)
+    assert x["value"].mean().item() == pytest.approx(3.0, abs=0.05)
+    assert x["value"].std().item() == pytest.approx(2.0 * (5 / 3) ** 0.5, rel=0.05)
+
+
+def test_loc_scale_reparam_partial_and_learned_centering():
+    def model():
+        return cp.sample("x", cp.dist.Normal(4.0, 3.0).expand([2]).to_event(1))
+
+    tr = handlers.trace(handlers.reparam(model, config={"x": LocScaleReparam(centered=0.5)})).get_trace()
+    noise = tr.nodes["x_decentered"]["fn"].base_dist
+    assert noise.loc.tolist() == [2.0, 2.0] and noise.scale.tolist() == pytest.approx([3.0 ** 0.5] * 2)
+    z = tr.nodes["x_decentered"]["value"]
+    assert torch.allclose(tr.nodes["x"]["value"], 4.0 + 3.0 ** 0.5 * (z - 2.0))
+    cp.clear_param_store()
+    handlers.trace(handlers.reparam(model, config=lambda msg: LocScaleReparam())).get_trace()
+    assert cp.param("x_centered").tolist() == [0.5, 0.5]  # learnable, in [0, 1]
+    with pytest.raises(ValueError, match="centered must be in"):
+        LocScaleReparam(centered=1.5)
+
+
+def test_loc_scale_reparam_of_an_observed_site_observes_its_noise():
+    def model():
+        return cp.sample("y", cp.dist.Normal(1.0, 2.0), obs=torch.tensor(5.0))
+
+    tr = handlers.trace(handlers.reparam(model, config={"y": LocScaleReparam(centered=0.0)})).get_trace()
+    assert tr.nodes["y_decentered"]["is_observed"]
+    assert tr.nodes["y_decentered"]["value"].item() == pytest.approx(2.0)  # (5 - 1) / 2
+    assert tr.nodes["y"]["value"].item() == pytest.approx(5.0)
+
+
+def test_decentred_hierarchical_model_has_the_same_posterior():
+    """mu ~ N(0, 10), x ~ N(mu, 1) = 3: decentred, mu_decentered = mu / 10 ~ N(3 * 10 / 101, 1 / sqrt(101))."""
+    def model():
+        mu = cp.sample("mu", cp.dist.Normal(0.0, 10.0))
+        cp.sample("x", cp.dist.Normal(mu, 1.0), obs=torch.tensor(3.0))
+
+    cp.clear_param_store()
+    decentred = handlers.reparam(model, config={"mu": LocScaleReparam(centered=0.0)})
+    guide = cp.infer.autoguide.AutoLaplaceApproximation(decentred)
+    svi = cp.infer.SVI(decentred, guide, cp.optim.Adam({"lr": 0.02}), cp.infer.Trace_ELBO())
+    for _ in range(400):
+        svi.step()
+    gaussian = guide.laplace_approximation()
+    posterior = gaussian.get_posterior()
+    assert posterior.loc.item() == pytest.approx(30 / 101, abs=2e-3)
+    assert posterior.covariance_matrix.item() == pytest.approx(1 / 101, rel=1e-4)
+    mu = cp.infer.Predictive(decentred, guide=gaussian, num_samples=3000, parallel=True)()["mu"]
+    assert mu.mean().item() == pytest.approx(300 / 101, abs=0.05)
+    assert mu.std().item() == pytest.approx((100 / 101) ** 0.5, rel=0.06)
+
+
+def test_transform_reparam_draws_the_base_and_pushes_it_through():
+    def model():
+        fn = cp.dist.TransformedDistribution(
+            cp.dist.Normal(torch.zeros(3), 1.0),
+            [cp.dist.transforms.AffineTransform(2.0, 3.0), cp.dist.transforms.ExpTransform()])
+        return cp.sample("x", fn.to_event(1))
+
+    tr = handlers.trace(handlers.reparam(model, config={"x": TransformReparam()})).get_trace()
+    base = tr.nodes["x_base"]
+    assert isinstance(base["fn"], torch.distributions.Independent) and base["fn"].event_shape == (3,)
+    assert torch.allclose(tr.nodes["x"]["value"], torch.exp(2.0 + 3.0 * base["value"]))
+    assert tr.nodes["x"]["is_observed"] and tr.stochastic_nodes == ["x_base"]
+    with pytest.raises(TypeError, match="not a TransformedDistribution"):
+        handlers.trace(handlers.reparam(lambda: cp.sample("y", cp.dist.Normal(0.0, 1.0)),
+                                        config={"y": TransformReparam()})).get_trace()
+
+
+def test_reparam_needs_a_config():
+    with pytest.raises(TypeError, match="reparam needs config"):
+        handlers.reparam(chain, config=3)

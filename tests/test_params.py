@@ -213,3 +213,16 @@ def test_a_bad_entry_after_good_ones_loads_none_of_them(tmp_path):
     with pytest.raises(ValueError, match=r"half-bad.pt: param 'scale': unknown constraint"):
         store.load(path)
     assert store.keys() == ["loc"] and store["loc"].item() == 1.0
+
+
+def test_param_store_setdefault_names_and_guarded_replace():
+    store = cp.ParamStore()
+    first = store.setdefault("a", torch.tensor(2.0), constraint=cp.dist.constraints.positive)
+    assert store.setdefault("a", torch.tensor(9.0)).item() == pytest.approx(2.0)
+    assert store.get_all_param_names() == ["a"]
+    with pytest.raises(ValueError, match="param 'a'"):
+        store.replace_param("a", torch.tensor(5.0), torch.tensor(2.0))
+    assert store["a"].item() == pytest.approx(2.0)
+    store.replace_param("a", torch.tensor(5.0), first)
+    assert store["a"].item() == pytest.approx(5.0)
+    assert store.get_constraint("a") is cp.dist.constraints.positive

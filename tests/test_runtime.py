@@ -236,7 +236,7 @@ def test_messenger_as_decorator():
 def test_messenger_without_a_function_cannot_be_called_with_arguments():
     with pytest.raises(TypeError, match="no function"):
         cp.handlers.trace()(1, 2)
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(ValueError, match="42 is not callable"):
         cp.handlers.trace(42)
 
 
@@ -339,7 +339,7 @@ def test_param_subsampling_in_nested_plates_and_a_bad_size_names_param_and_plate
         with cp.plate("rows", 5, subsample=torch.tensor([2]), dim=-2):
             w = cp.param("w", torch.arange(20.0).reshape(5, 4), event_dim=0)
     assert w.tolist() == [[8.0, 11.0]]
-    with pytest.raises(ValueError, match=r"param 'v'.*size 3.*plate 'rows'.*size 5"):
+    with pytest.raises(ValueError, match=r"invalid shape of cp.param\('v'\).*size 3.*plate 'rows'.*size 5"):
         with cp.plate("rows", 5, subsample_size=2):
             cp.param("v", torch.zeros(3), event_dim=0)
 
@@ -485,3 +485,18 @@ def test_validation_can_be_switched_off_and_back():
         assert not cp.runtime.is_validation_enabled()
     finally:
         cp.enable_validation(True)
+
+
+def test_pyro_util_helpers_are_importable_where_pyro_keeps_them():
+    from causalppl.infer.util import torch_item
+    from causalppl.util import optional, set_rng_seed, warn_if_nan
+
+    set_rng_seed(3)
+    first = torch.rand(())
+    set_rng_seed(3)
+    assert torch.rand(()) == first
+    assert torch_item(torch.tensor(1.5)) == 1.5
+    with optional(torch.no_grad(), True):
+        assert not torch.ones(1, requires_grad=True).mul(2).requires_grad
+    with pytest.warns(UserWarning, match="Encountered NaN: loss"):
+        warn_if_nan(torch.tensor(float("nan")), "loss")

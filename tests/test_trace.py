@@ -7,6 +7,7 @@ import torch
 
 import causalppl as cp
 from causalppl.handlers import trace
+from causalppl.trace import Trace
 
 
 def model(data):
@@ -54,20 +55,58 @@ def test_node_lists():
     assert tr.stochastic_nodes == ["z"]
     assert tr.observation_nodes == ["x"]
     assert tr.param_nodes == ["loc"]
-    assert list(tr) == ["loc", "z", "x", "z_squared", "_RETURN"]
-    assert len(tr) == 5 and "z" in tr and "nope" not in tr
+    assert list(tr) == ["_INPUT", "loc", "z", "x", "z_squared", "_RETURN"]
+    assert len(tr) == 6 and "z" in tr and "nope" not in tr
     assert "z" in repr(tr)
 
 
 def test_format_shapes_mentions_every_site():
     cp.set_rng_seed(3)
-    table = trace(model).get_trace(torch.zeros(4)).format_shapes()
-    lines = table.splitlines()
-    assert lines[0].split() == ["site", "type", "batch_shape", "event_shape", "value_shape"]
-    for name in ("loc", "z", "x", "z_squared"):
-        assert any(line.startswith(name) for line in lines[1:]), name
-    x_line = next(line for line in lines if line.startswith("x "))
-    assert "(4,)" in x_line
+    tr = trace(model).get_trace(torch.zeros(4))
+    lines = tr.format_shapes().splitlines()
+    assert [line.strip() for line in lines[:2]] == ["Trace Shapes:", "Param Sites:"]
+    assert lines[1].split()[0] == "Param"
+    for name in ("z", "x", "z_squared"):
+        assert any(line.split()[:2] == [name, "dist"] for line in lines), name
+    assert any(line.split()[0] == "loc" for line in lines)
+    tr.compute_log_prob()
+    assert any(line.split()[0] == "log_prob" for line in tr.format_shapes().splitlines())
+
+
+def test_format_shapes_matches_pyro_layout():
+    """The tensor_shapes tutorial's model1 prints as Pyro prints it (plates before their first site)."""
+    def model1():
+        cp.sample("a", cp.dist.Normal(0, 1))
+        cp.sample("b", cp.dist.Normal(torch.zeros(2), 1).to_event(1))
+        with cp.plate("c_plate", 2):
+            cp.sample("c", cp.dist.Normal(torch.zeros(2), 1))
+        with cp.plate("d_plate", 3):
+            cp.sample("d", cp.dist.Normal(torch.zeros(3, 4, 5), 1).to_event(2))
+
+    tr = trace(model1).get_trace()
+    tr.compute_log_prob()
+    expected = """Trace Shapes:
+ Param Sites:
+Sample Sites:
+       a dist   |
+        value   |
+     log_prob   |
+       b dist   | 2
+        value   | 2
+     log_prob   |
+ c_plate dist   |
+        value 2 |
+     log_prob   |
+       c dist 2 |
+        value 2 |
+     log_prob 2 |
+ d_plate dist   |
+        value 3 |
+     log_prob   |
+       d dist 3 | 4 5
+        value 3 | 4 5
+     log_prob 3 |"""
+    assert tr.format_shapes() == expected
 
 
 def test_log_prob_errors_name_the_site():
@@ -75,8 +114,10 @@ def test_log_prob_errors_name_the_site():
         cp.sample("coin", cp.dist.Bernoulli(0.5), obs=torch.tensor(2.0))
 
     tr = trace(bad).get_trace()
-    with pytest.raises(ValueError, match="'coin'.*2"):
+    with pytest.raises(ValueError, match=r"(?s)^Error while computing log_prob_sum at site 'coin':\s*\S.*2"):
         tr.log_prob_sum()
+    with pytest.raises(ValueError, match=r"(?s)^Error while computing log_prob at site 'coin':\s*\S.*2"):
+        tr.compute_log_prob()
 
 
 def test_duplicate_site_names_are_rejected():
@@ -95,3 +136,69 @@ def test_a_distribution_argument_error_is_noted_with_the_last_site():
     with pytest.raises(ValueError, match="scale") as info:
         cp.handlers.trace(model).get_trace()
     assert "after the model's last recorded site 'a'" in "\n".join(info.value.__notes__)
+
+
+def test_trace_sorts_latents_by_reparameterisation_and_copies_independently():
+    def model():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("k", cp.dist.Bernoulli(0.5))
+        cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+
+    tr = cp.handlers.trace(model).get_trace()
+    assert tr.reparameterized_nodes == ["z"]
+    assert tr.nonreparam_stochastic_nodes == ["k"]
+    assert [name for name, _ in tr.iter_stochastic_nodes()] == ["z", "k"]
+    twin = tr.copy()
+    twin.remove_node("k")
+    assert "k" in tr and "k" not in twin
+    twin.nodes["z"]["value"] = torch.tensor(3.0)
+    assert tr.nodes["z"]["value"] != 3.0
+
+
+def test_trace_add_node_refuses_a_second_sample_site_of_the_same_name():
+    tr = cp.trace(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0))).get_trace()
+    with pytest.raises(ValueError, match="Multiple sample sites named 'z'"):
+        tr.add_node("z", type="sample", value=torch.tensor(0.0))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_trace_topological_sort_respects_every_edge_of_a_random_dag(seed):
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(12))
+    rng.shuffle(order)
+    edges = [(order[i], order[j]) for i in range(12) for j in range(i + 1, 12) if rng.random() < 0.3]
+    rng.shuffle(edges)
+    tr = Trace()
+    for before, after in edges:
+        tr.add_edge(before, after)
+    ranks = {name: rank for rank, name in enumerate(tr.topological_sort())}
+    assert all(ranks[a] < ranks[b] for a, b in edges)
+    assert set(tr.edges) == set(edges)
+    backwards = {name: rank for rank, name in enumerate(tr.topological_sort(reverse=True))}
+    assert all(backwards[a] > backwards[b] for a, b in edges)
+
+
+def test_trace_remove_node_drops_its_edges_and_cycles_are_reported():
+    tr = Trace()
+    for before, after in [("a", "b"), ("b", "c"), ("a", "c")]:
+        tr.add_edge(before, after)
+    tr.remove_node("b")
+    assert tr.edges == [("a", "c")] and tr.predecessors("c") == {"a"}
+    assert list(tr._dfs("a", set())) == ["a", "c"]
+    tr.add_edge("c", "a")
+    with pytest.raises(ValueError, match="cycle"):
+        tr.topological_sort()
+
+
+def test_score_parts_split_reparameterised_and_score_function_sites():
+    def model():
+        cp.sample("z", cp.dist.Normal(0.0, 1.0))
+        cp.sample("k", cp.dist.Bernoulli(0.25))
+
+    tr = trace(model).get_trace()
+    tr.compute_score_parts()
+    z, k = tr.nodes["z"]["score_parts"], tr.nodes["k"]["score_parts"]
+    assert z.score_function == 0 and torch.equal(z.entropy_term, z.log_prob)
+    assert k.entropy_term == 0 and torch.equal(k.score_function, k.log_prob)

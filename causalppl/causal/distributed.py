@@ -72,6 +72,25 @@ def leave(status=0):
     os._exit(status)
 
 
+def attempt_store(rank, size):
+    """The key-value store of the process group, with keys of this ``torchrun`` attempt only.
+
+    Why: ``torchrun``'s workers share the rendezvous's TCPStore, which outlives
+    an elastic restart, and ``init_process_group`` writes its keys (each rank's
+    gloo address) without a per-attempt prefix. After a restart a new rank
+    could read the address that a killed attempt's rank left there, connect
+    to a closed port, and either be refused ("connectFullMesh failed") or
+    retry until the timeout (a hang). Prefixing the keys with
+    ``TORCHELASTIC_RESTART_COUNT`` makes each attempt read only its own.
+    """
+    from torch.distributed.rendezvous import rendezvous
+
+    store, _, _ = next(rendezvous("env://", rank, size, timeout=TIMEOUT))
+    store.set_timeout(TIMEOUT)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"causalppl/attempt{attempt}/default_pg", store)
+
+
 @dataclass(frozen=True)
 class Parallel:
     """This process's place in the work: ``rank`` of ``size`` ranks (one rank without a process group).
@@ -99,7 +118,9 @@ class Parallel:
                 backend = "nccl" if torch.cuda.is_available() else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-            dist.init_process_group(backend, timeout=TIMEOUT)
+            rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            dist.init_process_group(backend, store=attempt_store(rank, size), rank=rank, world_size=size,
+                                    timeout=TIMEOUT)
         return cls(dist.get_rank(), dist.get_world_size())
 
     @property
@@ -259,14 +280,14 @@ def local_param_names(guide, parallel):
     """Names of an autoguide's per-row params (for latent sites in the rows plate).
 
     These have one entry per row of this rank's shard. A hand-written guide's
-    params all count as shared. ``AutoMultivariateNormal`` couples all its
+    params all count as shared. a joint-vector guide (``AutoMultivariateNormal``, ...) couples all its
     entries, so with per-row latents it cannot be split over ranks.
     """
-    from causalppl.infer.autoguide import AutoMultivariateNormal
+    from causalppl.infer.autoguide import AutoContinuous
 
     sites = getattr(guide, "_sites", None) or {}
     local = [name for name, info in sites.items() if _in_rows_plate(info.get("frames", ()))]
-    if local and isinstance(guide, AutoMultivariateNormal) and parallel.size > 1:
+    if local and isinstance(guide, AutoContinuous) and parallel.size > 1:
         raise ValueError(
             f"distributed fit: guide='mvn' couples the per-row latents {', '.join(map(repr, local))} across "
             "ranks; use guide='normal' or 'delta'"

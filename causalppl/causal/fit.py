@@ -42,7 +42,7 @@ from causalppl.params import ParamStore, set_rng_seed
 from causalppl.runtime import plate
 
 GUIDES = ("normal", "mvn", "delta")
-METHODS = ("auto", "mle", "svi")
+METHODS = ("auto", "mle", "svi", "nuts")
 LEARNABLE = tuple(LEARNABLE_KINDS.values())
 
 
@@ -255,7 +255,7 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     ----------
     data : dict of tensors or pandas.DataFrame, optional
         Columns are observed nodes, rows are i.i.d. (in a plate).
-    method : "auto" | "mle" | "svi"
+    method : "auto" | "mle" | "svi" | "nuts"
         ``"mle"``: exact maximum likelihood for every learnable mechanism
         (each must be fully observed and not Bayesian); no SVI, ``steps`` is
         ignored and ``losses`` is ``[final negative log-likelihood]``.
@@ -263,6 +263,9 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         likelihood for the fully observed point mechanisms, held there while
         SVI learns what remains (latent nodes, Bayesian mechanisms, MLPs,
         hand-written params); no SVI at all when nothing remains.
+        ``"nuts"``: the posterior of the latent sites (Bayesian weights) by
+        NUTS, with ``num_samples``, ``warmup_steps``, ``num_chains`` (see
+        :mod:`causalppl.causal.mcmc_fit`).
     alpha : float
         Pseudo-count for categorical tables fitted exactly (0 = maximum likelihood).
     guide : "normal" | "mvn" | "delta" | callable
@@ -317,6 +320,10 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     cannot be fitted exactly and why.
     """
     options = dict(locals())  # the call as made, for refits (bootstrap); see _record_fit
+    if method == "nuts":  # MCMC instead of SVI: causalppl.causal.mcmc_fit
+        from causalppl.causal.mcmc_fit import fit_nuts
+
+        return fit_nuts(options)
     check_options(method=method, steps=steps, lr=lr, num_particles=num_particles,
                   subsample_size=subsample_size, posterior_draws_kept=posterior_draws_kept, alpha=alpha, tol=tol)
     parallel = Parallel.start(distributed)

@@ -96,15 +96,16 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
             raise ValueError(
                 f"data column '{name}' is not a node of the graph (nodes: {', '.join(map(str, nodes))})"
             )
-    if not nx.is_directed_acyclic_graph(graph):
+    if not isinstance(G, SCM) and not nx.is_directed_acyclic_graph(graph):  # an SCM's graph is a DAG
         cycle = nx.find_cycle(graph)
         path = " -> ".join([str(edge[0]) for edge in cycle] + [str(cycle[0][0])])
         raise ValueError(f"the graph has the cycle {path}; a causal model needs a DAG")
     overrides = _overrides(mechanisms, nodes)
     position = {node: i for i, node in enumerate(nodes)}
-    built = nx.DiGraph()  # one SCM(G) at the end: adding node by node re-checks the graph each time
+    built, hidden = {}, set()  # one SCM at the end: adding node by node re-checks the graph each time
     choices = {}
-    for node in nx.lexicographical_topological_sort(graph, key=position.__getitem__):
+    order = G.nodes if isinstance(G, SCM) else nx.lexicographical_topological_sort(graph, key=position.__getitem__)
+    for node in order:
         parents = tuple(graph.predecessors(node))
         latent = data is not None and node not in columns
         choice = overrides.get(node, "auto")
@@ -115,16 +116,17 @@ def from_graph(G, data=None, mechanisms="auto", bayesian=False):
         else:
             mechanism, reason = _check_given(node, parents, choice, nodes), "mechanism given"
         choices[node] = f"{_name_of(mechanism)}: {reason}"
-        built.add_node(node, mechanism=mechanism, latent=latent)
-    built.add_edges_from(graph.edges)
-    scm = SCM(built)
+        built[node] = mechanism
+        if latent:
+            hidden.add(node)
+    scm = SCM._from_parts(built, hidden)  # the mechanisms' parents are the graph's: nothing to re-check
     scm._state.choices = choices
     return scm
 
 
 def _as_graph(G):
     if isinstance(G, SCM):
-        return nx.DiGraph(G.graph)
+        return G.graph  # frozen; only read here
     if isinstance(G, nx.DiGraph):
         return G
     if isinstance(G, nx.Graph):

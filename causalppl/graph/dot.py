@@ -55,10 +55,11 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from causalppl.graph.bulk import paused_gc
 from causalppl.graph.dotparse import DotSyntaxError, parse_dot
 from causalppl.graph.expr import Expression, ExpressionError
 from causalppl.graph.mechanism import Unspecified, is_unspecified, mechanism_text
-from causalppl.graph.scm import SCM, code_label
+from causalppl.graph.scm import SCM, check_name, code_label
 from causalppl.params import decode_constraint, encode_constraint
 
 # Styling (Graphviz attributes). Kept here so to_dot's text renders as drawn.
@@ -365,10 +366,16 @@ def _parse(text, where):
 
 
 def _node_name(raw, where, what="node"):
+    """The node name a DOT ID stands for, checked as ``SCM.add`` checks names (``e``, ``pi``, ``exp``,
+    ``Normal``, ... are refused: expressions would read them as the constant or the function)."""
     name = unquote(raw)
     if not name.isidentifier() or name.startswith("_"):
         raise ValueError(f"{where}: {what} name {name!r} is not allowed: SCM node names must be "
                          "Python identifiers not starting with '_'")
+    try:
+        check_name(name, what)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
     return name
 
 
@@ -449,19 +456,25 @@ def read_dot(path_or_text):
     (('u', 'x', 'y'), frozenset({'u'}), False)
     """
     text, where = _source_text(path_or_text)
-    return scm_from_dot_graph(_parse(text, where), where)
+    with paused_gc():  # a 100,000-node file: see causalppl.graph.bulk
+        return scm_from_dot_graph(_parse(text, where), where)
 
 
 def scm_from_dot_graph(graph, where):
     """The SCM (or structure-only SCM) a parsed :class:`DotGraph` describes; see :func:`read_dot`."""
-    attributes = {}
+    attributes, names = {}, {}  # names: DOT ID -> node name, each checked once
     for raw, attrs in graph.nodes.items():
         if _flag(attrs, "legend", raw, where):
             continue  # the drawing's legend
-        attributes[_node_name(raw, where)] = attrs
-    edges = [(_node_name(s, where, "edge endpoint"), _node_name(t, where, "edge endpoint"), attrs)
-             for s, t, attrs in graph.edges
-             if not _flag(attrs, "legend", s, where)]
+        names[raw] = _node_name(raw, where)
+        attributes[names[raw]] = attrs
+
+    def name_of(raw):
+        found = names.get(raw)
+        return found if found is not None else _node_name(raw, where, "edge endpoint")
+
+    edges = [(name_of(s), name_of(t), attrs) for s, t, attrs in graph.edges
+             if not ("legend" in attrs and _flag(attrs, "legend", s, where))]
     structural = not any("mechanism" in attrs or "learnable" in attrs or _flag(attrs, "input", n, where)
                          or _flag(attrs, "callable", n, where) for n, attrs in attributes.items())
     if structural:
@@ -499,12 +512,22 @@ def _structure(attributes, edges, where):
     parents = {name: {} for name in attributes}
     for source, target, _ in edges:
         parents[target][source] = None
-    dag = nx.DiGraph()
-    for name, attrs in attributes.items():
-        dag.add_node(name, mechanism=Unspecified(name, parents[name]), latent=_flag(attrs, "latent", name, where),
-                     **_labels_of(attrs, name, where))
-    dag.add_edges_from((s, t) for s, t, _ in edges)
-    return _surgery(build_scm(dag, where), attributes, where)
+    mechanisms = {name: Unspecified(name, parents[name]) for name in attributes}
+    latent = {name for name, attrs in attributes.items() if _flag(attrs, "latent", name, where)}
+    return _surgery(_build(mechanisms, latent, attributes, where), attributes, where)
+
+
+def _build(mechanisms, latent, attributes, where):
+    """The SCM of node -> mechanism (its edges are the mechanisms' parents); errors name ``where``."""
+    labels = {}
+    for name in mechanisms:
+        labels.update(_labels_of(attributes[name], name, where))
+    try:
+        return SCM._from_parts(mechanisms, latent, labels)
+    except nx.NetworkXUnfeasible as err:
+        raise nx.NetworkXUnfeasible(f"{where}: {err}") from None
+    except ValueError as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def build_scm(dag, where):
@@ -516,10 +539,14 @@ def build_scm(dag, where):
         cycle = nx.find_cycle(dag)
         path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
         raise nx.NetworkXUnfeasible(f"{where}: the graph has the cycle {path}")
-    return SCM(dag)
+    try:
+        return SCM(dag)
+    except ValueError as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def _labels_of(attrs, name, where):
+    """``{name: labels}`` from a ``labels`` attribute, or ``{}``."""
     if "labels" not in attrs:
         return {}
     try:
@@ -529,7 +556,7 @@ def _labels_of(attrs, name, where):
     if not isinstance(labels, list):
         raise ValueError(f"{where}: node '{name}': labels={attrs['labels']!r} must be a JSON list "
                          'such as ["no", "yes"]')
-    return {"labels": tuple(labels)}
+    return {name: tuple(labels)}
 
 
 def _learnable(attrs, name, where):
@@ -603,12 +630,7 @@ def _with_mechanisms(attributes, edges, where):
             raise ValueError(f"{where}: node '{name}': the file has {' and '.join(problems)} "
                              f"(mechanism {mechanism.text!r} uses {list(_parents_of(mechanism))})")
 
-    dag = nx.DiGraph()
-    for name, mechanism in mechanisms.items():
-        dag.add_node(name, mechanism=mechanism, latent=name in latent, **_labels_of(attributes[name], name, where))
-    for name, mechanism in mechanisms.items():
-        dag.add_edges_from((parent, name) for parent in _parents_of(mechanism) if parent in mechanisms)
-    scm = build_scm(dag, where)
+    scm = _build(mechanisms, latent, attributes, where)
     for key, (value, constraint) in params.items():
         scm.params.get_param(key, value, constraint)
     return _surgery(scm, attributes, where)

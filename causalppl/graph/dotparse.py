@@ -26,16 +26,17 @@ from dataclasses import dataclass, field
 KEYWORDS = {"strict", "graph", "digraph", "node", "edge", "subgraph"}
 _ESCAPES = {"n": "\n", "r": "\r", '"': '"', "\\": "\\", "\n": ""}
 
-_TOKEN = re.compile(r"""
-    (?P<space>[ \t\r\f\v\ufeff]+|\n)
-  | (?P<comment>//[^\n]*|/\*.*?\*/|(?<![^\n])\#[^\n]*)
-  | (?P<string>"(?:[^"\\]|\\.)*")
+# Blanks and comments before a token are part of its match, so one C-level match yields one token.
+_SKIP = r"(?:[ \t\r\f\v\ufeff\n]+|//[^\n]*|/\*.*?\*/|(?<![^\n])\#[^\n]*)*"
+_TOKEN = re.compile(_SKIP + r"""(?:
+    (?P<string>"(?:[^"\\]|\\.)*")
   | (?P<html><)
   | (?P<edgeop>->|--)
-  | (?P<number>-?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?))
-  | (?P<id>[A-Za-z_\u0080-\U0010ffff][A-Za-z_0-9\u0080-\U0010ffff]*)
+  | (?P<id>-?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)|[A-Za-z_\u0080-\U0010ffff][A-Za-z_0-9\u0080-\U0010ffff]*)
   | (?P<punct>[{}\[\];,=:+])
-""", re.VERBOSE | re.DOTALL)
+)""", re.VERBOSE | re.DOTALL)
+_BLANKS = re.compile(_SKIP, re.DOTALL)
+_END = ("end", "", 0)
 
 
 class DotSyntaxError(ValueError):
@@ -80,28 +81,28 @@ def tokenize(text):
                 break
             position = found.end()
             kind = found.lastgroup
-            if kind == "space" or kind == "comment":
-                continue
-            if kind == "id" or kind == "number":
-                append(("id", found.group(), found.start()))
+            if kind == "id":
+                append(("id", found.group(kind), found.start(kind)))
+            elif kind == "punct":
+                value = found.group(kind)
+                append((value, value, found.start(kind)))
             elif kind == "string":
-                value = found.group()[1:-1]
+                value = found.group(kind)[1:-1]
+                at = found.start(kind)
                 if "\\" in value:
                     value = _unescape(value)
                 if tokens and tokens[-1][0] == "+":  # "a" + "b": one string
                     tokens.pop()
                     if not tokens or tokens[-1][0] != "qid":
-                        raise DotSyntaxError(f"{_where(text, found.start())}: '+' must join two quoted strings")
+                        raise DotSyntaxError(f"{_where(text, at)}: '+' must join two quoted strings")
                     value = tokens.pop()[1] + value
-                append(("qid", value, found.start()))
-            elif kind == "html":
-                position = found.start()
-                break
+                append(("qid", value, at))
             elif kind == "edgeop":
-                append(("edgeop", found.group(), found.start()))
-            else:
-                value = found.group()
-                append((value, value, found.start()))
+                append(("edgeop", found.group(kind), found.start(kind)))
+            else:  # html
+                position = found.start(kind)
+                break
+        position = _BLANKS.match(text, position).end()  # trailing blanks and comments
         if position >= end:
             break
         if text[position] == "<":
@@ -137,14 +138,14 @@ class _Parser:
     def __init__(self, text):
         self.text = text
         self.tokens = tokenize(text)
+        self.tokens += [("end", "", len(text))] * 4  # so that lookahead needs no bounds check
         self.i = 0
         self.graph = DotGraph()
 
     # -- tokens -----------------------------------------------------------------
 
     def peek(self, offset=0):
-        index = self.i + offset
-        return self.tokens[index] if index < len(self.tokens) else ("end", "", len(self.text))
+        return self.tokens[self.i + offset]
 
     def keyword(self, offset=0):
         kind, value, _ = self.peek(offset)
@@ -197,6 +198,31 @@ class _Parser:
         return mentioned
 
     def statement(self, node_defaults, edge_defaults, mentioned, top):
+        # Fast paths for the two statements that make up large files: `a [k=v, ...]` and `a -> b`.
+        tokens, i = self.tokens, self.i
+        kind, name, _ = tokens[i]
+        if kind == "qid" or (kind == "id" and name.lower() not in KEYWORDS):
+            after = tokens[i + 1][0]
+            if after == "[":
+                self.i = i + 1
+                nodes = self.graph.nodes
+                if name not in nodes:
+                    nodes[name] = dict(node_defaults)
+                mentioned[name] = None
+                nodes[name].update(self.attr_lists())
+                return
+            if after == "edgeop" and (tokens[i + 1][1] == "->") == self.graph.directed:
+                kind, target, _ = tokens[i + 2]
+                if (kind == "qid" or (kind == "id" and target.lower() not in KEYWORDS)) \
+                        and tokens[i + 3][0] not in ("edgeop", "[", ":"):
+                    self.i = i + 3
+                    nodes = self.graph.nodes
+                    for end in (name, target):
+                        if end not in nodes:
+                            nodes[end] = dict(node_defaults)
+                        mentioned[end] = None
+                    self.graph.edges.append((name, target, dict(edge_defaults)))
+                    return
         word = self.keyword()
         if word in ("node", "edge") and self.peek(1)[0] == "[":
             self.i += 1
@@ -267,8 +293,19 @@ class _Parser:
 
     def attr_lists(self):
         attrs = {}
+        tokens = self.tokens
         while self.accept("["):
-            while self.peek()[0] != "]":
+            while True:
+                # Fast path: `key = value` then `,`, `;` or `]`.
+                i = self.i
+                (kind, key, _), (equals, _, _), (kind2, value, _) = tokens[i], tokens[i + 1], tokens[i + 2]
+                if kind in ("id", "qid") and equals == "=" and kind2 in ("id", "qid"):
+                    attrs[key] = value
+                    separator = tokens[i + 3][0]
+                    self.i = i + 4 if separator in (",", ";") else i + 3
+                    continue
+                if self.peek()[0] == "]":
+                    break
                 key = self.take("id", "an attribute name")
                 value = "true"
                 if self.accept("="):

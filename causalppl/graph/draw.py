@@ -47,11 +47,17 @@ def render(scm, format="svg", **dot_options):
     Raises :class:`GraphvizNotFound` when ``dot`` is missing and
     ``RuntimeError`` with Graphviz's message when it fails.
     """
+    return run_dot(to_dot(scm, **dot_options), format, "scm.to_dot() gives the DOT text without it.")
+
+
+def run_dot(text, format="svg", without=""):
+    """The bytes Graphviz's ``dot -T{format}`` draws for the DOT ``text``.
+
+    ``without`` ends the message of :class:`GraphvizNotFound` (what to do instead).
+    """
     binary = _dot_binary()
     if binary is None:
-        raise GraphvizNotFound(f"Graphviz's `dot` program was not found on the PATH; {INSTALL_HINT}. "
-                               "scm.to_dot() gives the DOT text without it.")
-    text = to_dot(scm, **dot_options)
+        raise GraphvizNotFound(f"Graphviz's `dot` program was not found on the PATH; {INSTALL_HINT}. {without}")
     try:
         done = subprocess.run([binary, f"-T{format}"], input=text.encode("utf-8"),
                               capture_output=True, timeout=TIMEOUT_S, check=False)

@@ -23,8 +23,10 @@ import ast
 import difflib
 import functools
 import itertools
+import keyword
 import math
 import operator
+import re
 import unicodedata
 
 import torch
@@ -203,8 +205,9 @@ def _to_tensor(data, ref):
 class _Compiler:
     """Checks an ast against the whitelist and turns each node into a closure ``f(env)``."""
 
-    def __init__(self, text, shift):
+    def __init__(self, text, shift, allow_slots=False):
         self.text = text
+        self.allow_slots = allow_slots  # a template's variables _v0, _v1, ...
         self.shift = shift  # leading blanks stripped from line 1 before parsing
         self.names = []  # (line, column, name) of each free variable
         self.depth = 0
@@ -301,7 +304,7 @@ class _Compiler:
             return lambda env: value
         if name in _callable_names():
             raise self.error(node, f"'{name}' is a function; call it, as in {name}(...)")
-        if name.startswith("_"):
+        if name.startswith("_") and not (self.allow_slots and name.startswith(_SLOT)):
             raise self.error(node, f"name '{name}' is not allowed: names may not start with '_'")
         self.names.append((node.lineno, node.col_offset, name))
         return lambda env: env[name]  # Expression.__call__ checks every name is given
@@ -345,14 +348,14 @@ class _Compiler:
             raise self.error(func, "tensor() takes exactly one argument, a number or a list")
         args = [self.compile(arg, tuples=True, lists=True) for arg in node.args]
         kwargs = {}
-        for keyword in node.keywords:
-            if keyword.arg is None:
-                raise self.error(keyword, "**kwargs is not allowed")
-            if keyword.arg.startswith("_"):
-                raise self.error(keyword, f"keyword '{keyword.arg}' is not allowed: it starts with '_'")
-            if keyword.arg in kwargs:
-                raise self.error(keyword, f"keyword '{keyword.arg}' is repeated")
-            kwargs[keyword.arg] = self.compile(keyword.value, tuples=True, lists=True)
+        for given in node.keywords:
+            if given.arg is None:
+                raise self.error(given, "**kwargs is not allowed")
+            if given.arg.startswith("_"):
+                raise self.error(given, f"keyword '{given.arg}' is not allowed: it starts with '_'")
+            if given.arg in kwargs:
+                raise self.error(given, f"keyword '{given.arg}' is repeated")
+            kwargs[given.arg] = self.compile(given.value, tuples=True, lists=True)
 
         # Lists become tensors; so do numbers passed where a torch function needs a tensor.
         target, tensor_params = _FUNCTIONS.get(name) or (distribution, ())
@@ -391,6 +394,82 @@ def _where_text(text, line, column):
     return f"expression {shown!r} ({position})"
 
 
+# -- templates ---------------------------------------------------------------------
+# Large files hold thousands of mechanisms that differ only in their variables' names
+# ("Normal(0.5*x12 + x7, 1)", "Normal(0.5*x40 + x3, 1)"). Each is compiled as its
+# template, with the variables renamed by order of appearance ("Normal(0.5*_v0 + _v1, 1)"),
+# and a template is parsed and checked once. Anything unusual (non-ASCII text, quotes,
+# names with a leading '_', a template that does not compile to exactly its slots) takes
+# the full path, so errors always come from the text itself.
+
+_TEMPLATE_TOKEN = re.compile(r"""
+    (?P<number>(?:[0-9]|\.[0-9])(?:[\w.]|(?<=[eE])[+-])*)
+  | (?P<keyword>[A-Za-z_][A-Za-z_0-9]*(?=\s*=(?!=)))
+  | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
+""", re.VERBOSE)
+_SLOT = "_v"
+_PYTHON_WORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+
+
+@functools.cache
+def _kept_words():
+    """Words a template keeps: Python's keywords and the callables' names."""
+    return _PYTHON_WORDS | _callable_names()
+
+
+def _template(text):
+    """``(template, variables)``, or None when ``text`` should take the full path."""
+    if not text.isascii() or "'" in text or '"' in text or "\\" in text:
+        return None
+    slots = {}
+    kept = _kept_words()
+
+    def rename(found):
+        word = found.group("name")
+        if word is None or word in CONSTANTS or word in kept:
+            return found.group()
+        if word[0] == "_":
+            slots[None] = None  # a leading '_': refused by the full path
+            return word
+        return slots.setdefault(word, f"{_SLOT}{len(slots)}")
+
+    template = _TEMPLATE_TOKEN.sub(rename, text)
+    if None in slots:
+        return None
+    return template, tuple(slots)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_template(template, count):
+    """The evaluator of ``template`` (variables ``_v0`` ... in order), or None if it does not check out."""
+    try:
+        evaluate, names = _compile_text(template, allow_slots=True)
+    except ExpressionError:
+        return None
+    if names != tuple(f"{_SLOT}{k}" for k in range(count)):
+        return None
+    return evaluate
+
+
+def _compile_text(text, allow_slots=False):
+    """``(evaluate, names)`` of checked ``text`` (raises :class:`ExpressionError`)."""
+    body = text.lstrip(" \t")  # a leading blank is an IndentationError to ast
+    compiler = _Compiler(text, len(text) - len(body), allow_slots)
+    try:
+        tree = ast.parse(body, mode="eval")
+    except SyntaxError as err:
+        line = err.lineno or 1
+        column = max(err.offset or 1, 1) + (compiler.shift if line == 1 else 0)
+        raise ExpressionError(f"{_where_text(text, line, column)}: syntax error: {err.msg}") from None
+    except (MemoryError, RecursionError):  # the parser's own stack, e.g. 5,000 unary minuses
+        raise ExpressionError(f"{_where_text(text, 1, None)}: nested too deeply to parse") from None
+    except ValueError as err:  # e.g. null bytes
+        raise ExpressionError(f"{_where_text(text, 1, None)}: cannot parse: {err}") from None
+    evaluate = compiler.compile(tree.body, tuples=True)
+    ordered = sorted(compiler.names, key=lambda found: found[:2])
+    return evaluate, tuple(dict.fromkeys(name for _, _, name in ordered))
+
+
 class Expression:
     """A checked, compiled expression; call it with the values of its free ``names``.
 
@@ -413,27 +492,29 @@ class Expression:
             raise ExpressionError(f"{_where_text(text, 1, None)}: longer than {MAX_LENGTH} characters "
                                   f"({len(text)})")
         _check_normalised(text)
-        body = text.lstrip(" \t")  # a leading blank is an IndentationError to ast
-        compiler = _Compiler(text, len(text) - len(body))
-        try:
-            tree = ast.parse(body, mode="eval")
-        except SyntaxError as err:
-            line = err.lineno or 1
-            column = max(err.offset or 1, 1) + (compiler.shift if line == 1 else 0)
-            raise ExpressionError(f"{_where_text(text, line, column)}: syntax error: {err.msg}") from None
-        except (MemoryError, RecursionError):  # the parser's own stack, e.g. 5,000 unary minuses
-            raise ExpressionError(f"{_where_text(text, 1, None)}: nested too deeply to parse") from None
-        except ValueError as err:  # e.g. null bytes
-            raise ExpressionError(f"{_where_text(text, 1, None)}: cannot parse: {err}") from None
-        self._evaluate = compiler.compile(tree.body, tuples=True)
-        ordered = sorted(compiler.names, key=lambda found: found[:2])
-        self.names = tuple(dict.fromkeys(name for _, _, name in ordered))
+        self._slots = None
+        found = _template(text)
+        if found is not None:
+            template, variables = found
+            evaluate = _compiled_template(template, len(variables))
+            if evaluate is not None:
+                self._evaluate, self.names = evaluate, variables
+                self._slots = tuple((f"{_SLOT}{k}", name) for k, name in enumerate(variables))
+                return
+        self._evaluate, self.names = _compile_text(text)
 
     def __call__(self, /, **env) -> object:
         for name in self.names:
             if name not in env:
                 raise ExpressionError(f"{_where_text(self.text, 1, None)}: no value given for '{name}' "
                                       f"(given: {', '.join(sorted(env)) or 'nothing'})")
+        if self._slots is not None:
+            try:
+                return self._evaluate({slot: env[name] for slot, name in self._slots})
+            except Exception:
+                pass  # a template's messages would show the template: take the full path for them
+            self._evaluate, _ = _compile_text(self.text)
+            self._slots = None
         try:
             return self._evaluate(env)
         except ExpressionError:

@@ -68,7 +68,7 @@ def check_name(name, what="node"):
         raise ValueError(f"{what} name {name!r} must be a Python identifier not starting with '_'")
     if name in RESERVED:
         raise ValueError(f"{what} name '{name}' is reserved (the lowered model takes {sorted(RESERVED)})")
-    normal = unicodedata.normalize("NFKC", name)
+    normal = name if name.isascii() else unicodedata.normalize("NFKC", name)
     if normal != name:
         raise ValueError(f"{what} name {name!r} is refused: Unicode normalises it to {normal!r}, another name; "
                          f"write {normal!r}")
@@ -179,6 +179,27 @@ class SCM:
                 )
 
     @classmethod
+    def _from_parts(cls, mechanisms, latent=(), labels=None):
+        """Many nodes at once (file readers): each checked as :meth:`add` checks it, the DAG once.
+
+        ``mechanisms``: node -> mechanism, in insertion order; ``labels``: node -> state labels.
+        Edges are the mechanisms' parents, so there are none to check against them.
+        """
+        scm = cls()
+        labels = labels or {}
+        for name, mechanism in mechanisms.items():
+            scm._set(name, mechanism, name in latent, labels.get(name))
+        scm._check_acyclic()
+        seen = set()
+        for name, mechanism in scm._mechanisms.items():
+            if any(parent in scm._mechanisms and parent not in seen for parent in mechanism.parents):
+                break
+            seen.add(name)
+        else:  # given in a topological order: that is the order `nodes` would sort them into
+            scm._cache["order"] = tuple(scm._mechanisms)
+        return scm
+
+    @classmethod
     def from_graph(cls, graph, data=None, mechanisms="auto", bayesian=False):
         """An SCM over ``graph`` with learnable mechanisms; see :func:`causalppl.causal.learn.from_graph`.
 
@@ -187,8 +208,10 @@ class SCM:
         'LinearGaussian(x)'
         """
         from causalppl.causal.learn import from_graph  # the graph layer must not import causal/ eagerly
+        from causalppl.graph.bulk import paused_gc
 
-        return from_graph(graph, data=data, mechanisms=mechanisms, bayesian=bayesian)
+        with paused_gc():  # a 100,000-node graph: see causalppl.graph.bulk
+            return from_graph(graph, data=data, mechanisms=mechanisms, bayesian=bayesian)
 
     def add(self, name, mechanism, latent=False, labels=None):
         """Add node ``name`` with ``mechanism``; return the SCM (so calls chain).

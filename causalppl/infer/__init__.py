@@ -1,15 +1,21 @@
-"""Inference: ELBO losses, SVI, automatic guides, importance sampling, predictive sampling, enumeration."""
+"""Inference: ELBO losses (with enumeration), SVI, automatic guides, importance sampling, predictive
+sampling, MCMC (NUTS, HMC)."""
 
 from causalppl.enumeration import config_enumerate
-from causalppl.infer import autoguide
+from causalppl.infer import autoguide, diagnostics, inspect, mcmc, reparam
 from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.importance import Importance
+from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
+from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
+from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
-    "ELBO", "Importance", "JitTraceEnum_ELBO", "NonFiniteLossError", "Predictive", "SVI", "TraceEnum_ELBO",
-    "TraceMeanField_ELBO", "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "config_enumerate", "infer_discrete",
+    "ELBO", "HMC", "Importance", "MCMC", "NUTS", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
+    "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "inspect", "mcmc", "reparam",
+    "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
+    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete",
 ]

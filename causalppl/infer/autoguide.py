@@ -37,8 +37,9 @@ import torch
 from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
-from causalppl.distributions import Delta
-from causalppl.handlers import block, trace
+from causalppl.distributions import Delta, LowRankMultivariateNormal, MultivariateNormal, Normal
+from causalppl.handlers import block, replay, trace
+from causalppl.params import get_param_store
 from causalppl.runtime import param, plate, sample
 
 # ---------------------------------------------------------------------------
@@ -361,6 +362,16 @@ class AutoGuide:
         with torch.no_grad():
             return {name: value.detach() for name, value in self(*args, **kwargs).items()}
 
+    def requires_grad_(self, requires_grad=True):
+        """Turn gradients of this guide's params (``{prefix}.*`` in the store) on or off; returns the guide.
+
+        As torch's ``Module.requires_grad_``: with ``False`` an optimiser leaves them as they are.
+        """
+        for name, leaf in get_param_store().named_parameters():
+            if name.startswith(self.prefix + "."):
+                leaf.requires_grad_(requires_grad)
+        return self
+
     def _ensure_setup(self, args, kwargs):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
@@ -521,27 +532,16 @@ def _subsample_constrained(value, info, indices):
     return value
 
 
-class AutoMultivariateNormal(AutoGuide):
-    """A full-covariance Normal over all latent sites' unconstrained values, concatenated.
+class AutoContinuous(AutoGuide):
+    """Base of the guides over one joint vector of all latent sites' unconstrained values.
 
-    Params ``{prefix}.loc`` (length ``D``, the total number of unconstrained
-    entries) and ``{prefix}.scale_tril`` (lower Cholesky factor, initially
-    ``init_scale * I``). The joint draw is an auxiliary guide site
-    ``_{prefix}_latent``; each model site is then a ``Delta`` at its slice
-    mapped to the support, carrying ``-log|det J|`` so that the guide's
-    density is that of the constrained values. Subsampled plates are not
-    supported (the covariance couples all rows).
-
-    >>> import torch, causalppl as cp
-    >>> cp.clear_param_store()
-    >>> def model():
-    ...     cp.sample("a", cp.dist.Normal(0.0, 1.0))
-    ...     cp.sample("b", cp.dist.Independent(cp.dist.Normal(torch.zeros(2), 1.0), 1))
-    >>> guide = AutoMultivariateNormal(model)
-    >>> {k: tuple(v.shape) for k, v in guide().items()}
-    {'a': (), 'b': (2,)}
-    >>> tuple(cp.param("AutoMultivariateNormal.scale_tril").shape)
-    (3, 3)
+    The latent sites' unconstrained values, flattened and concatenated, form
+    one vector of length ``D``; subclasses give its distribution
+    (:meth:`get_posterior`) from their params. The joint draw is an auxiliary
+    guide site ``_{prefix}_latent``; each model site is then a ``Delta`` at
+    its slice mapped to the support, carrying ``-log|det J|`` so that the
+    guide's density is that of the constrained values. Subsampled plates are
+    not supported (the joint couples all rows).
     """
 
     def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, prefix=None):
@@ -562,18 +562,19 @@ class AutoMultivariateNormal(AutoGuide):
     def _setup_sites(self):
         if not self._sites:
             raise ValueError(f"{type(self).__name__}: the model has no latent sample sites")
-        self._latent_dim = sum(info["init"].numel() for info in self._sites.values())
+        self.latent_dim = sum(info["init"].numel() for info in self._sites.values())
         self._params()
 
+    def _init_loc(self):
+        return torch.cat([info["init"].reshape(-1) for info in self._sites.values()])
+
     def _params(self):
-        init = torch.cat([info["init"].reshape(-1) for info in self._sites.values()])
-        loc = param(f"{self.prefix}.loc", lambda: init)
-        scale_tril = param(
-            f"{self.prefix}.scale_tril",
-            lambda: torch.eye(init.numel(), dtype=init.dtype, device=init.device) * self.init_scale,
-            constraints.lower_cholesky,
-        )
-        return loc, scale_tril
+        """The guide's params, created on first use (a tuple; the first is the joint ``loc``)."""
+        raise NotImplementedError
+
+    def _loc_scale(self):
+        """The joint's mean and marginal standard deviations (None for a point mass), detached."""
+        raise NotImplementedError
 
     def _split(self, flat):
         """Cut the joint vector ``(..., D)`` into each site's unconstrained value."""
@@ -611,12 +612,56 @@ class AutoMultivariateNormal(AutoGuide):
 
     def _marginals(self):
         with torch.no_grad():
-            loc, scale_tril = (t.detach() for t in self._params())
-            scale = scale_tril.pow(2).sum(-1).sqrt()  # sqrt(diag(L L^T))
-            locs, scales = self._split(loc), self._split(scale)
+            loc, scale = self._loc_scale()
+            locs = self._split(loc)
+            scales = {name: None for name in locs} if scale is None else self._split(scale)
             return {name: (locs[name], scales[name]) for name in self._sites}
 
-    def get_posterior(self):
+    def _check_ready(self):
+        if self.prototype_trace is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: call the guide once (or .median()) before get_posterior()"
+            )
+
+    def get_posterior(self, *args, **kwargs):
+        """The joint distribution (one event of ``D`` entries) over the unconstrained latent vector."""
+        raise NotImplementedError
+
+
+class AutoMultivariateNormal(AutoContinuous):
+    """A full-covariance Normal over all latent sites' unconstrained values, concatenated.
+
+    Params ``{prefix}.loc`` (length ``D``, the total number of unconstrained
+    entries) and ``{prefix}.scale_tril`` (lower Cholesky factor, initially
+    ``init_scale * I``). See :class:`AutoContinuous` for how model sites are
+    drawn from the joint.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> def model():
+    ...     cp.sample("a", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("b", cp.dist.Independent(cp.dist.Normal(torch.zeros(2), 1.0), 1))
+    >>> guide = AutoMultivariateNormal(model)
+    >>> {k: tuple(v.shape) for k, v in guide().items()}
+    {'a': (), 'b': (2,)}
+    >>> tuple(cp.param("AutoMultivariateNormal.scale_tril").shape)
+    (3, 3)
+    """
+
+    def _params(self):
+        loc = param(f"{self.prefix}.loc", self._init_loc)
+        scale_tril = param(
+            f"{self.prefix}.scale_tril",
+            lambda: torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device) * self.init_scale,
+            constraints.lower_cholesky,
+        )
+        return loc, scale_tril
+
+    def _loc_scale(self):
+        loc, scale_tril = (t.detach() for t in self._params())
+        return loc, scale_tril.pow(2).sum(-1).sqrt()  # sqrt(diag(L L^T))
+
+    def get_posterior(self, *args, **kwargs):
         """The joint ``MultivariateNormal`` over the unconstrained latent vector.
 
         >>> import causalppl as cp
@@ -627,15 +672,12 @@ class AutoMultivariateNormal(AutoGuide):
         ...
         RuntimeError: AutoMultivariateNormal: call the guide once (or .median()) before get_posterior()
         """
-        if self.prototype_trace is None:
-            raise RuntimeError(
-                f"{type(self).__name__}: call the guide once (or .median()) before get_posterior()"
-            )
+        self._check_ready()
         loc, scale_tril = self._params()
-        return torch.distributions.MultivariateNormal(loc, scale_tril=scale_tril)
+        return MultivariateNormal(loc, scale_tril=scale_tril)
 
 
-class AutoDiagonalNormal(AutoMultivariateNormal):
+class AutoDiagonalNormal(AutoContinuous):
     """A diagonal Normal over all latent sites' unconstrained values, concatenated.
 
     Like :class:`AutoMultivariateNormal` without the correlations: params
@@ -649,26 +691,256 @@ class AutoDiagonalNormal(AutoMultivariateNormal):
     """
 
     def _params(self):
-        init = torch.cat([info["init"].reshape(-1) for info in self._sites.values()])
-        loc = param(f"{self.prefix}.loc", lambda: init)
-        scale = param(f"{self.prefix}.scale", lambda: torch.full_like(init, self.init_scale), constraints.positive)
+        loc = param(f"{self.prefix}.loc", self._init_loc)
+        scale = param(f"{self.prefix}.scale", lambda: torch.full_like(loc, self.init_scale), constraints.positive)
         return loc, scale
 
-    def _marginals(self):
-        with torch.no_grad():
-            loc, scale = (t.detach() for t in self._params())
-            locs, scales = self._split(loc), self._split(scale)
-            return {name: (locs[name], scales[name]) for name in self._sites}
+    def _loc_scale(self):
+        return tuple(t.detach() for t in self._params())
 
-    def get_posterior(self):
+    def get_posterior(self, *args, **kwargs):
         """The joint diagonal ``Normal`` (one event of ``D`` entries) over the unconstrained latents."""
-        if self.prototype_trace is None:
-            raise RuntimeError(f"{type(self).__name__}: call the guide once (or .median()) before get_posterior()")
+        self._check_ready()
         loc, scale = self._params()
-        return torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+        return Normal(loc, scale).to_event(1)
+
+
+class AutoLowRankMultivariateNormal(AutoContinuous):
+    """A Normal over the unconstrained latent vector with low-rank plus diagonal covariance.
+
+    The covariance is ``W W^T + diag(s^2)`` with ``W = cov_factor * s[:, None]``
+    (Pyro's parametrisation): params ``{prefix}.loc``, ``{prefix}.cov_factor``
+    (``D x rank``, initially ``N(0, 1/rank)`` entries) and ``{prefix}.scale``
+    (positive, initially ``init_scale``). ``rank`` defaults to ``round(sqrt(D))``.
+    It needs ``O(D * rank)`` params instead of ``O(D^2)``.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> guide = AutoLowRankMultivariateNormal(
+    ...     lambda: cp.sample("x", cp.dist.Normal(torch.zeros(4), 1.0).to_event(1)), rank=2)
+    >>> tuple(guide()["x"].shape), tuple(cp.param("AutoLowRankMultivariateNormal.cov_factor").shape)
+    ((4,), (4, 2))
+    """
+
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, rank=None, prefix=None):
+        if rank is not None and (not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"AutoLowRankMultivariateNormal: rank must be a positive int, got {rank!r}")
+        super().__init__(model, init_loc_fn=init_loc_fn, init_scale=init_scale, prefix=prefix)
+        self.rank = rank
+
+    def _setup_sites(self):
+        if self.rank is None and self._sites:
+            self.rank = max(1, int(round(sum(info["init"].numel() for info in self._sites.values()) ** 0.5)))
+        super()._setup_sites()
+
+    def _params(self):
+        loc = param(f"{self.prefix}.loc", self._init_loc)
+        cov_factor = param(
+            f"{self.prefix}.cov_factor",
+            lambda: loc.new_empty(loc.numel(), self.rank).normal_(0.0, self.rank ** -0.5).detach(),
+        )
+        scale = param(f"{self.prefix}.scale", lambda: torch.full_like(loc, self.init_scale), constraints.positive)
+        return loc, cov_factor, scale
+
+    def _loc_scale(self):
+        loc, cov_factor, scale = (t.detach() for t in self._params())
+        return loc, ((cov_factor * scale.unsqueeze(-1)).pow(2).sum(-1) + scale.pow(2)).sqrt()
+
+    def get_posterior(self, *args, **kwargs):
+        """The joint ``LowRankMultivariateNormal`` over the unconstrained latent vector."""
+        self._check_ready()
+        loc, cov_factor, scale = self._params()
+        return LowRankMultivariateNormal(loc, cov_factor * scale.unsqueeze(-1), scale * scale)
+
+
+class AutoLaplaceApproximation(AutoContinuous):
+    """MAP estimation in unconstrained space, then a Gaussian from the curvature there.
+
+    Trained, it is a point mass at ``{prefix}.loc`` (like :class:`AutoDelta`,
+    but in unconstrained space, so the log-Jacobian of each support's
+    bijection is part of the objective). :meth:`laplace_approximation` then
+    returns an :class:`AutoMultivariateNormal` whose covariance is the
+    inverse Hessian of the negative log joint at that point.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> def model():
+    ...     z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("x", cp.dist.Normal(z, 1.0), obs=torch.tensor(2.0))
+    >>> guide = AutoLaplaceApproximation(model, init_loc_fn=init_to_value(values={"z": 1.0}))
+    >>> mvn = guide.laplace_approximation()     # posterior N(1, 1/2): the MAP is exact here
+    >>> round(mvn.get_posterior().covariance_matrix.item(), 4)
+    0.5
+    """
+
+    def _params(self):
+        return (param(f"{self.prefix}.loc", self._init_loc),)
+
+    def _loc_scale(self):
+        return self._params()[0].detach(), None
+
+    def get_posterior(self, *args, **kwargs):
+        """A point mass (one event of ``D`` entries) at the unconstrained ``loc``."""
+        self._check_ready()
+        return Delta(self._params()[0], event_dim=1)
+
+    def laplace_approximation(self, *args, **kwargs):
+        """An :class:`AutoMultivariateNormal` centred at ``loc`` with covariance ``H^-1``.
+
+        ``H`` is the Hessian, in unconstrained space, of ``-log p(x, z) - log|det J|``
+        at the current ``loc`` (run :meth:`__call__` or SVI first to reach the MAP).
+        Its params are written to the store under the new guide's prefix.
+        """
+        self._ensure_setup(args, kwargs)
+        loc = self._params()[0].detach()
+
+        def loss(flat):
+            guide_trace = trace(lambda: self._sample_sites_at(flat)).get_trace()
+            model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
+            return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
+
+        with block():
+            hessian = torch.autograd.functional.hessian(loss, loc)
+        with torch.no_grad():
+            cov = torch.linalg.inv(hessian)
+            cov = (cov + cov.transpose(-1, -2)) / 2
+            try:
+                scale_tril = torch.linalg.cholesky(cov)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"{type(self).__name__}: the Hessian at loc is not positive definite, so loc is not a "
+                    "local MAP; train the guide (SVI) before laplace_approximation()"
+                ) from err
+        gaussian = AutoMultivariateNormal(self.model, init_loc_fn=self.init_loc_fn)
+        gaussian._ensure_setup(args, kwargs)
+        store = get_param_store()
+        store[f"{gaussian.prefix}.loc"] = loc
+        store[f"{gaussian.prefix}.scale_tril"] = scale_tril
+        return gaussian
+
+    def _sample_sites_at(self, flat):
+        """The model sites' values (with Jacobian terms) at the unconstrained joint vector ``flat``."""
+        values = {}
+        for name, unconstrained in self._split(flat).items():
+            info = self._sites[name]
+            value = info["transform"](unconstrained)
+            log_density = -info["transform"].log_abs_det_jacobian(unconstrained, value)
+            with ExitStack() as stack:
+                self._plates_for(info, {}, stack)
+                values[name] = sample(name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"]))
+        return values
+
+
+class AutoGuideList(AutoGuide):
+    """A guide made of parts, each guiding some of the model's sites.
+
+    Append autoguides (or guide functions) built on blocked copies of the
+    model, e.g. ``AutoDelta(cp.handlers.block(model, expose=["scale"]))``;
+    calling the list runs every part and returns their values together.
+    Each appended autoguide's params are named ``{prefix}.{i}...`` (``i``
+    its position), as in Pyro, unless it was given its own prefix.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> def model():
+    ...     cp.sample("loc", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("scale", cp.dist.LogNormal(0.0, 1.0))
+    >>> guide = AutoGuideList(model)
+    >>> guide.append(AutoDelta(cp.handlers.block(model, expose=["scale"])))
+    >>> guide.append(AutoNormal(cp.handlers.block(model, hide=["scale"])))
+    >>> sorted(guide())
+    ['loc', 'scale']
+    >>> sorted(cp.get_param_store().keys())
+    ['AutoGuideList.0.scale', 'AutoGuideList.1.locs.loc', 'AutoGuideList.1.scales.loc']
+    """
+
+    def __init__(self, model, create_plates=None, prefix=None):
+        super().__init__(model, create_plates=create_plates, prefix=prefix)
+        self.parts = []
+
+    def append(self, part):
+        """Add a part: an :class:`AutoGuide`, or a guide function (wrapped in :class:`AutoCallable`)."""
+        if not callable(part):
+            raise TypeError(f"AutoGuideList.append expects an AutoGuide or a callable guide, got {part!r}")
+        if not isinstance(part, AutoGuide):
+            part = AutoCallable(self.model, part)
+        if part.prototype_trace is None and part.prefix == type(part).__name__:
+            part.prefix = f"{self.prefix}.{len(self.parts)}"
+        self.parts.append(part)
+
+    add = append
+
+    def __len__(self):
+        return len(self.parts)
+
+    def __getitem__(self, index):
+        return self.parts[index]
+
+    def __iter__(self):
+        return iter(self.parts)
+
+    def _setup_prototype(self, *args, **kwargs):
+        # The parts set themselves up; the list only records the model's sites.
+        tracer = trace(self.model)
+        with torch.no_grad():
+            block(tracer)(*args, **kwargs)
+        self.prototype_trace = tracer.trace
+
+    def __call__(self, *args, **kwargs):
+        """Run every part; return a dict name -> value of everything they sampled."""
+        if not self.parts:
+            raise ValueError("AutoGuideList: append at least one guide before calling it")
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        result = {}
+        for part in self.parts:
+            values = part(*args, **kwargs)
+            if isinstance(values, dict):
+                result.update(values)
+        return result
+
+    def _collect(self, method, *args, **kwargs):
+        result = {}
+        for part in self.parts:
+            result.update(getattr(part, method)(*args, **kwargs))
+        return result
+
+    def median(self, *args, **kwargs):
+        """Every part's median, together."""
+        return self._collect("median", *args, **kwargs)
+
+    def quantiles(self, qs, *args, **kwargs):
+        """Every part's quantiles, together."""
+        return self._collect("quantiles", qs, *args, **kwargs)
+
+
+class AutoCallable(AutoGuide):
+    """A guide function as an :class:`AutoGuide` (what :meth:`AutoGuideList.append` wraps plain guides in).
+
+    ``median(*args, **kwargs)`` gives its :meth:`median` (by default none: ``{}``).
+    """
+
+    def __init__(self, model, guide, median=None):
+        super().__init__(model)
+        if not callable(guide):
+            raise TypeError(f"AutoCallable: guide must be callable, got {guide!r}")
+        self.guide = guide
+        self._median = median
+
+    def __call__(self, *args, **kwargs):
+        values = self.guide(*args, **kwargs)
+        return values if isinstance(values, dict) else {}
+
+    def median(self, *args, **kwargs):
+        return {} if self._median is None else self._median(*args, **kwargs)
+
+    def quantiles(self, qs, *args, **kwargs):
+        raise NotImplementedError(f"AutoCallable: the guide {self.guide!r} has no quantiles")
 
 
 __all__ = [
-    "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
-    "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample", "init_to_uniform", "init_to_value",
+    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList",
+    "AutoLaplaceApproximation", "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal",
+    "init_to_feasible", "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample", "init_to_uniform",
+    "init_to_value",
 ]

@@ -58,6 +58,9 @@ def _check_match(model_trace, guide_trace, max_plate_nesting=None):
             for site in tr.nodes.values():
                 if contributes_log_prob(site):
                     check_site_shape(role, site, max_plate_nesting)
+        extra_plates = guide_trace.plate_names - model_trace.plate_names
+        if extra_plates:
+            warnings.warn(f"Found plate statements in guide but not model: {sorted(extra_plates)}", stacklevel=5)
     for name in guide_trace.stochastic_nodes:
         if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
             continue  # e.g. an autoguide's joint latent: the guide's own business
@@ -87,7 +90,7 @@ def _check_shapes_agree(model_trace, guide_trace, max_plate_nesting):
             _event_and_shape(model_site), _event_and_shape(guide_trace.nodes[name]))
         if model_event != guide_event:
             raise ValueError(
-                f"model and guide disagree on the event dims of site '{name}': {model_event} in the model "
+                f"Model and guide event_dims disagree at site '{name}': {model_event} in the model "
                 f"(shape {tuple(model_shape)}), {guide_event} in the guide (shape {tuple(guide_shape)}); "
                 "use .to_event(n) on one of them"
             )
@@ -98,7 +101,7 @@ def _check_shapes_agree(model_trace, guide_trace, max_plate_nesting):
         padded = [(1,) * (width - len(s)) + tuple(s) for s in (model_shape, guide_shape)]
         if padded[0] != padded[1]:
             raise ValueError(
-                f"model and guide disagree on the shape of site '{name}': {tuple(model_shape)} in the model, "
+                f"Model and guide shapes disagree at site '{name}': {tuple(model_shape)} in the model, "
                 f"{tuple(guide_shape)} in the guide"
             )
 
@@ -115,7 +118,7 @@ def check_site_shape(role, site, max_plate_nesting=None):
     ...     check_site_shape("model", tr.nodes["x"])
     ... except ValueError as err:
     ...     print(str(err).split(";")[0])
-    model site 'x': its log_prob has shape (3,), with size 3 at dim -1, which no plate declares
+    model site 'x': invalid log_prob shape (3,), with size 3 at dim -1, which no plate declares
     """
     shape = tuple(log_prob_of(site).shape)
     declared = {frame.dim: frame for frame in plate_frames(site)}
@@ -131,7 +134,7 @@ def check_site_shape(role, site, max_plate_nesting=None):
         where = "which no plate declares" if frame is None else \
             f"where plate '{frame.name}' has size {expected}"
         raise ValueError(
-            f"{role} site '{site['name']}': its log_prob has shape {shape}, with size {padded[dim]} at dim {dim}, "
+            f"{role} site '{site['name']}': invalid log_prob shape {shape}, with size {padded[dim]} at dim {dim}, "
             f"{where}; enclose the batched site in cp.plate(...) or make those dims event dims with .to_event(...)"
         )
 

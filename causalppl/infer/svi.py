@@ -26,7 +26,7 @@ class SVI:
     ``loss(model, guide, *args, **kwargs) -> tensor`` to be minimised.
     """
 
-    def __init__(self, model, guide, optim, loss):
+    def __init__(self, model, guide, optim, loss, loss_and_grads=None, num_samples=0, num_steps=0, **kwargs):
         if not callable(model) or not callable(guide):
             raise TypeError("SVI needs callable model and guide")
         if not callable(optim):
@@ -36,6 +36,14 @@ class SVI:
         self.optim = optim
         self.loss = loss
         self.num_steps = 0
+        # Pyro's public hook: ``svi.loss_and_grads(model, guide, *args)`` backpropagates
+        # (accumulating ``.grad``) without an optimiser step.
+        if loss_and_grads is not None:
+            self.loss_and_grads = loss_and_grads
+        elif isinstance(loss, ELBO):
+            self.loss_and_grads = loss.loss_and_grads
+        else:
+            self.loss_and_grads = _backward_of(loss)
 
     def _loss_and_params(self, *args, **kwargs):
         """Backpropagate the loss; return it and the unconstrained params it touched."""
@@ -80,3 +88,12 @@ class SVI:
         if hasattr(self.loss, "loss"):
             return self.loss.loss(self.model, self.guide, *args, **kwargs)
         return float(self.loss(self.model, self.guide, *args, **kwargs).detach())
+
+
+def _backward_of(loss):
+    """``loss_and_grads`` for a plain loss callable: evaluate it and backpropagate."""
+    def loss_and_grads(*args, **kwargs):
+        value = loss(*args, **kwargs)
+        value.backward()
+        return value
+    return loss_and_grads

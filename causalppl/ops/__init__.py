@@ -1,5 +1,9 @@
-"""Tensor operations for models: :mod:`causalppl.ops.indexing` (``Vindex``, broadcasting advanced indexing)."""
+"""Tensor utilities that models and inference share.
 
-from causalppl.ops import indexing
+``causalppl.ops.indexing``: :class:`~causalppl.ops.indexing.Vindex` (indexing
+that broadcasts); ``causalppl.ops.provenance``: which sites a value came from.
+"""
 
-__all__ = ["indexing"]
+from causalppl.ops import indexing, provenance
+
+__all__ = ["indexing", "provenance"]

@@ -1,19 +1,18 @@
-"""``Vindex``: advanced indexing that broadcasts, for models with batch and enumeration dims (Pyro's).
+"""Indexing that broadcasts: pick mixture components with batched (or enumerated) indices.
 
-``x[i, :, j]`` with integer ``i, j`` generalises to tensors ``i, j`` that
-carry batch or enumeration dims as ``Vindex(x)[i, :, j]``: the index tensors
-broadcast together into the result's leading (batch) shape, and each
-``:`` keeps its dim on the right (the event shape). A leading ``...`` says
-``x`` has batch dims of its own, which broadcast with the indices'.
+``Vindex(x)[..., i, :, j]`` reads dims of ``x`` with index tensors ``i`` and
+``j`` that may carry batch and enumeration dims. The ``...`` stands for
+``x``'s own batch dims, which broadcast with the shapes of ``i`` and ``j``;
+every ``:`` keeps its dim, to the right. Without tensor indices it is plain
+indexing.
 
 >>> import torch
->>> x = torch.arange(24).reshape(2, 3, 4)
->>> i = torch.tensor([[0], [1]])          # batch shape (2, 1), e.g. an enumerated value
->>> j = torch.tensor([0, 3, 2])           # batch shape (3,)
->>> Vindex(x)[i, :, j].shape              # batch (2, 3), event (3,)
-torch.Size([2, 3, 3])
->>> bool((Vindex(x)[i, :, j][1, 2] == x[1, :, 2]).all())
-True
+>>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])     # probs[state] is a row
+>>> state = torch.tensor([[0], [1]])                    # e.g. enumerated: shape (2, 1)
+>>> Vindex(probs)[state, :].shape
+torch.Size([2, 1, 2])
+>>> Vindex(probs)[state, 1].squeeze(-1).tolist()
+[0.10000000149011612, 0.800000011920929]
 """
 
 from __future__ import annotations
@@ -21,79 +20,93 @@ from __future__ import annotations
 import torch
 
 
-def _is_batched(arg):
-    return isinstance(arg, torch.Tensor) and arg.dim() > 0
+def _flatten(args, out):
+    if isinstance(args, tuple):
+        for arg in args:
+            _flatten(arg, out)
+    elif not (args is Ellipsis and out and out[-1] is Ellipsis):
+        out.append(args)
+
+
+def index(tensor, args):
+    """``tensor[args]`` with nested tuples flattened and repeated ``...`` merged.
+
+    >>> import torch
+    >>> index(torch.zeros(2, 3), (Ellipsis, (Ellipsis, None))).shape
+    torch.Size([2, 3, 1])
+    """
+    if not isinstance(args, tuple):
+        return tensor[args]
+    flat = []
+    _flatten(args, flat)
+    return tensor[tuple(flat)]
+
+
+class Index:
+    """``Index(x)[args]`` is :func:`index` ``(x, args)``."""
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+
+    def __getitem__(self, args):
+        return index(self._tensor, args)
 
 
 def vindex(tensor, args):
-    """``tensor[args]`` with broadcasting semantics (see the module docstring and :class:`Vindex`).
+    """Advanced indexing in which tensor indices and ``tensor``'s batch dims broadcast together.
 
-    Each arg is ``slice(None)``, an int, or an integer tensor of batch shape;
-    ``...`` may come first only (then ``tensor`` has batch dims left of the
-    ``len(args) - 1`` indexed ones).
+    ``args`` is a tuple of ``...`` (only first: ``tensor`` has batch dims on
+    the left), ``:`` (keep the dim), ints and integer tensors, one per event
+    dim of ``tensor``. The result has shape ``broadcast(batch dims, index
+    shapes) + (sizes of the kept dims)``.
     """
-    if not isinstance(args, tuple):
-        args = (args,)
-    if not args:
-        return tensor
-    if args[0] is Ellipsis:
-        args = args[1:]
-        if not args:
-            return tensor
-        event_dim = len(args)
-        if event_dim > tensor.dim():
-            raise IndexError(f"Vindex: {event_dim} indices for a tensor of {tensor.dim()} dims")
-        args = (slice(None),) * (tensor.dim() - event_dim) + args
-    else:
-        if len(args) > tensor.dim():
-            raise IndexError(f"Vindex: {len(args)} indices for a tensor of {tensor.dim()} dims")
-        args = args + (slice(None),) * (tensor.dim() - len(args))
-        event_dim = len(args)
-    if any(arg is Ellipsis for arg in args):
-        raise NotImplementedError("Vindex: `...` may only come first")
-    batch_dims = tensor.dim() - event_dim
-    if not any(_is_batched(arg) for arg in args[batch_dims:]) and not (
-            batch_dims and any(_is_batched(arg) for arg in args[:batch_dims])):
-        return tensor[args]  # nothing to broadcast: ordinary indexing
-    # The kept (sliced) event dims go to the right, in order; the tensor indices
-    # broadcast left of them, with the batch dims of ``tensor`` itself.
-    kept = sum(isinstance(arg, slice) for arg in args[batch_dims:])
-    converted, position = [], 0
-    for axis in reversed(range(tensor.dim())):
-        arg = args[axis]
+    args = args if isinstance(args, tuple) else (args,)
+    if not any(isinstance(arg, torch.Tensor) and arg.dim() for arg in args):
+        return tensor[args]
+    batched = args[0] is Ellipsis
+    event_args = args[1:] if batched else args
+    for arg in event_args:
+        if arg is Ellipsis:
+            raise ValueError("Vindex: '...' may only come first (it stands for the tensor's batch dims)")
+        if isinstance(arg, slice) and arg != slice(None):
+            raise ValueError(f"Vindex: only full slices ':' are supported, got {arg}")
+        if isinstance(arg, torch.Tensor) and (arg.dtype.is_floating_point or arg.dtype == torch.bool):
+            raise ValueError(f"Vindex: index tensors must hold integers, got dtype {arg.dtype}")
+    if len(event_args) > tensor.dim():
+        raise ValueError(f"Vindex: {len(event_args)} indices for a tensor of {tensor.dim()} dims")
+    if not batched and len(event_args) != tensor.dim():
+        raise ValueError(
+            f"Vindex: {len(event_args)} indices for a tensor of {tensor.dim()} dims; "
+            "start with '...' to index its rightmost dims"
+        )
+    batch_dims = tensor.dim() - len(event_args)
+    index_shapes = [arg.shape for arg in event_args if isinstance(arg, torch.Tensor)]
+    batch_shape = torch.broadcast_shapes(tensor.shape[:batch_dims], *index_shapes)
+    kept = [k for k, arg in enumerate(event_args) if isinstance(arg, slice)]
+    nb, nk = len(batch_shape), len(kept)
+    device = tensor.device
+
+    def shaped(values, at):  # put ``values``'s dims so that they end at position ``at`` of the result
+        return values.reshape((1,) * (at - values.dim()) + tuple(values.shape) + (1,) * (nb + nk - at))
+
+    indices = []
+    for k in range(batch_dims):
+        size = tensor.shape[k]
+        positions = torch.arange(size, device=device) if size > 1 else torch.zeros(1, dtype=torch.long, device=device)
+        indices.append(shaped(positions, nb - batch_dims + k + 1))
+    for k, arg in enumerate(event_args):
         if isinstance(arg, slice):
-            if arg != slice(None):
-                raise NotImplementedError("Vindex: only full slices `:` are supported")
-            index = torch.arange(tensor.size(axis), device=tensor.device)
-            if axis >= batch_dims:
-                index = index.reshape((-1,) + (1,) * position)
-                position += 1
-            else:  # a batch dim of the tensor: it lines up with the indices' batch dims
-                index = index.reshape((-1,) + (1,) * (tensor.dim() - 1 - axis - (event_dim - kept)))
-        elif isinstance(arg, torch.Tensor):
-            index = arg.reshape(arg.shape + (1,) * kept)
+            indices.append(shaped(torch.arange(tensor.shape[batch_dims + k], device=device), nb + kept.index(k) + 1))
         else:
-            index = arg
-        converted.append(index)
-    return tensor[tuple(reversed(converted))]
+            indices.append(shaped(torch.as_tensor(arg, dtype=torch.long, device=device), nb))
+    return tensor[tuple(indices)]
 
 
 class Vindex:
-    """``Vindex(x)[args]`` is :func:`vindex` ``(x, args)``.
-
-    >>> import torch
-    >>> probs = torch.rand(3, 4, 5)
-    >>> z = torch.tensor([[0], [2]])      # enumerated: shape (2, 1)
-    >>> w = torch.tensor([1, 3])          # in a plate: shape (2,)
-    >>> Vindex(probs)[z, w, :].shape      # one row of probs per (z, w), event dim 5 kept
-    torch.Size([2, 2, 5])
-    """
+    """``Vindex(x)[args]`` is :func:`vindex` ``(x, args)``."""
 
     def __init__(self, tensor):
         self._tensor = tensor
 
     def __getitem__(self, args):
         return vindex(self._tensor, args)
-
-
-__all__ = ["Vindex", "vindex"]

@@ -1,10 +1,21 @@
-"""``torch.distributions`` with Pyro's distribution methods, plus :class:`Delta` and :class:`Unit`.
+"""``torch.distributions`` with Pyro's distribution methods, plus Pyro's own distributions.
 
 Every distribution class here is a subclass of the torch class of the same
 name with :class:`TorchDistributionMixin` added (``.to_event``,
 ``.expand_by``, ``.mask``, ``.has_rsample_``, calling ``d()`` to draw), so
 ``isinstance(cp.dist.Normal(0, 1), torch.distributions.Normal)`` holds and
 torch itself is left untouched.
+
+Beside torch's families: :class:`Delta`, :class:`Unit`, the compound counts
+(:class:`GammaPoisson`, :class:`BetaBinomial`, :class:`DirichletMultinomial`),
+the zero-inflated ones (:class:`ZeroInflatedDistribution`,
+:class:`ZeroInflatedPoisson`, :class:`ZeroInflatedNegativeBinomial`),
+:class:`ImproperUniform`, :class:`MaskedMixture`, :class:`Empirical`,
+:class:`FoldedDistribution`, :class:`SoftLaplace`, :class:`AffineBeta`,
+:class:`LKJ` and :class:`MixtureOfDiagNormals`; and the submodules
+``constraints`` and ``transforms`` (torch's, plus Pyro's additions), ``kl``
+(KL divergences of Delta and the mask/expand wrappers), ``util`` and
+``testing.fakes``.
 
 >>> import torch, causalppl as cp
 >>> cp.dist.Normal(0.0, 1.0).log_prob(cp.dist.Delta(torch.tensor(0.0)).sample())
@@ -18,7 +29,8 @@ import torch
 import torch.distributions as _torch
 from torch.distributions import *  # noqa: F401,F403  (constraints, transforms, kl_divergence, ...)
 from torch.distributions import __all__ as _torch_all
-from torch.distributions import constraints
+
+from causalppl.distributions import constraints  # torch's constraints plus Pyro's (corr_matrix, ...)
 
 
 def _force_has_rsample(fn, value):
@@ -49,6 +61,39 @@ class TorchDistributionMixin:
     def shape(self, sample_shape=torch.Size()):
         """The shape of a draw: ``sample_shape + batch_shape + event_shape``."""
         return torch.Size(sample_shape) + self.batch_shape + self.event_shape
+
+    @classmethod
+    def infer_shapes(cls, **arg_shapes):
+        """``(batch_shape, event_shape)`` of an instance built from arguments of these shapes.
+
+        Each argument's batch part is its shape less its constraint's event
+        dims; the event shape is the trailing part of the first argument whose
+        constraint has the support's event dims. Raises ``NotImplementedError``
+        where the shapes alone do not tell (e.g. ``LKJ``'s ``dim``).
+
+        >>> import causalppl as cp
+        >>> cp.dist.MultivariateNormal.infer_shapes(loc=(5, 3), scale_tril=(3, 3))
+        (torch.Size([5]), torch.Size([3]))
+        """
+        try:
+            support_dim = cls.support.event_dim
+        except (AttributeError, NotImplementedError) as e:
+            raise NotImplementedError(f"{cls.__name__}.infer_shapes: the support's event dims are unknown") from e
+        if not isinstance(cls.arg_constraints, dict):  # a property of the instance (Independent, ...)
+            raise NotImplementedError(f"{cls.__name__}.infer_shapes: its arguments' constraints depend on the instance")
+        batch_shapes, event_shape = [], None
+        for name, shape in arg_shapes.items():
+            shape = tuple(shape)
+            try:
+                dims = cls.arg_constraints.get(name, constraints.real).event_dim
+            except NotImplementedError:
+                dims = 0
+            batch_shapes.append(shape[:len(shape) - dims])
+            if support_dim and event_shape is None and dims == support_dim and len(shape) >= dims:
+                event_shape = shape[len(shape) - dims:]
+        if support_dim and event_shape is None:
+            raise NotImplementedError(f"{cls.__name__}.infer_shapes: no argument carries the event shape")
+        return torch.Size(torch.broadcast_shapes(*batch_shapes)), torch.Size(event_shape or ())
 
     def expand(self, batch_shape, _instance=None):
         new = super().expand(batch_shape, _instance)
@@ -340,3 +385,31 @@ class Unit(TorchDistribution):
     def log_prob(self, value):
         # ``value`` may predate an ``expand`` (factor draws it before a plate broadcasts).
         return self.log_factor.expand(torch.broadcast_shapes(self.batch_shape, value.shape[:-1]))
+
+
+# Pyro's distributions that torch lacks (they build on the classes above), and the submodules.
+from causalppl.distributions import kl, testing, transforms, util  # noqa: E402
+from causalppl.distributions.compound import BetaBinomial, DirichletMultinomial, GammaPoisson  # noqa: E402
+from causalppl.distributions.continuous import (  # noqa: E402
+    LKJ,
+    AffineBeta,
+    FoldedDistribution,
+    LKJCorrCholesky,
+    MixtureOfDiagNormals,
+    SoftLaplace,
+)
+from causalppl.distributions.misc import Empirical, ImproperUniform, MaskedMixture  # noqa: E402
+from causalppl.distributions.util import enable_validation, is_validation_enabled, validation_enabled  # noqa: E402
+from causalppl.distributions.zero_inflated import (  # noqa: E402
+    ZeroInflatedDistribution,
+    ZeroInflatedNegativeBinomial,
+    ZeroInflatedPoisson,
+)
+
+__all__ += [
+    "AffineBeta", "BetaBinomial", "DirichletMultinomial", "Empirical", "FoldedDistribution", "GammaPoisson",
+    "ImproperUniform", "LKJ", "LKJCorrCholesky", "MaskedMixture", "MixtureOfDiagNormals", "SoftLaplace",
+    "ZeroInflatedDistribution", "ZeroInflatedNegativeBinomial", "ZeroInflatedPoisson",
+    "constraints", "enable_validation", "is_validation_enabled", "kl", "testing", "transforms", "util",
+    "validation_enabled",
+]

@@ -15,7 +15,7 @@ import torch
 
 from causalppl import params as _params
 from causalppl import runtime as _runtime
-from causalppl.runtime import Messenger, as_tensor, new_message
+from causalppl.runtime import HANDLER_STACK, Messenger, as_tensor, new_message
 from causalppl.trace import Trace
 
 
@@ -23,43 +23,57 @@ class trace(Messenger):
     """Record every site a run visits into ``self.trace`` (a :class:`Trace`).
 
     With ``param_only=True`` only ``param`` sites are recorded. Running a
-    wrapped function (``trace(fn)(...)``, ``.get_trace(...)``) also records
-    its return value as the site ``_RETURN`` (of type ``"return"``), as in Pyro.
+    wrapped function (``trace(fn)(...)``, ``.get_trace(...)``) also records,
+    as in Pyro, its arguments as the site ``_INPUT`` (of type ``"args"``,
+    with ``args`` and ``kwargs``) and its return value as ``_RETURN`` (of
+    type ``"return"``).
 
     >>> import causalppl as cp
     >>> def model():
     ...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
     >>> list(cp.handlers.trace(model).get_trace().nodes)
-    ['x', '_RETURN']
+    ['_INPUT', 'x', '_RETURN']
     """
 
-    def __init__(self, fn=None, param_only=False):
+    def __init__(self, fn=None, param_only=False, graph_type="flat"):
         super().__init__(fn)
         self.param_only = param_only
-        self.trace = Trace()
+        self.graph_type = graph_type
+        self.trace = Trace(graph_type)
 
     def __enter__(self):
-        self.trace = Trace()
+        self.trace = Trace(self.graph_type)
         return super().__enter__()
 
     def __exit__(self, exc_type, exc_value, traceback):
-        if exc_value is not None and self.trace.nodes and not getattr(exc_value, "_causalppl_noted", False):
+        if self.graph_type == "dense" and exc_value is None:
+            util.identify_dense_edges(self.trace)
+        sites = [name for name in self.trace.nodes if name != "_INPUT"]
+        if exc_value is not None and sites and not getattr(exc_value, "_causalppl_noted", False):
             exc_value._causalppl_noted = True
-            last_site = list(self.trace.nodes)[-1]
-            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{last_site}')")
+            exc_value.add_note(f"(causalppl: raised after the model's last recorded site '{sites[-1]}')")
         return super().__exit__(exc_type, exc_value, traceback)
 
     def postprocess_message(self, msg):
         if self.param_only and msg["type"] != "param":
             return
-        if msg["type"] == "plate" and len(msg["value"]) == msg["args"][0]:
-            return  # a plate's rows are recorded only when they are a subsample (for replay)
+        if msg["type"] == "plate":
+            self.trace.plate_names.add(msg["name"])
+            if len(msg["value"]) == msg["args"][0]:
+                return  # a plate's rows are recorded only when they are a subsample (for replay)
         self.trace.add_site(msg)
 
     def __call__(self, *args, **kwargs):
-        value = super().__call__(*args, **kwargs)
-        if self.fn is not None and not self.param_only:
-            # As in Pyro, a traced call records what the function returned.
+        if self.fn is None:
+            return super().__call__(*args, **kwargs)
+        with self:
+            if not self.param_only:
+                # As in Pyro, a traced call records its arguments (``_INPUT``) and what it returned.
+                site = new_message("args", "_INPUT", None, None, args=args)
+                site["kwargs"] = kwargs
+                self.trace.add_site(site)
+            value = self.fn(*args, **kwargs)
+        if not self.param_only:
             self.trace.add_site(new_message("return", "_RETURN", None, value))
         return value
 
@@ -202,29 +216,56 @@ _ENUM_KEYS = ("_dim_to_id", "_enumerate_dim", "_enumerate_id", "_enum_total")
 class block(Messenger):
     """Hide sites from the handlers outside this one.
 
-    By default everything is hidden; ``hide=[...]`` / ``hide_types=[...]``
-    hide only those, ``expose=[...]`` / ``expose_types=[...]`` hide all but
-    those, and ``hide_fn(msg) -> bool`` decides per site.
+    By default everything is hidden. ``hide=[...]`` / ``hide_types=[...]``
+    hide only those; ``expose=[...]`` / ``expose_types=[...]`` hide all but
+    those (names decide before types; an observed sample site has the type
+    ``"observe"``). ``hide_fn(msg) -> bool`` (or ``expose_fn``) decides per
+    site and overrides the lists.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("x", cp.dist.Normal(z, 1.0), obs=0.5)
+    >>> list(cp.handlers.trace(cp.handlers.block(model, hide_types=["observe"])).get_trace().nodes)
+    ['z', '_RETURN']
     """
 
-    def __init__(self, fn=None, hide_fn=None, expose_fn=None, hide=None, expose=None,
-                 hide_types=None, expose_types=None):
+    def __init__(self, fn=None, hide_fn=None, expose_fn=None, hide_all=True, expose_all=False,
+                 hide=None, expose=None, hide_types=None, expose_types=None):
         super().__init__(fn)
-        if hide_fn is None:
-            if expose_fn is not None:
-                hide_fn = lambda msg: not expose_fn(msg)  # noqa: E731
-            elif hide is not None or hide_types is not None:
-                names, types = set(hide or ()), set(hide_types or ())
-                hide_fn = lambda msg: msg["name"] in names or msg["type"] in types  # noqa: E731
-            elif expose is not None or expose_types is not None:
-                names, types = set(expose or ()), set(expose_types or ())
-                hide_fn = lambda msg: not (msg["name"] in names or msg["type"] in types)  # noqa: E731
-            else:
-                hide_fn = lambda msg: True  # noqa: E731
-        self.hide_fn = hide_fn
+        self.hide_fn, self.expose_fn = hide_fn, expose_fn
+        # Pyro's defaults: listing sites to hide shows the rest; listing sites to expose hides the rest.
+        if hide is not None or hide_types is not None:
+            hide_all = False
+        if expose is not None or expose_types is not None:
+            hide_all = True
+        self.hide_all = hide_all and not expose_all
+        self.hide, self.expose = set(hide or ()), set(expose or ())
+        self.hide_types, self.expose_types = set(hide_types or ()), set(expose_types or ())
+        for what, hidden, exposed in (("site", self.hide, self.expose),
+                                      ("site type", self.hide_types, self.expose_types)):
+            if hidden & exposed:
+                raise ValueError(f"block: cannot both hide and expose {what}(s) {sorted(hidden & exposed)}")
+
+    def hides(self, msg):
+        """Whether ``msg`` is hidden: the rule function, else its name, else its type, else ``hide_all``."""
+        if self.hide_fn is not None:
+            return self.hide_fn(msg)
+        if self.expose_fn is not None:
+            return not self.expose_fn(msg)
+        if msg["name"] in self.hide:
+            return True
+        if msg["name"] in self.expose:
+            return False
+        kind = "observe" if msg.get("is_observed") else msg["type"]
+        if kind in self.hide_types:
+            return True
+        if kind in self.expose_types:
+            return False
+        return self.hide_all
 
     def process_message(self, msg):
-        if self.hide_fn(msg):
+        if self.hides(msg):
             msg["stop"] = True
 
 
@@ -269,6 +310,7 @@ class mask(Messenger):
 
     def __init__(self, fn=None, mask=True):
         super().__init__(fn)
+        self.given = mask  # as passed: get_mask() hands back a bool as a bool
         self.mask = torch.as_tensor(mask, dtype=torch.bool)
 
     def process_message(self, msg):
@@ -343,6 +385,103 @@ class infer_config(Messenger):
             msg["infer"] = {**msg["infer"], **self.config_fn(msg)}
 
 
+class lift(Messenger):
+    """Turn ``param`` sites into ``sample`` sites drawn from ``prior`` (Pyro's ``lift``).
+
+    ``prior`` is a distribution (for every param), a dict param name ->
+    distribution (the others stay params), or a zero-argument function whose
+    value replaces the param (its site is hidden from outer handlers). A name
+    read twice in one run is sampled once. Params of ``nn.Module`` s are
+    matched by their own name (after ``$$$``), as in Pyro.
+
+    >>> import torch, causalppl as cp
+    >>> def model():
+    ...     return cp.param("w", torch.tensor(0.0))
+    >>> tr = cp.handlers.trace(lift(model, prior={"w": cp.dist.Normal(5.0, 1e-3)})).get_trace()
+    >>> tr.nodes["w"]["type"], round(tr.nodes["w"]["value"].item(), 1)
+    ('sample', 5.0)
+    """
+
+    def __init__(self, fn=None, prior=None):
+        super().__init__(fn)
+        if prior is None:
+            raise ValueError("lift needs a prior: a distribution, a dict name -> distribution, or a function")
+        self.prior = prior
+        self._drawn = {}
+
+    def __enter__(self):
+        self._drawn = {}
+        return super().__enter__()
+
+    def process_message(self, msg):
+        if msg["type"] != "param":
+            return
+        name = msg["name"]
+        prior = self.prior
+        if isinstance(prior, dict):
+            prior = prior.get(name.split("$$$")[-1])
+            if prior is None:
+                return
+        msg["type"] = "sample"
+        msg["args"] = ()
+        msg["infer"] = {}
+        if not isinstance(prior, torch.distributions.Distribution):
+            msg["fn"] = None
+            msg["value"] = prior()
+            msg["stop"] = True  # a value, not a density: nothing outside may score it
+            return
+        msg["fn"] = prior
+        if name in self._drawn:
+            # Read again in the same run: the same value, scored once.
+            msg["value"] = self._drawn[name]["value"]
+            msg["is_observed"] = True
+            msg["stop"] = True
+        else:
+            self._drawn[name] = msg
+
+
+class reparam(Messenger):
+    """Reparameterise sample sites: ``reparam(model, config)`` (Pyro's ``reparam``).
+
+    ``config`` maps site names to reparameterisers (objects with
+    ``apply(msg) -> msg`` such as :class:`causalppl.infer.reparam.LocScaleReparam`),
+    or is a function ``config(msg)`` returning one or None. A reparameteriser
+    draws new auxiliary sites (``{name}_decentered``, ``{name}_base``, ...)
+    and turns the original site into a deterministic function of them, so the
+    model's density and its samples stay the same while the geometry that
+    inference sees changes.
+    """
+
+    def __init__(self, fn=None, config=None):
+        super().__init__(fn)
+        if not (isinstance(config, dict) or callable(config)):
+            raise TypeError(f"reparam needs config: a dict site name -> reparam, or a function; got {config!r}")
+        self.config = config
+        self._applying = False
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["intervened"] or msg["infer"].get("_deterministic"):
+            return
+        if self._applying:
+            return  # a site the strategy itself draws (``x_decentered``) is not reparameterised again
+        if isinstance(self.config, dict):
+            strategy = self.config.get(msg["name"])
+        else:
+            strategy = self.config(msg)
+        if strategy is None:
+            return
+        observed = msg["value"] if msg["is_observed"] else None
+        self._applying = True
+        try:
+            new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,
+                                  "is_observed": msg["is_observed"]})
+        finally:
+            self._applying = False
+        msg["fn"] = new["fn"]
+        msg["value"] = new["value"]
+        msg["is_observed"] = new["is_observed"]
+
+
 class param_scope(Messenger):
     """Read and create ``param`` sites in ``store`` instead of the global store.
 
@@ -401,6 +540,51 @@ messenger = _runtime
 
 __all__ = [
     "param_scope", "trace", "TraceMessenger", "condition", "do", "replay", "block",
-    "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "messenger", "Messenger",
+    "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "lift", "reparam", "messenger", "Messenger",
     "UnknownSiteError", "enum", "markov", "EnumMessenger", "MarkovMessenger",
 ]
+
+from causalppl.handlers import util  # noqa: E402
+from causalppl.handlers.escape import EscapeMessenger, NonlocalExit, escape, queue  # noqa: E402
+
+__all__ += ["EscapeMessenger", "NonlocalExit", "Trace", "escape", "queue", "util"]
+
+
+class broadcast(Messenger):
+    """Pyro's ``broadcast``: a no-op here, because :class:`~causalppl.runtime.plate` always broadcasts.
+
+    Kept so Pyro scripts that wrap models in ``@poutine.broadcast`` run unchanged.
+    """
+
+
+def get_mask():
+    """The mask the enclosing :class:`mask` handlers put on a sample site here (``None`` if none).
+
+    >>> import causalppl as cp
+    >>> with cp.handlers.mask(mask=False):
+    ...     cp.handlers.get_mask()
+    False
+    """
+    combined = None
+    for handler in HANDLER_STACK:
+        if isinstance(handler, mask):
+            given = handler.given
+            if combined is None:
+                combined = given
+            elif isinstance(combined, bool) and isinstance(given, bool):
+                combined = combined and given
+            else:
+                combined = torch.as_tensor(combined, dtype=torch.bool) & torch.as_tensor(given, dtype=torch.bool)
+    return combined
+
+
+def unwrap(fn):
+    """The function inside any handlers wrapped around ``fn``."""
+    while isinstance(fn, Messenger) and fn.fn is not None:
+        fn = fn.fn
+    return fn
+
+
+enable_validation = _runtime.enable_validation
+is_validation_enabled = _runtime.is_validation_enabled
+__all__ += ["broadcast", "enable_validation", "get_mask", "is_validation_enabled", "unwrap"]

@@ -1,0 +1,233 @@
+"""``MCMC``: run a kernel (NUTS, HMC) for several chains and collect the draws.
+
+>>> import torch, causalppl as cp
+>>> cp.set_rng_seed(0)
+>>> def model(measurement):
+...     weight = cp.sample("weight", cp.dist.Normal(8.5, 1.0))
+...     cp.sample("measurement", cp.dist.Normal(weight, 0.75), obs=measurement)
+>>> mcmc = cp.infer.MCMC(cp.infer.NUTS(model), num_samples=400, warmup_steps=200, num_chains=2)
+>>> mcmc.run(torch.tensor(9.5))
+>>> samples = mcmc.get_samples()
+>>> tuple(samples["weight"].shape), tuple(mcmc.get_samples(group_by_chain=True)["weight"].shape)
+((800,), (2, 400))
+>>> abs(samples["weight"].mean().item() - 9.14) < 0.15    # the posterior is N(9.14, 0.6)
+True
+>>> sorted(mcmc.diagnostics()["weight"])
+['n_eff', 'r_hat']
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from causalppl import runtime
+from causalppl.handlers import block
+from causalppl.infer.mcmc.util import diagnostics as sample_diagnostics
+from causalppl.infer.mcmc.util import format_summary
+from causalppl.infer.mcmc.util import summary as sample_summary
+
+
+def _progress(total, enabled, chain, num_chains):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    desc = "Sample" if num_chains == 1 else f"Sample [{chain}]"
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+class MCMC:
+    """Markov chain Monte Carlo with a ``kernel`` (:class:`NUTS` or :class:`HMC`), as in Pyro.
+
+    Parameters
+    ----------
+    kernel : NUTS or HMC
+    num_samples : int
+        Draws kept per chain, after warmup.
+    warmup_steps : int, optional
+        Warmup (adaptation) iterations per chain, discarded; default ``num_samples``.
+    num_chains : int
+        Chains run one after another, each from its own initial point.
+    initial_params : dict, optional
+        Unconstrained starting values, site -> tensor; with ``num_chains > 1``
+        a leading dim of ``num_chains`` gives each chain its own (a tensor
+        without it starts every chain there).
+    disable_progbar : bool
+        No tqdm progress bar (the default here; Pyro shows one).
+    disable_validation : bool
+        Turn distribution argument validation off while sampling (default
+        True, as in Pyro: divergent trajectories visit invalid values).
+    transforms : dict, optional
+        For a kernel built from ``potential_fn``: site -> transform from the
+        support to unconstrained space, to report constrained samples.
+    hook_fn : callable, optional
+        ``hook_fn(kernel, params, stage, i)`` after every iteration
+        (``stage`` is ``"Warmup"`` or ``"Sample"``; ``params`` the constrained values).
+
+    ``run(*args, **kwargs)`` runs the model with those arguments;
+    :meth:`get_samples`, :meth:`summary`, :meth:`diagnostics` read the draws.
+    Draws are of the constrained latent sites. Seed with ``cp.set_rng_seed``.
+    """
+
+    def __init__(self, kernel, num_samples, warmup_steps=None, initial_params=None, num_chains=1, hook_fn=None,
+                 mp_context=None, disable_progbar=True, disable_validation=True, transforms=None, save_params=None):
+        if not hasattr(kernel, "setup") or not hasattr(kernel, "step"):
+            raise TypeError(f"MCMC: kernel must be a causalppl MCMC kernel (NUTS, HMC), got {kernel!r}")
+        num_samples = _whole("num_samples", num_samples, 1)
+        warmup_steps = num_samples if warmup_steps is None else _whole("warmup_steps", warmup_steps, 0)
+        num_chains = _whole("num_chains", num_chains, 1)
+        self.kernel = kernel
+        self.num_samples = num_samples
+        self.warmup_steps = warmup_steps
+        self.num_chains = num_chains
+        self.initial_params = initial_params
+        self.hook_fn = hook_fn
+        self.disable_progbar = disable_progbar
+        self.disable_validation = disable_validation
+        self.transforms = transforms
+        self.save_params = None if save_params is None else list(save_params)
+        if getattr(kernel, "potential_fn", None) is not None and kernel.model is None and not initial_params:
+            raise ValueError("MCMC: a kernel built from potential_fn needs initial_params (unconstrained values)")
+        self._samples = None
+        self._unconstrained = None
+        self._diagnostics = []
+        self._args, self._kwargs = (), {}
+
+    # -- running ------------------------------------------------------------------------
+
+    def _chain_initial_params(self, chain):
+        if not self.initial_params:
+            return None
+        params = {}
+        for name, value in self.initial_params.items():
+            value = torch.as_tensor(value).detach()
+            if self.num_chains > 1:
+                if value.dim() == 0 or value.shape[0] != self.num_chains:
+                    raise ValueError(
+                        f"MCMC: initial_params['{name}'] has shape {tuple(value.shape)}; with num_chains="
+                        f"{self.num_chains} its leading dim must be the chains (one start per chain)")
+                value = value[chain]
+            params[name] = value
+        return params
+
+    def run(self, *args, **kwargs):
+        """Run every chain: ``warmup_steps`` adaptation iterations, then ``num_samples`` kept draws."""
+        self._args, self._kwargs = args, kwargs
+        kernel = self.kernel
+        per_chain, raw, self._diagnostics = [], [], []
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(block())
+            if self.disable_validation:
+                stack.enter_context(runtime.validation_enabled(False))
+            for chain in range(self.num_chains):
+                kernel.initial_params = self._chain_initial_params(chain)
+                kernel.setup(self.warmup_steps, *args, **kwargs)
+                draws, unconstrained = self._run_chain(kernel, chain)
+                per_chain.append(draws)
+                raw.append(unconstrained)
+                self._diagnostics.append(kernel.diagnostics())
+        names = list(per_chain[0]) if per_chain else []
+        self._samples = {name: torch.stack([torch.stack(chain[name]) for chain in per_chain]) for name in names}
+        self._unconstrained = torch.stack([torch.stack(chain) for chain in raw]) if raw and raw[0] else None
+        if self.transforms:
+            self._samples = {name: self.transforms[name].inv(value) if name in self.transforms else value
+                             for name, value in self._samples.items()}
+
+    def _run_chain(self, kernel, chain):
+        total = self.warmup_steps + self.num_samples
+        bar = _progress(total, not self.disable_progbar, chain, self.num_chains)
+        keep = self.save_params
+        draws, unconstrained = {}, []
+        try:
+            for i in range(total):
+                state = kernel.step()
+                stage = "Warmup" if i < self.warmup_steps else "Sample"
+                if stage == "Sample":
+                    values = kernel.values()
+                    for name, value in values.items():
+                        if keep is None or name in keep:
+                            draws.setdefault(name, []).append(value)
+                    unconstrained.append(state.z.detach())
+                if self.hook_fn is not None:
+                    self.hook_fn(kernel, kernel.values(), stage, i)
+                if bar is not None:
+                    bar.set_postfix(kernel.logging(), refresh=False)
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+        return draws, unconstrained
+
+    # -- results --------------------------------------------------------------------------
+
+    def _check_run(self):
+        if self._samples is None:
+            raise RuntimeError("MCMC: call run(...) first")
+
+    def get_samples(self, num_samples=None, group_by_chain=False):
+        """Draws of each latent site: ``(num_chains * num_samples, *shape)``, or
+        ``(num_chains, num_samples, *shape)`` with ``group_by_chain=True``.
+
+        ``num_samples`` picks that many draws at random (without replacement when there are enough).
+        """
+        self._check_run()
+        samples = self._samples
+        if num_samples is None:
+            if group_by_chain:
+                return dict(samples)
+            return {name: value.reshape((-1,) + value.shape[2:]) for name, value in samples.items()}
+        if group_by_chain:
+            per_chain = self.num_samples
+            index = _choose(per_chain, num_samples)
+            return {name: value[:, index] for name, value in samples.items()}
+        flat = {name: value.reshape((-1,) + value.shape[2:]) for name, value in samples.items()}
+        total = self.num_chains * self.num_samples
+        index = _choose(total, num_samples)
+        return {name: value[index] for name, value in flat.items()}
+
+    def diagnostics(self):
+        """Per site ``{"n_eff", "r_hat"}``; and per chain (``"chain 0"``, ...) ``"divergences"`` (indices
+        of divergent draws), ``"acceptance rate"``, ``"mean accept prob"`` (the acceptance statistic
+        over the draws), ``"warmup accept prob"`` (over the warmup, which the step size adaptation
+        steers to ``target_accept_prob``), ``"step size"`` (and for NUTS ``"mean tree depth"``)."""
+        self._check_run()
+        out = sample_diagnostics(self._samples)
+        if self._diagnostics:
+            for key in self._diagnostics[0]:
+                out[key] = {f"chain {i}": d[key] for i, d in enumerate(self._diagnostics)}
+        return out
+
+    def summary(self, prob=0.9):
+        """Print and return the table: per site mean, std, median, the ``prob`` highest-density interval
+        (columns ``5.0%``/``95.0%`` for 0.9, as Pyro), ``n_eff`` and split ``r_hat``; then the number
+        of divergences. Returns ``{site: {column: tensor}}``."""
+        self._check_run()
+        text = format_summary(self._samples, prob=prob)
+        divergences = sum(len(d.get("divergences", ())) for d in self._diagnostics)
+        print(text)
+        print(f"Number of divergences: {divergences}")
+        return sample_summary(self._samples, prob=prob)
+
+
+def _choose(total, num):
+    num = _whole("num_samples", num, 1)
+    if num <= total:
+        return torch.randperm(total)[:num]
+    return torch.randint(total, (num,))
+
+
+def _whole(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import operator
+
+            value = operator.index(value)
+        except TypeError:
+            raise ValueError(f"MCMC: {name} must be a whole number >= {low}, got {value!r}") from None
+    if value < low:
+        raise ValueError(f"MCMC: {name} must be a whole number >= {low}, got {value!r}")
+    return value
