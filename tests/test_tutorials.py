@@ -342,7 +342,8 @@ def test_tensor_shapes_parallelizable_code_without_enumeration():
 
 @needs_enumeration
 def test_tensor_shapes_parallelizable_code_with_enumeration():
-    check_model(lambda: fun(True, False), pyro.infer.config_enumerate(lambda: fun(False, True), "parallel"),
+    # As in the tutorial (one global `enumerated = True`): the model sees the guide's enumerated values.
+    check_model(lambda: fun(True, True), pyro.infer.config_enumerate(lambda: fun(False, True), "parallel"),
                 pyro.infer.TraceEnum_ELBO(max_plate_nesting=2))
 
 
