@@ -122,3 +122,28 @@ def test_unplated_data_vector_as_long_as_num_samples_is_not_mispaired():
     w = imp.get_samples("w")
     expected = torch.distributions.Normal(w[:, None], 1.0).log_prob(data).sum(-1)
     assert torch.allclose(imp.log_weights, expected)
+
+
+def test_empirical_marginal_matches_the_conjugate_posterior_and_takes_return_and_site_lists():
+    cp.set_rng_seed(1)
+
+    def scale(guess):
+        weight = cp.sample("weight", cp.dist.Normal(guess, 1.0))
+        cp.sample("measurement", cp.dist.Normal(weight, 0.75), obs=torch.tensor(9.5))
+        return weight * 2
+
+    posterior = cp.infer.Importance(scale, num_samples=20000).run(8.5)
+    marginal = cp.infer.EmpiricalMarginal(posterior, sites="weight")
+    precision = 1.0 + 1.0 / 0.75 ** 2
+    mean, var = (8.5 + 9.5 / 0.75 ** 2) / precision, 1.0 / precision
+    # Monte Carlo error with an effective sample size of at least a few thousand: well under 0.03
+    assert marginal.mean.item() == pytest.approx(mean, abs=0.03)
+    assert marginal.variance.item() == pytest.approx(var, abs=0.03)
+    returned = cp.infer.EmpiricalMarginal(posterior)  # the model's return value
+    assert returned.mean.item() == pytest.approx(2 * marginal.mean.item(), rel=1e-5)
+    both = cp.infer.EmpiricalMarginal(posterior, sites=["weight", "weight"])
+    assert both.mean.shape == (2,)
+    with pytest.raises(RuntimeError, match="call .run"):
+        cp.infer.EmpiricalMarginal(cp.infer.Importance(scale, num_samples=10))
+    with pytest.raises(TypeError, match="run posterior"):
+        cp.infer.EmpiricalMarginal({"weight": torch.zeros(3)})

@@ -7,6 +7,7 @@ from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.importance import Importance
 from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
+from causalppl.infer.marginal import EmpiricalMarginal
 from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
@@ -17,5 +18,5 @@ __all__ = [
     "ELBO", "HMC", "Importance", "MCMC", "NUTS", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
     "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "inspect", "mcmc", "reparam",
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
-    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete",
+    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
 ]

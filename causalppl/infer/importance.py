@@ -114,6 +114,8 @@ class Importance:
             name: torch.stack([m.nodes[name]["value"] for m, _ in runs])
             for name in _recorded_sites(reference[0])
         }
+        if all(isinstance(m.nodes["_RETURN"]["value"], torch.Tensor) for m, _ in runs):
+            self.samples["_RETURN"] = torch.stack([m.nodes["_RETURN"]["value"] for m, _ in runs])
 
     def _run_vectorized(self, reference, args, kwargs):
         model_ref, guide_ref = reference
@@ -137,6 +139,12 @@ class Importance:
                           model_ref.nodes[name]["value"].shape)
             for name in _recorded_sites(model_ref)
         }
+        returned, reference_return = model_trace.nodes["_RETURN"]["value"], model_ref.nodes["_RETURN"]["value"]
+        if isinstance(returned, torch.Tensor) and isinstance(reference_return, torch.Tensor):
+            try:
+                samples["_RETURN"] = unbatch(returned, self.num_samples, reference_return.shape)
+            except ValueError:
+                pass  # a return value that does not carry the sample dim: not offered
         self.log_weights, self.samples = log_w, samples
 
     # -- results -------------------------------------------------------------
