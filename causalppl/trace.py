@@ -83,10 +83,11 @@ class Trace:
         return [name for name, site in self.nodes.items() if site["type"] == "param"]
 
     def compute_log_prob(self, site_filter=lambda name, site: True):
-        """Store each contributing site's log density under ``site["log_prob"]``."""
+        """Store each contributing site's log density under ``site["log_prob"]`` (and its sum, ``"log_prob_sum"``)."""
         for name, site in self.nodes.items():
             if contributes_log_prob(site) and site_filter(name, site) and "log_prob" not in site:
                 site["log_prob"] = log_prob_of(site)
+                site["log_prob_sum"] = site["log_prob"].sum()
 
     def log_prob_sum(self, site_filter=lambda name, site: True):
         """The joint log density of the recorded values (a scalar tensor)."""

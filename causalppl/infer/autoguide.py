@@ -479,6 +479,10 @@ def _subsample_constrained(value, info, indices):
     return value
 
 
+class NoLatentSitesError(RuntimeError, ValueError):
+    """A joint-vector guide was asked to guide a model without latent sites (Pyro raises RuntimeError)."""
+
+
 class AutoContinuous(AutoGuide):
     """Base of the guides over one joint vector of all latent sites' unconstrained values.
 
@@ -508,7 +512,7 @@ class AutoContinuous(AutoGuide):
 
     def _setup_sites(self):
         if not self._sites:
-            raise ValueError(f"{type(self).__name__}: the model has no latent sample sites")
+            raise NoLatentSitesError(f"{type(self).__name__}: the model has no latent sample sites")
         self.latent_dim = sum(info["init"].numel() for info in self._sites.values())
         self._params()
 
@@ -556,6 +560,16 @@ class AutoContinuous(AutoGuide):
                     name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"])
                 )
         return values
+
+    def sample_latent(self, *args, **kwargs):
+        """One draw of the joint unconstrained vector (shape ``(D,)``), as an auxiliary site."""
+        self._ensure_setup(args, kwargs)
+        return sample(f"_{self.prefix}_latent", self.get_posterior(), infer={"is_auxiliary": True})
+
+    def _unpack_latent(self, latent):
+        """``(prototype site, unconstrained value)`` for each latent site's slice of ``latent``."""
+        for name, value in self._split(latent).items():
+            yield self.prototype_trace.nodes[name], value
 
     def _marginals(self):
         with torch.no_grad():
@@ -817,6 +831,14 @@ class AutoGuideList(AutoGuide):
 
     add = append
 
+    def __setattr__(self, name, value):
+        # ``guide.custom = AutoNormal(...)``: as in Pyro (an nn.ModuleList), a part set by name.
+        if isinstance(value, AutoGuide) and not name.startswith("_") and "parts" in self.__dict__:
+            if value.prototype_trace is None and value.prefix == type(value).__name__:
+                value.prefix = f"{self.prefix}.{name}"
+            self.parts.append(value)
+        object.__setattr__(self, name, value)
+
     def __len__(self):
         return len(self.parts)
 
@@ -887,6 +909,6 @@ class AutoCallable(AutoGuide):
 
 __all__ = [
     "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList", "AutoLaplaceApproximation",
-    "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
+    "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal", "NoLatentSitesError", "init_to_feasible",
     "init_to_mean", "init_to_median", "init_to_sample", "init_to_value",
 ]
