@@ -7,7 +7,7 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from torch.distributions import constraints
 
-from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, optim
+from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, optim, settings
 from causalppl import distributions as dist
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
@@ -43,6 +43,6 @@ __all__ = [
     "distributions", "do", "factor", "get_param_store", "handlers", "infer",
     "module", "nn", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
-__all__ += ["render_model"]
+__all__ += ["render_model", "settings"]
 __all__ += ["enable_validation", "graphs", "load", "plate_stack", "read_dot", "read_graph", "subsample",
             "validation_enabled"]
