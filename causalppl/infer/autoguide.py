@@ -548,6 +548,10 @@ class AutoContinuous(AutoGuide):
 
     def _sample_sites(self, indices):
         joint = sample(f"_{self.prefix}_latent", self.get_posterior(), infer={"is_auxiliary": True})
+        return self._sites_at(joint, indices)
+
+    def _sites_at(self, joint, indices):
+        """Each model site as a point mass at its slice of ``joint``, mapped to the support (Jacobian included)."""
         values = {}
         for name, unconstrained in self._split(joint).items():
             info = self._sites[name]
@@ -756,7 +760,7 @@ class AutoLaplaceApproximation(AutoContinuous):
         loc = self._params()[0].detach()
 
         def loss(flat):
-            guide_trace = trace(lambda: self._sample_sites_at(flat)).get_trace()
+            guide_trace = trace(lambda: self._sites_at(flat, {})).get_trace()
             model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
             return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
 
@@ -778,18 +782,6 @@ class AutoLaplaceApproximation(AutoContinuous):
         store[f"{gaussian.prefix}.loc"] = loc
         store[f"{gaussian.prefix}.scale_tril"] = scale_tril
         return gaussian
-
-    def _sample_sites_at(self, flat):
-        """The model sites' values (with Jacobian terms) at the unconstrained joint vector ``flat``."""
-        values = {}
-        for name, unconstrained in self._split(flat).items():
-            info = self._sites[name]
-            value = info["transform"](unconstrained)
-            log_density = -info["transform"].log_abs_det_jacobian(unconstrained, value)
-            with ExitStack() as stack:
-                self._plates_for(info, {}, stack)
-                values[name] = sample(name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"]))
-        return values
 
 
 class AutoGuideList(AutoGuide):
