@@ -190,7 +190,7 @@ class Trace:
                 site["value"] = site["value"].detach()
 
     def compute_log_prob(self, site_filter=lambda name, site: True):
-        """Store each contributing site's log density under ``site["log_prob"]``."""
+        """Store each contributing site's log density under ``site["log_prob"]`` (and its sum, ``"log_prob_sum"``)."""
         for name, site in self.nodes.items():
             if contributes_log_prob(site) and site_filter(name, site) and "log_prob" not in site:
                 site["log_prob"] = log_prob_of(site)

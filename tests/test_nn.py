@@ -307,3 +307,36 @@ def test_bayesian_linear_layer_has_the_conjugate_posterior():
     assert guide.median(x, y)["linear.weight"].reshape(2).tolist() == pytest.approx(mean.tolist(), abs=2e-3)
     gaussian = guide.laplace_approximation(x, y).get_posterior()
     assert torch.allclose(gaussian.covariance_matrix, cov, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_module_local_params_keep_the_store_empty(local):
+    with cp.settings.context(module_local_params=local):
+        model, guide = Model(), Guide()
+        data = torch.randn(5)
+        with handlers.trace(param_only=True) as capture:
+            model(data)
+        assert set(capture.trace.nodes) == {"loc", "scale"}  # sites either way
+        before = guide.q_loc.detach().clone()
+        svi = SVI(model, guide, cp.optim.Adam({"lr": 0.05}), Trace_ELBO())
+        for _ in range(3):
+            svi.step(data)
+        assert not torch.equal(guide.q_loc.detach(), before)  # trained either way
+        expected = set() if local else {"loc", "scale", "q_loc", "q_scale"}
+        assert set(cp.get_param_store().keys()) == expected
+
+
+def test_module_local_params_refuse_params_the_module_does_not_own():
+    class Borrower(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.own = nn.Parameter(torch.zeros(2))
+
+        def forward(self):
+            return cp.param("borrowed", lambda: torch.randn(2)), cp.param("own", self.own)
+
+    with cp.settings.context(module_local_params=True):
+        with pytest.raises(NotImplementedError, match="does not own"):
+            Borrower()()
+    Borrower()()  # fine with the store
+    assert "borrowed" in cp.get_param_store()

@@ -132,3 +132,103 @@ def test_render_writes_a_png(tmp_path):
     graph = render_model(hierarchical, model_args=(DATA,), filename=path, render_distributions=True)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert graph._repr_svg_().lstrip().startswith("<?xml")
+
+
+# --- get_dependencies (the structures Pyro's tests pin) ----------------------------------------
+
+from causalppl.distributions.testing.fakes import NonreparameterizedNormal  # noqa: E402
+from causalppl.infer.inspect import get_dependencies  # noqa: E402
+
+_ = set()
+
+
+def test_dependencies_pass_through_deterministic_sites_and_detach():
+    def model(data):
+        a = cp.sample("a", cp.dist.Normal(0, 1))
+        b = cp.sample("b", NonreparameterizedNormal(a, 0))
+        c = cp.sample("c", cp.dist.Normal(b, 1))
+        d = cp.sample("d", cp.dist.Normal(a, c.exp()))
+        e = cp.sample("e", cp.dist.Normal(0, 1))
+        f = cp.sample("f", cp.dist.Normal(0, 1))
+        cp.sample("g", cp.dist.Bernoulli(logits=e + f), obs=torch.tensor(0.0))
+        with cp.plate("p", len(data)):
+            h = cp.sample("h", cp.dist.Normal(c, d.detach().exp()))  # detach keeps the provenance
+            cp.deterministic("i", h + 1)
+            j = cp.sample("j", cp.dist.Delta(h + 1), obs=h + 1)
+            cp.sample("k", cp.dist.Normal(a, j.exp()), obs=data)
+
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            actual = get_dependencies(model, (torch.randn(3),))
+        assert actual == {
+            "prior_dependencies": {
+                "a": {"a": _}, "b": {"b": _, "a": _}, "c": {"c": _, "b": _}, "d": {"d": _, "c": _, "a": _},
+                "e": {"e": _}, "f": {"f": _}, "g": {"g": _, "e": _, "f": _}, "h": {"h": _, "c": _, "d": _},
+                "k": {"k": _, "a": _, "h": _},
+            },
+            "posterior_dependencies": {
+                "a": {"a": _, "b": _, "c": _, "d": _, "h": _, "k": _}, "b": {"b": _, "c": _},
+                "c": {"c": _, "d": _, "h": _}, "d": {"d": _, "h": _}, "e": {"e": _, "g": _, "f": _},
+                "f": {"f": _, "g": _}, "h": {"h": _, "k": _},
+            },
+        }
+
+
+def test_dependencies_couple_along_plates_summed_downstream():
+    def model(data):
+        i_plate = cp.plate("i", data.shape[0], dim=-2)
+        j_plate = cp.plate("j", data.shape[1], dim=-1)
+        with i_plate, j_plate:
+            x = cp.sample("x", cp.dist.Normal(0, 1))
+        with i_plate:
+            cp.sample("y", cp.dist.Normal(x.sum(-1, True), 1), obs=data.sum(-1, True))
+        with j_plate:
+            cp.sample("z", cp.dist.Normal(x.sum(-2, True), 1), obs=data.sum(-2, True))
+
+    assert get_dependencies(model, (torch.randn(3, 2),)) == {
+        "prior_dependencies": {"x": {"x": _}, "y": {"y": _, "x": _}, "z": {"z": _, "x": _}},
+        "posterior_dependencies": {"x": {"x": {"i", "j"}, "y": _, "z": _}},
+    }
+
+
+def test_dependencies_of_nested_plate_colliders():
+    def model():
+        plate_i = cp.plate("i", 2, dim=-1)
+        plate_j = cp.plate("j", 3, dim=-2)
+        plate_k = cp.plate("k", 3, dim=-2)
+        with plate_i:
+            with plate_j:
+                a = cp.sample("a", cp.dist.Normal(0, 1))
+            with plate_k:
+                b = cp.sample("b", cp.dist.Normal(0, 1))
+            c = cp.sample("c", cp.dist.Normal(a.sum(0) + b.sum([0, 1]), 1))
+        cp.sample("d", cp.dist.Normal(c.sum(), 1), obs=torch.zeros(()))
+
+    assert get_dependencies(model) == {
+        "prior_dependencies": {"a": {"a": _}, "b": {"b": _}, "c": {"c": _, "a": _, "b": _}, "d": {"d": _, "c": _}},
+        "posterior_dependencies": {"a": {"a": {"j"}, "b": _, "c": _}, "b": {"b": {"k"}, "c": _},
+                                   "c": {"c": {"i"}, "d": _}},
+    }
+
+
+def test_dependencies_of_factors_and_discrete_observations():
+    def model():
+        a = cp.sample("a", cp.dist.Normal(0, 1))
+        cp.factor("b", torch.tensor(0.0))
+        cp.factor("c", a)
+
+    assert get_dependencies(model) == {
+        "prior_dependencies": {"a": {"a": _}, "b": {"b": _}, "c": {"c": _, "a": _}},
+        "posterior_dependencies": {"a": {"a": _, "c": _}},
+    }
+
+    def discrete():
+        a = cp.sample("a", cp.dist.Normal(0, 1))
+        b = cp.sample("b", cp.dist.Normal(a[..., None], torch.ones(3)).to_event(1))
+        c = cp.sample("c", cp.dist.MultivariateNormal(torch.zeros(3) + a[..., None], torch.eye(3)))
+        with cp.plate("i", 2):
+            d = cp.sample("d", cp.dist.Dirichlet((b + c).exp()))
+            cp.sample("e", cp.dist.Categorical(logits=d), obs=torch.tensor([0, 0]))
+
+    assert get_dependencies(discrete)["posterior_dependencies"] == {
+        "a": {"a": _, "b": _, "c": _}, "b": {"b": _, "c": _, "d": _}, "c": {"c": _, "d": _}, "d": {"d": _, "e": _}}

@@ -532,6 +532,10 @@ def _subsample_constrained(value, info, indices):
     return value
 
 
+class NoLatentSitesError(RuntimeError, ValueError):
+    """A joint-vector guide was asked to guide a model without latent sites (Pyro raises RuntimeError)."""
+
+
 class AutoContinuous(AutoGuide):
     """Base of the guides over one joint vector of all latent sites' unconstrained values.
 
@@ -561,7 +565,7 @@ class AutoContinuous(AutoGuide):
 
     def _setup_sites(self):
         if not self._sites:
-            raise ValueError(f"{type(self).__name__}: the model has no latent sample sites")
+            raise NoLatentSitesError(f"{type(self).__name__}: the model has no latent sample sites")
         self.latent_dim = sum(info["init"].numel() for info in self._sites.values())
         self._params()
 
@@ -597,6 +601,10 @@ class AutoContinuous(AutoGuide):
 
     def _sample_sites(self, indices):
         joint = sample(f"_{self.prefix}_latent", self.get_posterior(), infer={"is_auxiliary": True})
+        return self._sites_at(joint, indices)
+
+    def _sites_at(self, joint, indices):
+        """Each model site as a point mass at its slice of ``joint``, mapped to the support (Jacobian included)."""
         values = {}
         for name, unconstrained in self._split(joint).items():
             info = self._sites[name]
@@ -609,6 +617,16 @@ class AutoContinuous(AutoGuide):
                     name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"])
                 )
         return values
+
+    def sample_latent(self, *args, **kwargs):
+        """One draw of the joint unconstrained vector (shape ``(D,)``), as an auxiliary site."""
+        self._ensure_setup(args, kwargs)
+        return sample(f"_{self.prefix}_latent", self.get_posterior(), infer={"is_auxiliary": True})
+
+    def _unpack_latent(self, latent):
+        """``(prototype site, unconstrained value)`` for each latent site's slice of ``latent``."""
+        for name, value in self._split(latent).items():
+            yield self.prototype_trace.nodes[name], value
 
     def _marginals(self):
         with torch.no_grad():
@@ -795,7 +813,7 @@ class AutoLaplaceApproximation(AutoContinuous):
         loc = self._params()[0].detach()
 
         def loss(flat):
-            guide_trace = trace(lambda: self._sample_sites_at(flat)).get_trace()
+            guide_trace = trace(lambda: self._sites_at(flat, {})).get_trace()
             model_trace = trace(replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
             return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
 
@@ -817,18 +835,6 @@ class AutoLaplaceApproximation(AutoContinuous):
         store[f"{gaussian.prefix}.loc"] = loc
         store[f"{gaussian.prefix}.scale_tril"] = scale_tril
         return gaussian
-
-    def _sample_sites_at(self, flat):
-        """The model sites' values (with Jacobian terms) at the unconstrained joint vector ``flat``."""
-        values = {}
-        for name, unconstrained in self._split(flat).items():
-            info = self._sites[name]
-            value = info["transform"](unconstrained)
-            log_density = -info["transform"].log_abs_det_jacobian(unconstrained, value)
-            with ExitStack() as stack:
-                self._plates_for(info, {}, stack)
-                values[name] = sample(name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"]))
-        return values
 
 
 class AutoGuideList(AutoGuide):
@@ -869,6 +875,14 @@ class AutoGuideList(AutoGuide):
         self.parts.append(part)
 
     add = append
+
+    def __setattr__(self, name, value):
+        # ``guide.custom = AutoNormal(...)``: as in Pyro (an nn.ModuleList), a part set by name.
+        if isinstance(value, AutoGuide) and not name.startswith("_") and "parts" in self.__dict__:
+            if value.prototype_trace is None and value.prefix == type(value).__name__:
+                value.prefix = f"{self.prefix}.{name}"
+            self.parts.append(value)
+        object.__setattr__(self, name, value)
 
     def __len__(self):
         return len(self.parts)
@@ -941,6 +955,6 @@ class AutoCallable(AutoGuide):
 __all__ = [
     "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList",
     "AutoLaplaceApproximation", "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal",
-    "init_to_feasible", "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample", "init_to_uniform",
-    "init_to_value",
+    "NoLatentSitesError", "init_to_feasible", "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample",
+    "init_to_uniform", "init_to_value",
 ]

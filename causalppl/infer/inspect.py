@@ -42,11 +42,88 @@ from causalppl.runtime import Messenger, validation_enabled
 
 
 class TrackProvenance(Messenger):
-    """Tag each sample and param value with its own site name (direct dependencies only)."""
+    """Tag each sample and param value with its own site name (direct dependencies only).
+
+    ``site_filter(msg)`` picks the sites to tag; the value of any other site
+    keeps the tags it was computed from (so dependencies pass through it).
+    """
+
+    def __init__(self, fn=None, site_filter=None):
+        super().__init__(fn)
+        self.site_filter = site_filter or (lambda msg: msg["type"] in ("sample", "param"))
 
     def postprocess_message(self, msg):
-        if msg["type"] in ("sample", "param") and isinstance(msg["value"], torch.Tensor):
+        if isinstance(msg["value"], torch.Tensor) and self.site_filter(msg):
             msg["value"] = ProvenanceTensor(detach_provenance(msg["value"]), frozenset({msg["name"]}))
+
+
+def is_sample_site(msg, include_deterministic=False):
+    """A sample site for :func:`get_dependencies`: not a point mass (deterministic) nor masked out, as in Pyro."""
+    if msg["type"] != "sample":
+        return False
+    if include_deterministic:
+        return True
+    if msg["is_observed"] and msg["mask"] is False:
+        return False
+    fn = msg["fn"]
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return type(fn).__name__ != "Delta"
+
+
+def get_dependencies(model, model_args=(), model_kwargs=None, include_deterministic=False):
+    """Which sample sites each site depends on, in the prior and in the posterior (Pyro's ``get_dependencies``).
+
+    Returns ``{"prior_dependencies": {d: {u: set(), ...}}, "posterior_dependencies": {u: {v: plates}}}``:
+    in the prior each site depends on itself and the sites its distribution
+    uses; in the posterior each latent site depends on the sites downstream of
+    it and, after moralisation, on the other parents of its children. The
+    plates in a posterior entry are those along which the two sites are
+    coupled (e.g. a plate summed over downstream). Deterministic sites
+    (point masses) are passed through unless ``include_deterministic``.
+
+    >>> import causalppl as cp
+    >>> def model():
+    ...     a = cp.sample("a", cp.dist.Normal(0.0, 1.0))
+    ...     cp.sample("b", cp.dist.Normal(a, 1.0), obs=torch.tensor(0.0))
+    >>> get_dependencies(model)
+    {'prior_dependencies': {'a': {'a': set()}, 'b': {'b': set(), 'a': set()}}, 'posterior_dependencies': {'a': {'a': set(), 'b': set()}}}
+    """
+    model_kwargs = {} if model_kwargs is None else dict(model_kwargs)
+
+    def tagged(msg):
+        return is_sample_site(msg, include_deterministic)
+
+    with torch.random.fork_rng(), torch.no_grad(), validation_enabled(False), TrackProvenance(site_filter=tagged):
+        tr = trace(model).get_trace(*tuple(model_args), **model_kwargs)
+    sites = [site for site in tr.nodes.values() if tagged(site)]
+    observed = {site["name"] for site in sites if site["is_observed"]}
+    plates = {site["name"]: {frame.name for frame in site["cond_indep_stack"] if frame.dim is not None}
+              for site in sites}
+
+    prior = {site["name"]: {site["name"]: set()} for site in sites}
+    for i, downstream in enumerate(sites):
+        found = get_provenance(downstream["fn"].log_prob(downstream["value"]))
+        for upstream in sites[:i]:
+            if upstream["name"] in found:
+                prior[downstream["name"]][upstream["name"]] = set()
+
+    posterior = {name: {} for name in plates if name not in observed}
+    for d, upstreams in prior.items():
+        for u, coupled in upstreams.items():
+            if u not in observed:
+                posterior[u][d] = set(coupled)
+
+    # Moralise: latent parents of a common child depend on each other, coupled
+    # along the plates they share that the child does not have.
+    order = {site["name"]: i for i, site in enumerate(reversed(sites))}
+    for d, upstreams in prior.items():
+        latent = [u for u in upstreams if u not in observed]
+        for u1 in latent:
+            for u2 in latent:
+                if order[u1] <= order[u2]:
+                    posterior[u2].setdefault(u1, set()).update((plates[u1] & plates[u2]) - plates[d])
+    return {"prior_dependencies": prior, "posterior_dependencies": posterior}
 
 
 def _dist_name(fn):
@@ -259,4 +336,4 @@ def _outer_to_inner(plates, plate_parent):
     return tuple(sorted(plates, key=depth))
 
 
-__all__ = ["ModelGraph", "TrackProvenance", "get_model_relations", "render_model"]
+__all__ = ["ModelGraph", "TrackProvenance", "get_dependencies", "get_model_relations", "is_sample_site", "render_model"]

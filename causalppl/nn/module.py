@@ -38,8 +38,9 @@ import torch
 from torch import nn
 from torch.distributions import constraints, transform_to
 
-from causalppl.params import LeafRef, get_param_store
-from causalppl.runtime import deterministic, draw, param, sample
+from causalppl import settings
+from causalppl.params import LeafRef, ParamStore, _SCOPES, get_param_store
+from causalppl.runtime import HANDLER_STACK, apply_stack, deterministic, draw, new_message, param, sample
 
 # How Pyro names the params of a plain ``nn.Module`` held by a PyroModule.
 MODULE_SEPARATOR = "$$$"
@@ -111,14 +112,21 @@ class PyroSample:
 
 
 class _Context:
-    """Shared by a PyroModule and its PyroModule children: which run is active, and its draws."""
+    """Shared by a PyroModule and its PyroModule children: which run is active, and its draws.
+
+    With the setting ``module_local_params`` (on when the module was made), a
+    run reads and creates ``param`` sites in a store of the module's own.
+    """
 
     def __init__(self):
         self.active = 0
         self.cache = {}
         self.used = False
+        self.local_store = ParamStore() if settings.get("module_local_params") else None
 
     def __enter__(self):
+        if not self.active and self.local_store is not None:
+            _SCOPES.append(self.local_store)
         self.active += 1
         self.used = True
 
@@ -126,6 +134,8 @@ class _Context:
         self.active -= 1
         if not self.active:
             self.cache.clear()  # every run draws its samples afresh
+            if self.local_store is not None and _SCOPES and _SCOPES[-1] is self.local_store:
+                _SCOPES.pop()
 
 
 class _PyroModuleMeta(type):
@@ -187,7 +197,18 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
 
     def __call__(self, *args, **kwargs):
         with self._pyro_context:
-            return super().__call__(*args, **kwargs)
+            result = super().__call__(*args, **kwargs)
+        context = self._pyro_context
+        if not context.active and context.local_store is not None and settings.get("validate_poutine"):
+            owned = {id(p) for p in self.parameters()}
+            if any(id(leaf) not in owned for _, leaf in context.local_store.named_parameters()):
+                raise NotImplementedError(
+                    "cp.param statements for params the module does not own are not supported in "
+                    "PyroModules with module_local_params")
+        return result
+
+    def _local(self):
+        return self._pyro_context.local_store is not None
 
     def _pyro_get_fullname(self, name):
         return _make_name(self._pyro_name, name)
@@ -222,14 +243,19 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             return result
         if isinstance(result, nn.Parameter) and not name.endswith("_unconstrained"):
             fullname = self._pyro_get_fullname(name)
+            if self._local():
+                return _local_param(fullname, result, result)
             _bind(fullname, result)
             return param(fullname)
         if isinstance(result, nn.Module) and not isinstance(result, PyroModule):
             # A plain torch module: its params are sites named as pyro.module names them.
             prefix = self._pyro_get_fullname(name) + MODULE_SEPARATOR
             for param_name, value in result.named_parameters():
-                _bind(prefix + param_name, value)
-                param(prefix + param_name)
+                if self._local():
+                    _local_param(prefix + param_name, value, value)
+                else:
+                    _bind(prefix + param_name, value)
+                    param(prefix + param_name)
         return result
 
     def _read_pyro_param(self, name, constraint, event_dim):
@@ -239,6 +265,8 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             value.unconstrained = LeafRef(leaf)
             return value
         fullname = self._pyro_get_fullname(name)
+        if self._local():
+            return _local_param(fullname, transform_to(constraint)(leaf), leaf, constraint, event_dim)
         _bind(fullname, leaf, constraint)
         return param(fullname, event_dim=event_dim)
 
@@ -348,6 +376,16 @@ def _bind(fullname, leaf, constraint=constraints.real):
                 leaf.data = transform_to(constraint).inv(value).to(leaf.dtype)
         del store[fullname]
     store._store(fullname, leaf, constraint)
+
+
+def _local_param(name, value, leaf, constraint=constraints.real, event_dim=None):
+    """A ``param`` site for a module-local param: handlers see it, the param store does not."""
+    value.unconstrained = LeafRef(leaf)  # SVI's optimiser finds the leaf through the trace
+    if not HANDLER_STACK:
+        return value
+    msg = new_message("param", name, None, value, args=(None, constraint))
+    msg["kwargs"] = {"event_dim": event_dim}
+    return apply_stack(msg)
 
 
 def _pyro_params_of(module):
