@@ -519,8 +519,6 @@ def test_fit_nuts_refuses_what_it_cannot_do():
         scm.fit(data, method="nuts", guide="mvn", progress=False)
     with pytest.raises(ValueError, match="num_samples"):
         scm.fit(data, method="nuts", num_samples=0, progress=False)
-    with pytest.raises(ValueError, match="method must be one of auto, mle, svi, nuts"):
-        scm.fit(data, method="hmc", progress=False)
     latent = cp.SCM().add("u", "Bernoulli(0.5)").add("y", "Normal(u, 1)")
     with pytest.raises(ValueError, match="'u' is discrete"):
         latent.fit({"y": torch.randn(5)}, method="nuts", progress=False)

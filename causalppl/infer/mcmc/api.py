@@ -66,7 +66,7 @@ class MCMC:
         support to unconstrained space, to report constrained samples.
     hook_fn : callable, optional
         ``hook_fn(kernel, params, stage, i)`` after every iteration
-        (``stage`` is ``"Warmup"`` or ``"Sample"``; ``params`` the constrained values).
+        (``stage`` is ``"Warmup"`` or ``"Sample"``; ``params`` the unconstrained values, as in Pyro).
 
     ``run(*args, **kwargs)`` runs the model with those arguments;
     :meth:`get_samples`, :meth:`summary`, :meth:`diagnostics` read the draws.
@@ -125,6 +125,7 @@ class MCMC:
                 stack.enter_context(runtime.validation_enabled(False))
             for chain in range(self.num_chains):
                 kernel.initial_params = self._chain_initial_params(chain)
+                kernel._reuse_potential = chain > 0
                 kernel.setup(self.warmup_steps, *args, **kwargs)
                 draws, unconstrained = self._run_chain(kernel, chain)
                 per_chain.append(draws)
@@ -153,7 +154,7 @@ class MCMC:
                             draws.setdefault(name, []).append(value)
                     unconstrained.append(state.z.detach())
                 if self.hook_fn is not None:
-                    self.hook_fn(kernel, kernel.values(), stage, i)
+                    self.hook_fn(kernel, kernel.potential.split(state.z), stage, i)
                 if bar is not None:
                     bar.set_postfix(kernel.logging(), refresh=False)
                     bar.update()

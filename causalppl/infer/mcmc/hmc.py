@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from causalppl.infer.mcmc.adaptation import WarmupAdapter
-from causalppl.infer.mcmc.util import LatentSite, ModelPotential, init_to_uniform
+from causalppl.infer.mcmc.util import LatentSite, ModelPotential, _inf_like, _is_numerical_failure, init_to_uniform
 
 MAX_DELTA_ENERGY = 1000.0  # an energy error above this is a divergent transition (Stan's threshold)
 
@@ -87,13 +87,11 @@ class FunctionPotential:
             try:
                 energy = torch.as_tensor(self.potential_fn(self.split(leaf)))
             except (ValueError, RuntimeError) as err:
-                from causalppl.infer.mcmc.util import _is_numerical_failure
-
                 if not _is_numerical_failure(err):
                     raise
-                return torch.tensor(math.inf), torch.zeros_like(z), {}
+                return _inf_like(z), torch.zeros_like(z), {}
             if not math.isfinite(float(energy.detach())):
-                return torch.tensor(math.inf), torch.zeros_like(z), {}
+                return _inf_like(z), torch.zeros_like(z), {}
             gradient = torch.zeros_like(z)
             if grad and energy.requires_grad:
                 (found,) = torch.autograd.grad(energy, leaf, allow_unused=True)
@@ -135,6 +133,8 @@ class HMCKernelBase:
                                       adapt_mass_matrix=adapt_mass_matrix, target_accept_prob=target_accept_prob,
                                       dense_mass=bool(full_mass))
         self._potential = None
+        self._potential_key = None
+        self._reuse_potential = False  # MCMC sets it for the chains after the first
         self._initial_params = None
         self._reset()
 
@@ -189,6 +189,10 @@ class HMCKernelBase:
         self._state = None
 
     def _make_potential(self, args, kwargs):
+        key = (tuple(map(id, args)), tuple(sorted((name, id(value)) for name, value in kwargs.items())))
+        if self._potential is not None and self._reuse_potential and self._potential_key == key:
+            return self._potential  # the next chain of one MCMC run: same model, same arguments
+        self._potential_key = key
         if self.model is not None:
             potential = ModelPotential(self.model, args, kwargs, self.transforms, kernel=self.kernel_name,
                                        jit_compile=self.jit_compile)
@@ -297,6 +301,7 @@ class HMCKernelBase:
         warmup = self._t < self._warmup_steps
         if self._potential.size == 0:
             accept_prob, diverged = 1.0, False
+            self._count_accept(True)
         else:
             state, accept_prob, diverged, steps = self._transition()
             self._state = state
