@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from causalppl.infer.mcmc.adaptation import WarmupAdapter
+from causalppl.infer.mcmc.mcmc_kernel import MCMCKernel
 from causalppl.infer.mcmc.util import LatentSite, ModelPotential, _inf_like, _is_numerical_failure, init_to_uniform
 
 MAX_DELTA_ENERGY = 1000.0  # an energy error above this is a divergent transition (Stan's threshold)
@@ -105,7 +106,7 @@ class FunctionPotential:
         raise ValueError("a kernel built from potential_fn needs initial_params (unconstrained values)")
 
 
-class HMCKernelBase:
+class HMCKernelBase(MCMCKernel):
     """What HMC and NUTS share: the potential, initialisation, adaptation, leapfrog, bookkeeping."""
 
     kernel_name = "HMC"
@@ -199,7 +200,7 @@ class HMCKernelBase:
             if self.transforms is None:
                 self.transforms = potential.transforms
             return potential
-        if not self._initial_params:
+        if self._initial_params is None:
             raise ValueError(f"{self.kernel_name}: a kernel built from potential_fn needs initial_params "
                              "(a dict of unconstrained tensors) to start from")
         return FunctionPotential(self.potential_fn, self._initial_params, self.transforms)
@@ -210,7 +211,7 @@ class HMCKernelBase:
         self._warmup_steps = int(warmup_steps)
         self._potential = self._make_potential(args, kwargs)
         potential = self._potential
-        if self._initial_params:
+        if self._initial_params is not None and (self._initial_params or not potential.sites):
             unknown = [name for name in self._initial_params if name not in potential.sites]
             missing = [name for name in potential.sites if name not in self._initial_params]
             if unknown or missing:
@@ -383,7 +384,7 @@ class HMC(HMCKernelBase):
         elif num_steps is not None:
             if int(num_steps) < 1:
                 raise ValueError(f"HMC: num_steps must be a positive integer, got {num_steps!r}")
-            self.trajectory_length = float(step_size) * int(num_steps)
+            self.trajectory_length = float(1.0 if step_size is None else step_size) * int(num_steps)
         else:
             self.trajectory_length = 2 * math.pi  # Stan's default
         if not self.trajectory_length > 0:
