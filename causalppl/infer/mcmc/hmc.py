@@ -234,6 +234,7 @@ class HMCKernelBase(MCMCKernel):
             z = potential.join(params)
         else:
             z = potential.initial_point(self._init_strategy)
+            self._initial_params = potential.split(z.clone())  # Pyro: the chosen start, unconstrained
         energy, grad, values = potential.evaluate(z)
         if not math.isfinite(float(energy.detach())):
             raise ValueError(f"{self.kernel_name}: the potential energy at the initial point is not finite "

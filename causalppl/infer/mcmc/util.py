@@ -101,6 +101,10 @@ class SiteSetError(RuntimeError):
     """A run of the model visited other latent sites than its first run did."""
 
 
+class SubsampleError(NotImplementedError, ValueError):
+    """HMC and NUTS need the full data: a plate that subsamples (a ValueError, and Pyro's NotImplementedError)."""
+
+
 class _Evaluate(Messenger):
     """Sets each latent site from its unconstrained value and sums the joint log density."""
 
@@ -277,7 +281,7 @@ class ModelPotential:
             )
         for frame in site["cond_indep_stack"]:
             if 0 < frame.size and frame.subsample_size < frame.size:
-                raise ValueError(
+                raise SubsampleError(
                     f"{self.kernel}: site '{name}' is in plate '{frame.name}', which subsamples "
                     f"{frame.subsample_size} of {frame.size} rows; HMC and NUTS need the full data "
                     "(no subsample_size)"
