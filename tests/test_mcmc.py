@@ -324,6 +324,70 @@ def test_potential_fn_kernel_with_initial_params():
     assert_posterior(z[:, 0], n_eff[0], 3.0, 1.0)
 
 
+class PriorKernel(cp.infer.mcmc.MCMCKernel):
+    """Pyro's test kernel: ignores the chain and draws from the model's prior."""
+
+    def __init__(self, model):
+        self.model, self.data, self._initial_params = model, None, None
+
+    def setup(self, warmup_steps, data):
+        self.data = data
+
+    def diagnostics(self):
+        return {"dummy_key": "dummy_value"}
+
+    @property
+    def initial_params(self):
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params):
+        self._initial_params = params
+
+    def sample(self, params):
+        tr = cp.handlers.trace(self.model).get_trace(self.data)
+        new = {name: tr.nodes[name]["value"] for name in tr.stochastic_nodes}
+        assert params.keys() == new.keys()
+        return new
+
+
+def normal_normal_model(data):
+    y = cp.sample("y", cp.dist.Normal(torch.tensor([0.0]), torch.ones(data.shape)))
+    cp.sample("obs", cp.dist.Normal(y, torch.tensor([1.0])), obs=data)
+
+
+@pytest.mark.parametrize("num_chains", [1, 2])
+def test_a_kernel_of_ones_own_runs_under_pyros_protocol(num_chains):
+    cp.set_rng_seed(17)
+    data = torch.tensor([1.0])
+    initial_params, potential_fn, transforms, _ = cp.infer.mcmc.initialize_model(
+        normal_normal_model, model_args=(data,), num_chains=num_chains)
+    assert float(potential_fn({"y": torch.tensor([0.0])})) == pytest.approx(2 * 0.9189385 + 0.5, abs=1e-5)
+    mcmc = cp.infer.MCMC(PriorKernel(normal_normal_model), num_samples=400, warmup_steps=20,
+                         num_chains=num_chains, initial_params=initial_params, transforms=transforms)
+    mcmc.run(data)
+    y = mcmc.get_samples()["y"]
+    assert tuple(y.shape) == (400 * num_chains, 1)
+    assert abs(float(y.mean())) < 0.2 and abs(float(y.std()) - 1) < 0.15
+    assert mcmc.diagnostics()["dummy_key"] == {f"chain {i}": "dummy_value" for i in range(num_chains)}
+
+
+@pytest.mark.parametrize("kernel", [cp.infer.HMC, cp.infer.NUTS])
+def test_a_model_without_latent_sites_and_the_hook(kernel):
+    initial_params, potential_fn, transforms, _ = cp.infer.mcmc.initialize_model(lambda: torch.tensor(1.0))
+    calls = []
+
+    def hook(kernel, params, stage, i):
+        assert params == {}
+        calls.append((stage, i))
+
+    mcmc = cp.infer.MCMC(kernel(potential_fn=potential_fn, transforms=transforms), num_samples=4, warmup_steps=3,
+                         initial_params=initial_params, hook_fn=hook)
+    mcmc.run()
+    assert mcmc.get_samples() == {}
+    assert calls == [("Warmup", i) for i in range(3)] + [("Sample", i) for i in range(4)]
+
+
 def test_predictive_from_posterior_samples():
     cp.set_rng_seed(14)
     mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model, jit_compile=True), num_samples=200, warmup_steps=100)
@@ -519,8 +583,6 @@ def test_fit_nuts_refuses_what_it_cannot_do():
         scm.fit(data, method="nuts", guide="mvn", progress=False)
     with pytest.raises(ValueError, match="num_samples"):
         scm.fit(data, method="nuts", num_samples=0, progress=False)
-    with pytest.raises(ValueError, match="method must be one of auto, mle, svi, nuts"):
-        scm.fit(data, method="hmc", progress=False)
     latent = cp.SCM().add("u", "Bernoulli(0.5)").add("y", "Normal(u, 1)")
     with pytest.raises(ValueError, match="'u' is discrete"):
         latent.fit({"y": torch.randn(5)}, method="nuts", progress=False)

@@ -42,7 +42,7 @@ from causalppl.params import ParamStore, set_rng_seed
 from causalppl.runtime import plate
 
 GUIDES = ("normal", "mvn", "delta")
-METHODS = ("auto", "mle", "svi", "nuts")
+METHODS = ("auto", "mle", "svi")
 LEARNABLE = tuple(LEARNABLE_KINDS.values())
 
 

@@ -11,7 +11,8 @@
 (True, True)
 
 - :mod:`causalppl.infer.mcmc.api`: :class:`MCMC` (chains, draws, summary, diagnostics);
-- :mod:`causalppl.infer.mcmc.nuts` and :mod:`causalppl.infer.mcmc.hmc`: the kernels;
+- :mod:`causalppl.infer.mcmc.nuts` and :mod:`causalppl.infer.mcmc.hmc`: the kernels
+  (:class:`MCMCKernel`, Pyro's protocol, for kernels of one's own);
 - :mod:`causalppl.infer.mcmc.adaptation`: dual averaging and the windowed mass matrix;
 - :mod:`causalppl.infer.mcmc.util`: the potential energy of a model, initialisation, summaries;
 - :mod:`causalppl.infer.diagnostics`: effective sample size, split R-hat, intervals.
@@ -19,7 +20,8 @@
 
 from causalppl.infer.mcmc.api import MCMC
 from causalppl.infer.mcmc.hmc import HMC
+from causalppl.infer.mcmc.mcmc_kernel import MCMCKernel
 from causalppl.infer.mcmc.nuts import NUTS
 from causalppl.infer.mcmc.util import init_to_uniform, initialize_model
 
-__all__ = ["HMC", "MCMC", "NUTS", "init_to_uniform", "initialize_model"]
+__all__ = ["HMC", "MCMC", "MCMCKernel", "NUTS", "init_to_uniform", "initialize_model"]

@@ -183,6 +183,7 @@ class WarmupAdapter:
                  dense_mass=False):
         if not 0 < float(target_accept_prob) < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
+        step_size = 1.0 if step_size is None else step_size  # Pyro accepts None: start from 1
         if not float(step_size) > 0:
             raise ValueError(f"step_size must be positive, got {step_size!r}")
         self.initial_step_size = float(step_size)

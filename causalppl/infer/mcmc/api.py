@@ -24,6 +24,7 @@ import torch
 
 from causalppl import runtime
 from causalppl.handlers import block
+from causalppl.infer.mcmc.hmc import HMCKernelBase
 from causalppl.infer.mcmc.util import diagnostics as sample_diagnostics
 from causalppl.infer.mcmc.util import format_summary
 from causalppl.infer.mcmc.util import summary as sample_summary
@@ -66,7 +67,7 @@ class MCMC:
         support to unconstrained space, to report constrained samples.
     hook_fn : callable, optional
         ``hook_fn(kernel, params, stage, i)`` after every iteration
-        (``stage`` is ``"Warmup"`` or ``"Sample"``; ``params`` the constrained values).
+        (``stage`` is ``"Warmup"`` or ``"Sample"``; ``params`` the unconstrained values, as in Pyro).
 
     ``run(*args, **kwargs)`` runs the model with those arguments;
     :meth:`get_samples`, :meth:`summary`, :meth:`diagnostics` read the draws.
@@ -75,8 +76,8 @@ class MCMC:
 
     def __init__(self, kernel, num_samples, warmup_steps=None, initial_params=None, num_chains=1, hook_fn=None,
                  mp_context=None, disable_progbar=True, disable_validation=True, transforms=None, save_params=None):
-        if not hasattr(kernel, "setup") or not hasattr(kernel, "step"):
-            raise TypeError(f"MCMC: kernel must be a causalppl MCMC kernel (NUTS, HMC), got {kernel!r}")
+        if not callable(getattr(kernel, "sample", None)):
+            raise TypeError(f"MCMC: kernel must be an MCMC kernel (NUTS, HMC, or an MCMCKernel), got {kernel!r}")
         num_samples = _whole("num_samples", num_samples, 1)
         warmup_steps = num_samples if warmup_steps is None else _whole("warmup_steps", warmup_steps, 0)
         num_chains = _whole("num_chains", num_chains, 1)
@@ -90,7 +91,7 @@ class MCMC:
         self.disable_validation = disable_validation
         self.transforms = transforms
         self.save_params = None if save_params is None else list(save_params)
-        if getattr(kernel, "potential_fn", None) is not None and kernel.model is None and not initial_params:
+        if getattr(kernel, "potential_fn", None) is not None and kernel.model is None and initial_params is None:
             raise ValueError("MCMC: a kernel built from potential_fn needs initial_params (unconstrained values)")
         self._samples = None
         self._unconstrained = None
@@ -100,7 +101,7 @@ class MCMC:
     # -- running ------------------------------------------------------------------------
 
     def _chain_initial_params(self, chain):
-        if not self.initial_params:
+        if self.initial_params is None:
             return None
         params = {}
         for name, value in self.initial_params.items():
@@ -124,18 +125,52 @@ class MCMC:
             if self.disable_validation:
                 stack.enter_context(runtime.validation_enabled(False))
             for chain in range(self.num_chains):
-                kernel.initial_params = self._chain_initial_params(chain)
-                kernel.setup(self.warmup_steps, *args, **kwargs)
-                draws, unconstrained = self._run_chain(kernel, chain)
+                initial = self._chain_initial_params(chain)
+                if initial is not None or isinstance(kernel, HMCKernelBase):
+                    kernel.initial_params = initial
+                if isinstance(kernel, HMCKernelBase):
+                    kernel._reuse_potential = chain > 0
+                    kernel.setup(self.warmup_steps, *args, **kwargs)
+                    draws, unconstrained = self._run_chain(kernel, chain)
+                    raw.append(unconstrained)
+                else:
+                    draws = self._run_generic_chain(kernel, chain, args, kwargs)
                 per_chain.append(draws)
-                raw.append(unconstrained)
                 self._diagnostics.append(kernel.diagnostics())
+                if not isinstance(kernel, HMCKernelBase):
+                    kernel.cleanup()
         names = list(per_chain[0]) if per_chain else []
         self._samples = {name: torch.stack([torch.stack(chain[name]) for chain in per_chain]) for name in names}
         self._unconstrained = torch.stack([torch.stack(chain) for chain in raw]) if raw and raw[0] else None
-        if self.transforms:
-            self._samples = {name: self.transforms[name].inv(value) if name in self.transforms else value
+        transforms = self.transforms
+        if transforms is None and not isinstance(kernel, HMCKernelBase):
+            transforms = getattr(kernel, "transforms", None)  # a kernel's own samples are unconstrained
+        if transforms:
+            self._samples = {name: transforms[name].inv(value) if name in transforms else value
                              for name, value in self._samples.items()}
+
+    def _stage(self, stage, chain):
+        return stage if self.num_chains == 1 else f"{stage} [{chain}]"
+
+    def _run_generic_chain(self, kernel, chain, args, kwargs):
+        """Pyro's protocol for a kernel of one's own: ``params = kernel.sample(params)`` per iteration."""
+        kernel.setup(self.warmup_steps, *args, **kwargs)
+        params = kernel.initial_params
+        keep = self.save_params
+        draws = {}
+        for i in range(self.warmup_steps):
+            params = kernel.sample(params)
+            if self.hook_fn is not None:
+                self.hook_fn(kernel, params, self._stage("Warmup", chain), i)
+        kernel.end_warmup()
+        for i in range(self.num_samples):
+            params = kernel.sample(params)
+            if self.hook_fn is not None:
+                self.hook_fn(kernel, params, self._stage("Sample", chain), i)
+            for name, value in (params or {}).items():
+                if keep is None or name in keep:
+                    draws.setdefault(name, []).append(torch.as_tensor(value).detach().clone())
+        return draws
 
     def _run_chain(self, kernel, chain):
         total = self.warmup_steps + self.num_samples
@@ -153,7 +188,8 @@ class MCMC:
                             draws.setdefault(name, []).append(value)
                     unconstrained.append(state.z.detach())
                 if self.hook_fn is not None:
-                    self.hook_fn(kernel, kernel.values(), stage, i)
+                    index = i if stage == "Warmup" else i - self.warmup_steps
+                    self.hook_fn(kernel, kernel.potential.split(state.z), self._stage(stage, chain), index)
                 if bar is not None:
                     bar.set_postfix(kernel.logging(), refresh=False)
                     bar.update()

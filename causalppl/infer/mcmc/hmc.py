@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import torch
 
 from causalppl.infer.mcmc.adaptation import WarmupAdapter
-from causalppl.infer.mcmc.util import LatentSite, ModelPotential, init_to_uniform
+from causalppl.infer.mcmc.mcmc_kernel import MCMCKernel
+from causalppl.infer.mcmc.util import LatentSite, ModelPotential, _inf_like, _is_numerical_failure, init_to_uniform
 
 MAX_DELTA_ENERGY = 1000.0  # an energy error above this is a divergent transition (Stan's threshold)
 
@@ -87,13 +88,11 @@ class FunctionPotential:
             try:
                 energy = torch.as_tensor(self.potential_fn(self.split(leaf)))
             except (ValueError, RuntimeError) as err:
-                from causalppl.infer.mcmc.util import _is_numerical_failure
-
                 if not _is_numerical_failure(err):
                     raise
-                return torch.tensor(math.inf), torch.zeros_like(z), {}
+                return _inf_like(z), torch.zeros_like(z), {}
             if not math.isfinite(float(energy.detach())):
-                return torch.tensor(math.inf), torch.zeros_like(z), {}
+                return _inf_like(z), torch.zeros_like(z), {}
             gradient = torch.zeros_like(z)
             if grad and energy.requires_grad:
                 (found,) = torch.autograd.grad(energy, leaf, allow_unused=True)
@@ -107,7 +106,7 @@ class FunctionPotential:
         raise ValueError("a kernel built from potential_fn needs initial_params (unconstrained values)")
 
 
-class HMCKernelBase:
+class HMCKernelBase(MCMCKernel):
     """What HMC and NUTS share: the potential, initialisation, adaptation, leapfrog, bookkeeping."""
 
     kernel_name = "HMC"
@@ -135,6 +134,8 @@ class HMCKernelBase:
                                       adapt_mass_matrix=adapt_mass_matrix, target_accept_prob=target_accept_prob,
                                       dense_mass=bool(full_mass))
         self._potential = None
+        self._potential_key = None
+        self._reuse_potential = False  # MCMC sets it for the chains after the first
         self._initial_params = None
         self._reset()
 
@@ -189,13 +190,17 @@ class HMCKernelBase:
         self._state = None
 
     def _make_potential(self, args, kwargs):
+        key = (tuple(map(id, args)), tuple(sorted((name, id(value)) for name, value in kwargs.items())))
+        if self._potential is not None and self._reuse_potential and self._potential_key == key:
+            return self._potential  # the next chain of one MCMC run: same model, same arguments
+        self._potential_key = key
         if self.model is not None:
             potential = ModelPotential(self.model, args, kwargs, self.transforms, kernel=self.kernel_name,
                                        jit_compile=self.jit_compile)
             if self.transforms is None:
                 self.transforms = potential.transforms
             return potential
-        if not self._initial_params:
+        if self._initial_params is None:
             raise ValueError(f"{self.kernel_name}: a kernel built from potential_fn needs initial_params "
                              "(a dict of unconstrained tensors) to start from")
         return FunctionPotential(self.potential_fn, self._initial_params, self.transforms)
@@ -206,7 +211,7 @@ class HMCKernelBase:
         self._warmup_steps = int(warmup_steps)
         self._potential = self._make_potential(args, kwargs)
         potential = self._potential
-        if self._initial_params:
+        if self._initial_params is not None and (self._initial_params or not potential.sites):
             unknown = [name for name in self._initial_params if name not in potential.sites]
             missing = [name for name in potential.sites if name not in self._initial_params]
             if unknown or missing:
@@ -229,6 +234,7 @@ class HMCKernelBase:
             z = potential.join(params)
         else:
             z = potential.initial_point(self._init_strategy)
+            self._initial_params = potential.split(z.clone())  # Pyro: the chosen start, unconstrained
         energy, grad, values = potential.evaluate(z)
         if not math.isfinite(float(energy.detach())):
             raise ValueError(f"{self.kernel_name}: the potential energy at the initial point is not finite "
@@ -297,6 +303,7 @@ class HMCKernelBase:
         warmup = self._t < self._warmup_steps
         if self._potential.size == 0:
             accept_prob, diverged = 1.0, False
+            self._count_accept(True)
         else:
             state, accept_prob, diverged, steps = self._transition()
             self._state = state
@@ -378,7 +385,7 @@ class HMC(HMCKernelBase):
         elif num_steps is not None:
             if int(num_steps) < 1:
                 raise ValueError(f"HMC: num_steps must be a positive integer, got {num_steps!r}")
-            self.trajectory_length = float(step_size) * int(num_steps)
+            self.trajectory_length = float(1.0 if step_size is None else step_size) * int(num_steps)
         else:
             self.trajectory_length = 2 * math.pi  # Stan's default
         if not self.trajectory_length > 0:

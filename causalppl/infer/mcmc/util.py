@@ -26,8 +26,8 @@ take samples grouped by chain, ``site -> (chains, draws, *shape)``.
 >>> list(potential.sites), potential.size
 (['s'], 1)
 >>> energy, grad, values = potential.evaluate(torch.zeros(1))
->>> round(energy.item(), 4), values["s"].item()  # -log N(0 | 0, 1) - log N(1 | 0, 1)
-(1.8379, 1.0)
+>>> round(energy.item(), 4), values["s"].item()  # s = exp(0): -log LogNormal(1 | 0, 1) - log N(1 | 0, 1) - 0
+(2.3379, 1.0)
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.distributions import biject_to
+from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
 from causalppl import runtime
 from causalppl.handlers import block, trace
@@ -100,6 +101,10 @@ class SiteSetError(RuntimeError):
     """A run of the model visited other latent sites than its first run did."""
 
 
+class SubsampleError(NotImplementedError, ValueError):
+    """HMC and NUTS need the full data: a plate that subsamples (a ValueError, and Pyro's NotImplementedError)."""
+
+
 class _Evaluate(Messenger):
     """Sets each latent site from its unconstrained value and sums the joint log density."""
 
@@ -123,8 +128,11 @@ class _Evaluate(Messenger):
             return
         given = self.transforms.get(name)
         transform = given.inv if given is not None else biject_to(msg["fn"].support)
-        value = transform(piece)
-        self.terms.append(transform.log_abs_det_jacobian(piece, value).sum())
+        if _is_identity(transform):
+            value = piece
+        else:
+            value = transform(piece)
+            self.terms.append(transform.log_abs_det_jacobian(piece, value).sum())
         self.values[name] = value
         msg["value"] = value
 
@@ -133,6 +141,13 @@ class _Evaluate(Messenger):
             self.terms.append(log_prob_of(msg).sum())
         elif msg["type"] == "param" and isinstance(msg["value"], torch.Tensor):
             msg["value"] = msg["value"].detach()  # params are constants here: no gradient through them
+
+
+def _is_identity(transform):
+    """The identity (also wrapped as an event transform): no change of variables, no Jacobian."""
+    while isinstance(transform, IndependentTransform):
+        transform = transform.base_transform
+    return isinstance(transform, ComposeTransform) and not transform.parts
 
 
 def _is_numerical_failure(err):
@@ -181,7 +196,11 @@ class ModelPotential:
             offset += numel
         self.size = offset
         first = next(iter(self.sites.values()), None)
-        self.dtype = first.dtype if first is not None else torch.get_default_dtype()
+        self.dtype = torch.get_default_dtype()
+        if first is not None:
+            self.dtype = first.dtype
+            for site in self.sites.values():
+                self.dtype = torch.promote_types(self.dtype, site.dtype)
         self.device = first.device if first is not None else torch.get_default_device()
         single = len(self.sites) == 1 and first.unconstrained_shape == (first.numel,)
         self._whole = first.name if single else None
@@ -262,7 +281,7 @@ class ModelPotential:
             )
         for frame in site["cond_indep_stack"]:
             if 0 < frame.size and frame.subsample_size < frame.size:
-                raise ValueError(
+                raise SubsampleError(
                     f"{self.kernel}: site '{name}' is in plate '{frame.name}', which subsamples "
                     f"{frame.subsample_size} of {frame.size} rows; HMC and NUTS need the full data "
                     "(no subsample_size)"
