@@ -553,6 +553,16 @@ def test_compute_marginals_are_the_exact_posterior_marginals():
     assert torch.allclose(marginals["a"].probs, torch.tensor(a_probs), atol=1e-9)
 
 
+def test_sample_posterior_draws_the_enumerated_sites_given_a_guide_draw():
+    cp.set_rng_seed(5)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    draws = [elbo.sample_posterior(two_level, lambda x: None, X) for _ in range(200)]
+    posterior = two_level_posterior(X)
+    p = sum(prob for (z, _), prob in posterior.items() if z == 1)
+    frequency = sum(int(z) == 1 for z in draws) / len(draws)
+    assert abs(frequency - p) < 4 * math.sqrt(p * (1 - p) / len(draws)) + 1e-9
+
+
 def test_infer_discrete_keeps_continuous_values_replayed_from_a_guide():
     @config_enumerate
     def model(x):
@@ -723,14 +733,49 @@ def _pyro_cases(P, D, cfg):
             P.sample("b", D.Bernoulli(q), infer={"enumerate": strategy} if strategy else {})
         return guide
 
+    H = cp.handlers if P is cp else __import__("pyro").poutine
+    mask = torch.tensor([True, False, True, True, False, True, True])
+
+    @cfg
+    def scaled_and_masked(data):
+        locs = P.param("locs", torch.tensor([1.0, 9.0]))
+        with H.scale(scale=0.3), P.plate("data", len(data)):
+            a = P.sample("a", D.Bernoulli(0.3))
+            with H.mask(mask=mask):
+                P.sample("obs", D.Normal(locs[a.long()], 2.0), obs=data)
+
+    @cfg
+    def second_order_hmm(data):
+        trans = P.param("trans", torch.softmax(torch.arange(8.0).reshape(2, 2, 2) / 3, -1), constraint=C.simplex)
+        locs = P.param("locs", torch.tensor([-1.0, 2.0]))
+        with P.plate("seqs", 2, dim=-1):
+            x1 = x2 = 0
+            for t in P.markov(range(len(data)), history=2):
+                x = P.sample(f"x_{t}", D.Categorical(trans[x2, x1]))
+                P.sample(f"y_{t}", D.Normal(locs[x], 1.0), obs=torch.stack([data[t], -data[t]]))
+                x2, x1 = x1, x
+
+    @cfg
+    def factorial_hmm(data):
+        trans = P.param("trans", torch.tensor([[0.9, 0.1], [0.2, 0.8]]), constraint=C.simplex)
+        w = v = 0
+        for t in P.markov(range(len(data))):
+            w = P.sample(f"w_{t}", D.Categorical(trans[w]))
+            v = P.sample(f"v_{t}", D.Categorical(trans[v]))
+            P.sample(f"y_{t}", D.Normal(w.double() + 4 * v.double(), 1.0), obs=data[t])
+
     return {
+        "scaled_and_masked": (scaled_and_masked, lambda data: None, 1),
+        "second_order_hmm": (second_order_hmm, lambda data: None, 1),
+        "factorial_hmm": (factorial_hmm, lambda data: None, 0),
         "gmm": (gmm, lambda data: None, 1), "guide_enum": (gmm, guide_enum, 1), "hmm": (hmm, lambda data: None, 0),
         "score": (mixed, make_mixed_guide(None), 1), "parallel": (mixed, make_mixed_guide("parallel"), 1),
         "sequential": (mixed, make_mixed_guide("sequential"), 1),
     }, data
 
 
-@pytest.mark.parametrize("case", ["gmm", "guide_enum", "hmm", "score", "parallel", "sequential"])
+@pytest.mark.parametrize("case", ["gmm", "guide_enum", "hmm", "score", "parallel", "sequential", "scaled_and_masked",
+                                  "second_order_hmm", "factorial_hmm"])
 def test_loss_and_gradients_equal_pyros(case):
     pyro = pytest.importorskip("pyro")
     import pyro.distributions as pdist
