@@ -320,11 +320,18 @@ class HMCKernelBase(MCMCKernel):
         self._t += 1
         return self._state
 
+    def clear_cache(self):
+        """Forget the cached point: the next ``sample(params)`` starts from ``params`` afresh (Pyro)."""
+        self._stale = True
+
+    _stale = False
+
     def sample(self, params=None):
         """Pyro's kernel step: one iteration; returns the new unconstrained values (site -> tensor)."""
         if params is not None and self._state is not None:
             z = self._potential.join(params)
-            if not torch.equal(z, self._state.z):
+            if self._stale or not torch.equal(z, self._state.z):
+                self._stale = False
                 energy, grad, values = self._potential.evaluate(z)
                 self._state = State(z, float(energy), grad, values)
         self.step()
