@@ -7,6 +7,7 @@ any file ``cp.load`` reads).
 
     causalppl draw confounded -o confounded.svg --do x=1
     causalppl sample confounded -n 1000 --do x=1
+    causalppl query confounded --target y --do "x=x+1"          # a shift; "x=Bernoulli(0.3)" is stochastic
     causalppl query confounded --target y --condition x=1 --json
     causalppl fit confounded data.csv -o model.cpm
     causalppl ate model.cpm --treatment x --outcome y
@@ -61,9 +62,18 @@ def _assignment(text):
 
 
 def _values(scm, pairs, option):
-    """``--do``/``--condition`` pairs as a dict; a label must be one of a labelled node's labels."""
+    """``--do``/``--condition`` pairs as a dict; a label must be one of a labelled node's labels.
+
+    A ``--do`` (or ``--treated``/``--control``) value may also be an expression, parsed (never
+    evaluated as Python) by :func:`causalppl.graph.intervention.parse_intervention`: one of the
+    node's own name is a shift (``x=x+1``), a distribution a stochastic intervention (``x=Bernoulli(0.3)``).
+    """
     values = {}
     for name, value in pairs or []:
+        if isinstance(value, str) and name in scm and option != "--condition" and _intervention(scm, name, value,
+                                                                                             option):
+            values[name] = value
+            continue
         if isinstance(value, str) and name in scm:
             labels = scm.labels(name)
             if labels is None or value not in [str(label) for label in labels]:
@@ -73,6 +83,20 @@ def _values(scm, pairs, option):
             value = next(label for label in labels if str(label) == value)
         values[name] = value
     return values
+
+
+def _intervention(scm, name, value, option):
+    """Whether ``value`` is an intervention expression for node ``name`` (a shift, a stochastic law);
+    a bad one is a usage error naming the option and the node."""
+    from causalppl.graph.intervention import parse_intervention
+
+    labels = scm.labels(name)
+    if labels is not None and value in [str(label) for label in labels]:
+        return False
+    try:
+        return parse_intervention(scm, name, value) is not None
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"{option} {name}={value}: {_one_line(err)}") from None
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # how a torch.save file (a saved SCM) starts
@@ -113,7 +137,24 @@ def _load(graph):
                    f"known graph ({', '.join(graphs.names())})")
 
 
+def _replaced(scm, args):
+    """``scm`` with the mechanisms ``--replace X=MECHANISM`` gives (expressions, parsed, never evaluated)."""
+    pairs = getattr(args, "replace", None)
+    if not pairs:
+        return scm
+    replaced = {}
+    for name, value in pairs:
+        if name not in scm:
+            raise CLIError(f"--replace: '{name}' is not a node (nodes: {', '.join(scm.nodes)})")
+        replaced[name] = str(value) if not isinstance(value, str) else value
+    try:
+        return scm.replace(**replaced)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--replace: {_one_line(err)}") from None
+
+
 def _surgery(scm, args):
+    scm = _replaced(scm, args)
     if getattr(args, "do", None):
         scm = scm.do(**_values(scm, args.do, "--do"))
     if getattr(args, "condition", None):
@@ -211,6 +252,8 @@ def cmd_query(args):
     if args.target not in scm:
         raise CLIError(f"--target: '{args.target}' is not a node (nodes: {', '.join(scm.nodes)})")
     scm.require_mechanisms()
+    scm = _replaced(scm, args)
+    args.replace = None  # applied
     do, evidence = _values(scm, args.do, "--do"), _values(scm, args.condition, "--condition")
     result = None
     if args.method == "importance":
@@ -250,7 +293,8 @@ def cmd_ate(args):
             raise CLIError(f"{option}: '{name}' is not a node (nodes: {', '.join(scm.nodes)})")
     scm.require_mechanisms()
     treated = _values(scm, [_assignment(f"{args.treatment}={args.treated}")], "--treated")[args.treatment]
-    control = _values(scm, [_assignment(f"{args.treatment}={args.control}")], "--control")[args.treatment]
+    control = None if args.control.strip() == "natural" else \
+        _values(scm, [_assignment(f"{args.treatment}={args.control}")], "--control")[args.treatment]
     level = args.level
     if level is not None:
         labels = scm.labels(args.outcome)
@@ -377,7 +421,11 @@ def build_parser():
         return sub
 
     def surgery(sub):
-        sub.add_argument("--do", type=_assignment, action="append", metavar="X=V", help="intervene (repeatable)")
+        sub.add_argument("--do", type=_assignment, action="append", metavar="X=V",
+                         help="intervene (repeatable): a value or label; an expression of X (x=x+1: a shift); "
+                              "a distribution (x=Bernoulli(0.3): stochastic)")
+        sub.add_argument("--replace", type=_assignment, action="append", metavar="X=MECHANISM",
+                         help="replace X's mechanism, e.g. x='Normal(z, 0.5)' (repeatable)")
         sub.add_argument("--condition", type=_assignment, action="append", metavar="X=V",
                          help="observe (repeatable)")
 
@@ -414,7 +462,8 @@ def build_parser():
     sub.add_argument("--treatment", required=True)
     sub.add_argument("--outcome", required=True)
     sub.add_argument("--treated", default="1", help="the treated value or label (default 1)")
-    sub.add_argument("--control", default="0", help="the control value or label (default 0)")
+    sub.add_argument("--control", default="0", help="the control value or label (default 0); 'natural': no "
+                                                     "intervention (with --treated x+1: the effect of a shift)")
     sub.add_argument("--level", default=None, help="for a discrete outcome: the effect on P(outcome = LEVEL)")
     sub.add_argument("--condition", type=_assignment, action="append", metavar="X=V",
                      help="conditional effect given this evidence (repeatable)")

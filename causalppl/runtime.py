@@ -426,6 +426,7 @@ class plate(Messenger):
 
     def __enter__(self):
         taken = {h.dim for h in HANDLER_STACK if isinstance(h, plate) and not h._sequential}
+        taken |= {h.dim for h in HANDLER_STACK if getattr(h, "_takes_dim", False) and h.dim is not None}
         if self._sequential:
             pass  # a sequential plate broadcasts nothing, so it takes no dim
         elif self.dim is None:

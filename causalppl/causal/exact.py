@@ -489,10 +489,10 @@ def contrast(treatment, outcome, treated, control, high, low, outcome_level):
 
 def ate(scm, treatment, outcome, treated, control, evidence, n=10000, outcome_level=None, required=False):
     """The exact ATE (difference of exact means), or ``None`` when exact inference does not apply."""
-    high = interventional(scm, {treatment: treated}, evidence, n, required)
+    high = interventional(scm, {treatment: treated} if treated is not None else {}, evidence, n, required)
     if high is None:
         return None
-    low = interventional(scm, {treatment: control}, evidence, n, required)
+    low = interventional(scm, {treatment: control} if control is not None else {}, evidence, n, required)
     return contrast(treatment, outcome, treated, control, high, low, outcome_level)
 
 

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 
 from causalppl.causal.queries import _fmt
-from causalppl.causal.worlds import propagate, require_nodes, require_plain, sample_noise
+from causalppl.causal.worlds import arm, propagate, require_nodes, require_plain, sample_noise
 
 
 @dataclass
@@ -94,10 +94,12 @@ def mediation(scm, treatment, mediator, outcome, treated=1.0, control=0.0, n=100
     """Natural direct and indirect effects of ``treatment`` on ``outcome`` through ``mediator``.
 
     ``mediator`` is a node or a list of nodes (held jointly). ``treated`` and
-    ``control`` may be labels. Every row's four worlds share its noise, so
-    the standard errors are those of per-row differences. Works on
-    hand-written and learned SCMs (the nodes' noise must be recoverable, as
-    for :func:`causalppl.causal.counterfactual`).
+    ``control`` may be labels, or any intervention :meth:`SCM.do` takes (a
+    shift ``lambda x: x + 1`` or ``"x + 1"``, a distribution), and ``control=None``
+    leaves the treatment as it is: the direct and indirect parts of a shift's
+    effect. Every row's four worlds share its noise, so the standard errors
+    are those of per-row differences. Works on hand-written and learned SCMs
+    whose nodes have a noise model (:mod:`causalppl.noise`: count nodes too).
 
     Returns a :class:`MediationResult`.
 
@@ -111,11 +113,12 @@ def mediation(scm, treatment, mediator, outcome, treated=1.0, control=0.0, n=100
     """
     mediators = _mediators(scm, treatment, mediator, outcome)
     require_plain(scm, "mediation")
-    high, low = scm.encode(treatment, treated), scm.encode(treatment, control)
+    high, low = arm(scm, treatment, treated), arm(scm, treatment, control)
     draw = sample_noise(scm, n, **inputs)
 
     def world(level, held=None):
-        return propagate(scm, draw.noise, draw.weights, fixed={treatment: level, **(held or {})}, inputs=inputs)
+        source, fixed = level
+        return propagate(source, draw.noise, draw.weights, fixed={**fixed, **(held or {})}, inputs=inputs)
 
     under_low, under_high = world(low), world(high)
     held_low = {m: under_low[m] for m in mediators}

@@ -341,7 +341,11 @@ def _is_number(value):
 
 
 def _fmt(value):
-    """A value as text: numbers as ``%g``, tensors as lists, labels as themselves."""
+    """A value as text: numbers as ``%g``, tensors as lists, labels as themselves, interventions by their text."""
+    if value is None:
+        return "natural"
+    if hasattr(value, "describe"):
+        return value.describe()
     if not _is_number(value) and not isinstance(value, (list, tuple)):
         return str(value)
     if isinstance(value, (list, tuple)) and not all(_is_number(v) for v in value):
@@ -406,11 +410,24 @@ def interventional(scm, do=None, evidence=None, n=10000, method="auto", distribu
     if answer is not None:
         return answer
     query = scm.do(**do) if do else scm
+    do = _shown_do(query, do)
     if not evidence:
         values, levels, conditionals = _simulate(query, n, inputs)
         return QueryResult(values, do, evidence, levels=levels, conditionals=conditionals)
     samples, ess, levels = _resample_with_levels(query.condition(**evidence), n, max(20 * n, 20000), inputs)
     return QueryResult(nodes_only(scm, samples), do, evidence, ess=min(ess, n), levels=levels)
+
+
+def _shown_do(query, do):
+    """``do`` with shifts and stochastic interventions as their :class:`Intervention` (which prints its text)."""
+    soft = query.soft_interventions
+    return {node: soft[node] if node in soft and not isinstance(value, (numbers.Number, torch.Tensor, list, tuple))
+            else value for node, value in do.items()}
+
+
+def _arm(treatment, value):
+    """One arm of an effect: ``do(treatment=value)``, or no intervention at all (``None``: the natural value)."""
+    return {} if value is None else {treatment: value}
 
 
 @dataclass
@@ -477,9 +494,13 @@ class EffectResult:
         target = self.outcome if self.outcome_level is None else f"P({self.outcome}={_fmt(self.outcome_level)})"
         return (
             f"ATE of {self.treatment} on {target} "
-            f"(do({self.treatment}={_fmt(self.treated)}) vs do({self.treatment}={_fmt(self.control)})): "
+            f"({_arm_text(self.treatment, self.treated)} vs {_arm_text(self.treatment, self.control)}): "
             f"{self.ate:.4g} {spread} [95% {low:.4g}, {high:.4g}; covers {self.covers}]"
         )
+
+
+def _arm_text(treatment, value):
+    return f"natural {treatment}" if value is None else f"do({treatment}={_fmt(value)})"
 
 
 def _normal_quantile(p):
@@ -541,9 +562,10 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
         n = max(n, 2 * next(iter(posterior.values())).shape[0])
     seed = int(torch.randint(2**62, ()))
     with _common_random_numbers(seed):
-        high = interventional(scm, {treatment: treated}, evidence, n, method="sample", **inputs)
+        high = interventional(scm, _arm(treatment, treated), evidence, n, method="sample", **inputs)
     with _common_random_numbers(seed):
-        low = interventional(scm, {treatment: control}, evidence, n, method="sample", **inputs)
+        low = interventional(scm, _arm(treatment, control), evidence, n, method="sample", **inputs)
+    treated, control = _shown_arm(treated, high, treatment), _shown_arm(control, low, treatment)
     code = _outcome_code(outcome, high.levels.get(outcome), outcome_level)
     effect = _contrast(treatment, outcome, treated, control, high, low, paired=not evidence, code=code)
     effect.outcome_level = outcome_level
@@ -555,6 +577,10 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
         effect.covers = ("Monte Carlo error only (the estimate averages over the posterior of the "
                          "weights, but this interval does not show its spread)")
     return effect
+
+
+def _shown_arm(value, result, treatment):
+    return result.do.get(treatment, value) if value is not None else None
 
 
 def _outcome_code(outcome, levels, level):

@@ -232,6 +232,10 @@ def describe(result):
         if node in scm.interventions:
             lines.append(f"  {node} := do({float(scm.interventions[node].float().mean()):.3g})")
             continue
+        if node in scm._soft:
+            lines.append(f"  {node} {'~' if scm._soft[node].kind == 'stochastic' else ':='} "
+                         f"{scm._soft[node].describe()}")
+            continue
         lines.append(f"  {node} ~ {_equation(scm, node, [r for r in rows if r.node == node])}")
     if result.notes:
         lines.append("notes:")

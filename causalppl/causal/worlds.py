@@ -29,6 +29,7 @@ import torch
 
 from causalppl.causal.counterfactual import abduct, predict
 from causalppl.handlers import param_scope, substitute
+from causalppl.interventions import draw_like
 
 
 @dataclass
@@ -109,14 +110,38 @@ def propagate(scm, noise, weights=None, fixed=None, inputs=None):
     fixed = {**scm.interventions, **(fixed or {})}
     rows, device = _rows(noise, fixed)
     values = {}
+    soft = scm.soft_interventions
     with torch.no_grad(), param_scope(store=scm.params):
         scm.model.prepare_with(weights or {})
         for node in scm.nodes:
             if node in fixed:
                 values[node] = _held(fixed[node], rows, device)
+                continue
+            fn = mechanism_dist(scm, node, values, inputs)
+            if node in soft and soft[node].kind == "stochastic":  # drawn afresh, not from the unit's noise
+                values[node] = draw_like(fn, (rows,) + tuple(fn.event_shape)).to(device)
             else:
-                values[node] = predict(node, mechanism_dist(scm, node, values, inputs), noise.get(node))
+                values[node] = predict(node, fn, noise.get(node))
     return values
+
+
+def arm(scm, node, value):
+    """One arm of a contrast on ``node``: ``(scm, fixed)`` for :func:`propagate`.
+
+    A value (or label) holds the node (``fixed``); a shift or stochastic
+    intervention (anything :meth:`SCM.do` takes) intervenes in the SCM;
+    ``None`` leaves the node as it is (its natural value).
+    """
+    from causalppl.graph.intervention import _Constant, parse_intervention
+
+    if value is None:
+        return scm, {}
+    found = parse_intervention(scm, node, value)
+    if found is None:
+        return scm, {node: scm.encode(node, value)}
+    if isinstance(found, _Constant):
+        return scm, {node: torch.as_tensor(found.value)}
+    return scm.do(**{node: value}), {}
 
 
 def _prepare_node(scm, node, weights):

@@ -28,6 +28,12 @@ Node attributes read and written:
 ``callable=true``
     written for a node whose mechanism is a Python callable: DOT cannot hold
     it, so the file keeps the structure only and :func:`read_dot` refuses it.
+``shift="x + 1"`` / ``stochastic="Bernoulli(0.3)"`` / ``replaced="Normal(z, 0.5)"``
+    a shift, stochastic intervention or mechanism replacement
+    (:mod:`causalppl.graph.intervention`), as expression text; ``mechanism``
+    stays the node's own, and the edges are those of the intervened graph.
+    One given as a Python callable is marked ``callable_intervention=shift``
+    (or ``stochastic``, ``replaced``), which :func:`read_dot` refuses.
 
 A file in which no node has a mechanism is a causal DAG (a structure-only
 SCM). The drawing's legend (``legend=true``) is skipped on read.
@@ -65,6 +71,10 @@ from causalppl.params import decode_constraint, encode_constraint
 # Styling (Graphviz attributes). Kept here so to_dot's text renders as drawn.
 OBSERVED_FILL = "#c6dbef"
 INTERVENED_FILL = "#fdd0a2"
+SHIFT_FILL = "#fee391"
+STOCHASTIC_FILL = "#c7e9c0"
+REPLACED_FILL = "#dadaeb"
+SOFT_KEYS = ("shift", "stochastic", "replaced")
 LATENT_COLOR = "grey45"
 INPUT_COLOR = "grey35"
 
@@ -146,9 +156,27 @@ def _attr_text(attrs):
     return ", ".join(f"{key}={value}" for key, value in attrs.items())
 
 
+def _soft_text(scm, node):
+    """``(key, text)`` of a node's shift, stochastic intervention and replacement (text ``None``: a callable)."""
+    from causalppl.graph.intervention import distribution_text
+    from causalppl.graph.mechanism import FixedDistribution
+
+    found = []
+    replaced = scm.replaced.get(node)
+    if replaced is not None:
+        text = replaced.mechanism.text
+        if text is None and isinstance(replaced.mechanism.fn, FixedDistribution):
+            text = distribution_text(replaced.mechanism.fn.distribution)
+        found.append(("replaced", text, replaced))
+    soft = scm._soft.get(node)
+    if soft is not None:
+        found.append((soft.kind, soft.text, soft))
+    return found
+
+
 def _node_attrs(scm, node, show, fitted):
     """The DOT attributes of one node: its mechanism (or learnable spec and params) and its styling."""
-    mechanism = scm.mechanism(node)
+    mechanism = scm._mechanisms[node]  # its own mechanism; shifts and replacements are attributes
     attrs, notes = {}, []
     if mechanism.text is not None:
         attrs["mechanism"] = quote(mechanism.text)
@@ -185,6 +213,30 @@ def _node_attrs(scm, node, show, fitted):
         label = f"{node} = {label_value(observed[node], scm.labels(node))}"
         attrs["fillcolor"] = quote(OBSERVED_FILL)
         styles.insert(0, "filled")
+    for key, text, intervention in _soft_text(scm, node):
+        if text is not None:
+            attrs[key] = quote(text)
+        else:
+            attrs["callable_intervention"] = key
+            notes.append(f"// node '{node}' has a Python callable {intervention.kind} ({intervention.describe()}): "
+                         "this file cannot be read back with it")
+        shown = intervention.describe()
+        if key == "replaced":
+            label = f"{node} ~ {shown}"
+            attrs["fillcolor"] = quote(REPLACED_FILL)
+            styles[:0] = ["filled", "bold"]
+        elif key == "shift":
+            label = f"{node} := {shown}"
+            attrs["shape"] = "box"
+            attrs["fillcolor"] = quote(SHIFT_FILL)
+            styles[:] = [style for style in styles if style not in ("filled", "bold")]
+            styles[:0] = ["filled", "rounded"]
+        else:
+            label = f"{node} ~ {shown}"
+            attrs["shape"] = "box"
+            attrs["fillcolor"] = quote(STOCHASTIC_FILL)
+            styles[:] = [style for style in styles if style not in ("filled", "bold")]
+            styles[:0] = ["filled", "dashed"]
     if node in interventions:
         attrs["intervened"] = quote(format_value(interventions[node]))
         label = f"{node} = {label_value(interventions[node], scm.labels(node))}"
@@ -223,6 +275,16 @@ def _legend(scm, fitted):
          f'shape=box, style=filled, fillcolor="{INTERVENED_FILL}"'),
         ("legend_latent", "latent", f"style=dotted, color={LATENT_COLOR}, fontcolor={LATENT_COLOR}"),
     ]
+    kinds = {key for node in scm.nodes for key, _, _ in _soft_text(scm, node)}
+    if "shift" in kinds:
+        entries.append(("legend_shift", "shift: a function of\\nits natural value",
+                        f'shape=box, style="filled,rounded", fillcolor="{SHIFT_FILL}"'))
+    if "stochastic" in kinds:
+        entries.append(("legend_stochastic", "stochastic: drawn afresh,\\nits incoming edges cut",
+                        f'shape=box, style="filled,dashed", fillcolor="{STOCHASTIC_FILL}"'))
+    if "replaced" in kinds:
+        entries.append(("legend_replaced", "mechanism replaced",
+                        f'style="filled,bold", fillcolor="{REPLACED_FILL}"'))
     if fitted:
         entries.append(("legend_fitted", "data column (fitted)", "penwidth=2, peripheries=2"))
     if scm.inputs:
@@ -494,7 +556,53 @@ def with_meta(scm, meta):
     return scm
 
 
+def _soft_surgery(scm, attributes, where):
+    """Replacements, then shifts and stochastic interventions, from their expression attributes."""
+    replaced, soft = {}, {}
+    for name, attrs in attributes.items():
+        if name not in scm:
+            continue
+        if "callable_intervention" in attrs:
+            raise ValueError(f"{where}: node '{name}' had a Python callable {unquote(attrs['callable_intervention'])}, "
+                             "which DOT cannot hold; write it as an expression (such as shift=\"x + 1\")")
+        if "replaced" in attrs:
+            replaced[name] = attrs["replaced"]
+        for key in ("shift", "stochastic"):
+            if key in attrs:
+                soft[name] = attrs[key]
+    try:
+        if replaced:
+            scm = scm.replace(**replaced)
+        if soft:
+            scm = scm.do(**soft)
+    except ExpressionError as err:
+        raise ExpressionError(f"{where}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    return scm
+
+
+def _soft_parents(name, attrs, parents, nodes, where):
+    """The parents a node's edges must show: its mechanism's, as its replacement, shift or stochastic
+    intervention changes them."""
+    def names(key):
+        try:
+            return [p for p in Expression(attrs[key]).names if p in nodes and p != name]
+        except ExpressionError as err:
+            raise ExpressionError(f"{where}: node '{name}': {key}: {err}") from None
+
+    used = set(parents)
+    if "replaced" in attrs:
+        used = set(names("replaced"))
+    if "shift" in attrs:
+        used |= set(names("shift"))
+    if "stochastic" in attrs:
+        used = set(names("stochastic"))
+    return used
+
+
 def _surgery(scm, attributes, where):
+    scm = _soft_surgery(scm, attributes, where)
     interventions, observed = {}, {}
     for name, attrs in attributes.items():
         for key, store in (("observed", observed), ("intervened", interventions)):
@@ -618,6 +726,7 @@ def _with_mechanisms(attributes, edges, where):
     interventions = {name for name, attrs in attributes.items() if "intervened" in attrs}
     for name, mechanism in mechanisms.items():
         used = {p for p in _parents_of(mechanism) if p in mechanisms}
+        used = _soft_parents(name, attributes[name], used, mechanisms, where)
         if name in interventions and not declared[name]:
             continue  # do() cut the incoming edges
         if declared[name] != used:

@@ -536,6 +536,19 @@ class Expression:
         return Expression, (self.text,)
 
 
+def returns_distribution(expr: Expression) -> bool:
+    """Whether ``expr`` is a call of a distribution, such as ``Bernoulli(0.3)`` (checked on its syntax).
+
+    >>> returns_distribution(parse_expression("Bernoulli(0.3)")), returns_distribution(parse_expression("x + 1"))
+    (True, False)
+    """
+    try:
+        body = ast.parse(expr.text.strip(), mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in _distributions()
+
+
 def parse_expression(text: str) -> Expression:
     """Parse and check ``text`` once; raise :class:`ExpressionError` if it is not allowed.
 

@@ -47,9 +47,11 @@ class LoweredModel:
         self.labels = {node: scm.labels(node) for node in self.order if scm.labels(node) is not None}
         # Inputs only intervened nodes used: do() cut them, so a value given for
         # them (as for the unintervened model) is accepted and ignored.
+        # So are those only a node's mechanism before a stochastic intervention or a replacement used.
+        used = [parent for node in self.order for mechanism in (scm._mechanisms[node], scm.natural_mechanism(node))
+                for parent in mechanism.parents]
         self.cut_inputs = tuple(dict.fromkeys(
-            parent for node in self.interventions for parent in self.mechanisms[node].parents
-            if parent not in self.mechanisms and parent not in self.inputs))
+            parent for parent in used if parent not in self.mechanisms and parent not in self.inputs))
         # Node -> the observed tensor last checked against its mechanism's support (see _check_observed).
         self._checked = {}
         self.__name__ = "scm_model"

@@ -89,6 +89,8 @@ def to_data(scm):
         "nodes": nodes,
         "observed": _copy(scm.observed),
         "interventions": _copy(scm.interventions),
+        "replaced": {name: _mechanism_spec(name, found.mechanism) for name, found in scm.replaced.items()},
+        "soft": {name: _soft_spec(name, found) for name, found in scm._soft.items()},
         "param_store": state.params.get_state(),
         "posterior": _copy(state.posterior),
         "fit": _plain_part(state.fit, "fit", notes),
@@ -110,6 +112,16 @@ def _mechanism_spec(node, mechanism):
         "use an expression string (like \"Normal(2*x + 1, 0.5)\") or a learnable mechanism "
         "(causalppl.causal.learn) instead"
     )
+
+
+def _soft_spec(node, intervention):
+    """A shift or stochastic intervention as plain data: its expression text, or a fixed distribution."""
+    if intervention.kind == "stochastic" and not intervention.parents and not isinstance(intervention.law, Expression):
+        return {"kind": "stochastic", "law": _distribution_spec(node, intervention.law)}
+    if intervention.text is None:
+        raise ValueError(f"node '{node}': its {intervention.kind} intervention is a Python callable, which cannot "
+                         f"be saved; write it as an expression (such as do({node}=\"{node} + 1\"))")
+    return {"kind": intervention.kind, "text": intervention.text}
 
 
 def _learnable_spec(node, fn):
@@ -219,6 +231,13 @@ def from_data(data):
             fn.labels = value
     interventions = _tensors(_field(data, "interventions", dict), "interventions")
     observed = _tensors(_field(data, "observed", dict), "observed")
+    replaced = {name: _build_mechanism(f"node '{name}'", spec)
+                for name, spec in _field(data, "replaced", dict, default={}).items()}
+    if replaced:
+        scm = scm.replace(**replaced)
+    soft = {name: _build_soft(f"node '{name}'", spec) for name, spec in _field(data, "soft", dict, default={}).items()}
+    if soft:
+        scm = scm.do(**soft)
     if interventions:
         scm = scm.do(**interventions)
     if observed:
@@ -229,6 +248,15 @@ def from_data(data):
         state.posterior = _tensors(_field(data, "posterior", dict), "posterior")
     state.fit = data.get("fit")
     return scm
+
+
+def _build_soft(where, spec):
+    kind = _field(spec, "kind", str, f"{where}: the intervention")
+    if kind == "stochastic" and "law" in spec:
+        return _build_distribution(where, _field(spec, "law", dict, where))
+    if kind not in ("shift", "stochastic"):
+        raise ValueError(f"{where}: unknown intervention kind {kind!r} (expected shift or stochastic)")
+    return _field(spec, "text", str, where)  # SCM.do parses it (never eval)
 
 
 def _build_mechanism(where, spec):
@@ -322,10 +350,15 @@ def _plain_part(value, where, notes):
     return kept
 
 
-def _field(mapping, key, kind, where="the file"):
+_REQUIRED = object()
+
+
+def _field(mapping, key, kind, where="the file", default=_REQUIRED):
     if not isinstance(mapping, dict):
         raise ValueError(f"{where}: expected a dict, got {type(mapping).__name__}")
     if key not in mapping:
+        if default is not _REQUIRED:
+            return default
         raise ValueError(f"{where}: '{key}' is missing")
     value = mapping[key]
     if not isinstance(value, kind):

@@ -91,6 +91,10 @@ def _check_labels(node, labels):
     return labels
 
 
+class CycleError(nx.NetworkXUnfeasible, ValueError):
+    """Surgery that would make the graph cyclic (both a ``NetworkXUnfeasible`` and a ``ValueError``)."""
+
+
 class SCMGraph(nx.DiGraph):
     """``scm.graph``: a DiGraph of plain attributes (so ``nx.write_gml`` works) that also keeps the
     :class:`Mechanism` objects, in ``mechanisms``, for ``SCM(scm.graph)``.
@@ -143,6 +147,8 @@ class SCM:
         self._latent: set[str] = set()
         self._observed: dict[str, torch.Tensor] = {}
         self._interventions: dict[str, torch.Tensor] = {}
+        self._soft: dict = {}  # node -> Shift or Stochastic (see causalppl.graph.intervention)
+        self._replaced: dict = {}  # node -> Replace: its mechanism replaced
         self._labels: dict[str, tuple] = {}
         self._meta: dict = {}  # graph-level facts a file gave: rankdir, name, roles (node -> role)
         self._cache = {}
@@ -269,19 +275,22 @@ class SCM:
 
     def _build_graph(self):
         graph = SCMGraph()
-        graph.mechanisms = dict(self._mechanisms)
+        graph.mechanisms = {node: self._effective(node) for node in self._mechanisms}
         graph.graph.update({key: value for key, value in self._meta.items() if value})
-        for node, mechanism in self._mechanisms.items():
+        for node in self._mechanisms:
             labels = self.labels(node)
+            soft = self._soft.get(node)
             graph.add_node(
                 node,
-                mechanism=mechanism_text(mechanism),
+                mechanism=mechanism_text(self._natural(node)),
                 latent=node in self._latent,
                 **({"labels": labels} if labels is not None else {}),
                 **({"observed": plain_value(self._observed[node])} if node in self._observed else {}),
                 **({"intervened": plain_value(self._interventions[node])} if node in self._interventions else {}),
+                **({"replaced": True} if node in self._replaced else {}),
+                **({soft.kind: soft.describe()} if soft is not None else {}),
             )
-        for node, mechanism in self._mechanisms.items():
+        for node, mechanism in graph.mechanisms.items():
             if node in self._interventions:
                 continue  # do() cuts the incoming edges
             for parent in mechanism.parents:
@@ -316,10 +325,10 @@ class SCM:
         """Names the mechanisms use that are not nodes: given when the model is called."""
         if "inputs" not in self._cache:
             seen = {}
-            for node, mechanism in self._mechanisms.items():
+            for node in self._mechanisms:
                 if node in self._interventions:
                     continue
-                for parent in mechanism.parents:
+                for parent in self._effective(node).parents:
                     if parent not in self._mechanisms:
                         seen[parent] = None
             self._cache["inputs"] = tuple(seen)
@@ -331,8 +340,27 @@ class SCM:
         return tuple(self.graph.predecessors(node))
 
     def mechanism(self, node):
+        """The mechanism ``node`` runs: its own, replaced (:meth:`replace`), or under a shift or
+        stochastic intervention (:meth:`do`)."""
         self._require(node)
-        return self._mechanisms[node]
+        return self._effective(node)
+
+    def natural_mechanism(self, node):
+        """The mechanism ``node`` has before a shift or stochastic intervention (a replacement's, if replaced)."""
+        self._require(node)
+        return self._natural(node)
+
+    def _natural(self, node):
+        found = self._replaced.get(node) if self._replaced else None
+        return found.mechanism if found is not None else self._mechanisms[node]
+
+    def _effective(self, node):
+        if not self._soft or node not in self._soft:
+            return self._natural(node)
+        effective = self._cache.setdefault("effective", {})
+        if node not in effective:
+            effective[node] = self._soft[node].effective(self._natural(node))
+        return effective[node]
 
     def labels(self, node):
         """The state labels of discrete ``node`` in code order, or ``None`` (no labels).
@@ -348,7 +376,7 @@ class SCM:
         self._require(node)
         if node in self._labels:
             return self._labels[node]
-        found = getattr(self._mechanisms[node].fn, "labels", None)
+        found = getattr(self._natural(node).fn, "labels", None)
         return tuple(found) if found is not None else None
 
     def encode(self, node, value):
@@ -407,8 +435,28 @@ class SCM:
 
     @property
     def interventions(self):
-        """Intervened node -> value (a copy)."""
+        """Node set by ``do(node=value)`` -> its value (a copy); see :attr:`soft_interventions` for the others."""
         return dict(self._interventions)
+
+    @property
+    def soft_interventions(self):
+        """Node -> its shift, stochastic intervention or replacement (:mod:`causalppl.graph.intervention`).
+
+        A replaced node that is also shifted shows its shift; :attr:`replaced` lists the replacements.
+
+        >>> import causalppl as cp
+        >>> scm = cp.graphs.load("confounded").replace(x="Normal(0, 2)").do(z="Bernoulli(0.5)")
+        >>> scm.soft_interventions
+        {'z': stochastic(Bernoulli(0.5)), 'x': replace(Normal(0, 2))}
+        """
+        found = dict(self._replaced)
+        found.update(self._soft)
+        return {node: found[node] for node in self._mechanisms if node in found}
+
+    @property
+    def replaced(self):
+        """Node -> its :class:`~causalppl.graph.intervention.Replace` (a copy)."""
+        return dict(self._replaced)
 
     def _require(self, *names):
         for name in names:
@@ -431,6 +479,10 @@ class SCM:
             parts.append(f"inputs={list(self.inputs)}")
         if self._interventions:
             parts.append(f"do={sorted(self._interventions)}")
+        for kind in ("shift", "stochastic", "replace"):
+            names = sorted(node for node, found in self.soft_interventions.items() if found.kind == kind)
+            if names:
+                parts.append(f"{kind}={names}")
         if self._observed:
             parts.append(f"observed={sorted(self._observed)}")
         return f"SCM({', '.join(parts)})"
@@ -464,6 +516,8 @@ class SCM:
         new._latent = set(self._latent)
         new._observed = dict(self._observed)
         new._interventions = dict(self._interventions)
+        new._soft = dict(self._soft)
+        new._replaced = dict(self._replaced)
         new._labels = dict(self._labels)
         new._meta = dict(self._meta)
         new._cache = {}
@@ -477,25 +531,80 @@ class SCM:
         return new
 
     def do(self, **values):
-        """A new SCM with each named node fixed to its value and its incoming edges cut.
+        """A new SCM with each named node intervened on; see :mod:`causalppl.graph.intervention`.
 
-        Values are finite numbers, tensors, lists of numbers, or a labelled
-        node's labels; anything else (``None``, NaN, infinity, a string for a
-        node without labels) is a ``ValueError`` naming the node.
+        * a value (a finite number, tensor, list of numbers, or a labelled
+          node's label) fixes the node and cuts its incoming edges; anything
+          else that is not one of the forms below (``None``, NaN, infinity, a
+          string for a node without labels) is a ``ValueError`` naming the node;
+        * a callable of the node's natural value (``lambda x: x + 1``) or an
+          expression of it (``"x + 1"``) is a shift: the node keeps its
+          parents and its noise;
+        * a distribution (``cp.dist.Bernoulli(0.3)``, ``"Bernoulli(0.3)"``) is a
+          stochastic intervention: the node is drawn from it, cut from its parents.
+
+        A new intervention on a node replaces its earlier one.
 
         >>> import causalppl as cp
         >>> scm = cp.SCM().add("z", "Normal(0, 1)").add("x", "Normal(z, 1)")
-        >>> scm.do(x=1.0).parents("x")
-        ()
+        >>> scm.do(x=1.0).parents("x"), scm.do(x=lambda x: x + 1).parents("x"), scm.do(x="Bernoulli(0.3)").parents("x")
+        ((), ('z',), ())
         """
+        from causalppl.graph.intervention import _Constant, parse_intervention
+
         self._require(*values)
         for name in values:
             if name in self._observed:
                 raise ValueError(f"node '{name}' is observed; it cannot also be intervened on")
         new = self._copy()
-        new._interventions.update({name: check_value(name, value, self.labels(name), what="do")
-                                   for name, value in values.items()})
+        for name, value in values.items():
+            found = parse_intervention(self, name, value)
+            if isinstance(found, _Constant):
+                found, value = None, found.value
+            new._soft.pop(name, None)
+            new._interventions.pop(name, None)
+            if found is None:
+                new._interventions[name] = check_value(name, value, self.labels(name), what="do")
+            elif found.kind == "replace":
+                new._replaced[name] = found
+            else:
+                new._soft[name] = found
+        new._check_surgery(values)
         return new
+
+    def replace(self, **mechanisms):
+        """A new SCM with each named node's mechanism replaced (any form :meth:`add` takes).
+
+        The node's parents become the new mechanism's, which must be nodes of
+        the SCM (or its inputs) and keep the graph acyclic; otherwise a
+        ``ValueError`` names the node. In counterfactuals the node keeps its
+        noise (see :func:`causalppl.noise.transfer`).
+
+        >>> import causalppl as cp
+        >>> scm = cp.graphs.load("confounded").replace(x="Normal(0.5 * z, 0.5)")
+        >>> scm.parents("x"), scm.mechanism("x").text
+        (('z',), 'Normal(0.5 * z, 0.5)')
+        """
+        from causalppl.graph.intervention import replacement
+
+        self._require(*mechanisms)
+        new = self._copy()
+        for name, mechanism in mechanisms.items():
+            if name in self._interventions:
+                raise ValueError(f"replace: node '{name}' is set by do(); replace its mechanism before intervening")
+            new._replaced[name] = replacement(self, name, mechanism)
+        new._check_surgery(mechanisms, "replacement")
+        return new
+
+    def _check_surgery(self, names, what="intervention"):
+        """Surgery that adds edges (a shift reading another node, a replacement) must keep the DAG acyclic."""
+        graph = self._build_graph()
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = nx.find_cycle(graph)
+            path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            nodes = [name for name in names if any(name in edge for edge in cycle)] or list(names)
+            raise CycleError(f"node '{nodes[0]}': the {what} creates the cycle {path}")
+        self._cache["graph"] = nx.freeze(graph)
 
     def condition(self, **values):
         """A new SCM with each named node observed at its value (it then contributes its log density).
@@ -506,7 +615,7 @@ class SCM:
         """
         self._require(*values)
         for name in values:
-            if name in self._interventions:
+            if name in self._interventions or name in self._soft:
                 raise ValueError(f"node '{name}' is intervened on; it cannot also be observed")
         new = self._copy()
         new._observed.update({name: check_value(name, value, self.labels(name), what="condition")

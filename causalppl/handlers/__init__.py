@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from causalppl import interventions as _interventions
+from causalppl import noise as _noise
 from causalppl import params as _params
 from causalppl import runtime as _runtime
 from causalppl.runtime import HANDLER_STACK, Messenger, as_tensor, new_message
@@ -161,20 +163,61 @@ class do(_FixValues):
     >>> def model():
     ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
     ...     return cp.sample("y", cp.dist.Normal(2 * x, 0.001))
-    >>> round(cp.do(model, {"x": 1.0})().item(), 1)
+    >>> round(cp.do(model, data={"x": 1.0})().item(), 1)
     2.0
+
+    Besides values, ``data`` takes a callable of the site's natural value (a
+    shift, ``lambda x: x + 1``), a Distribution (a stochastic intervention,
+    drawn afresh) and, in :class:`multi_world`, :func:`from_world` (see
+    :mod:`causalppl.interventions`). Inside :class:`twin_world` or
+    :class:`multi_world` the interventions hold in a counterfactual world,
+    not in the factual one.
     """
 
     verb = "do"
 
+    def __init__(self, fn=None, data=None):
+        super().__init__(fn, {})
+        if data is None:
+            data = {}
+        if not hasattr(data, "items"):
+            raise TypeError(f"{self.verb}: data must be a dict of site name -> value, got {type(data).__name__}")
+        self.data = {name: _do_value(name, value) for name, value in data.items()}
+        self._values = {}
+
+    def __enter__(self):
+        self._values = {}
+        return super().__enter__()
+
     def fix(self, msg, value):
+        if _enclosing_worlds(self) is not None:
+            msg.setdefault("_world_do", []).append((self, value))  # the world handler splits the site
+            return
+        if not isinstance(value, torch.Tensor):
+            if isinstance(value, _interventions.from_world):
+                raise ValueError(f"do: site '{msg['name']}': from_world() needs an enclosing multi_world()")
+            msg["_do_pending"] = (self, value)  # applied to the natural value once it is drawn
+            msg["is_observed"] = False
+            msg["intervened"] = True
+            return
         msg["value"] = value
         msg["is_observed"] = False
         msg["intervened"] = True
 
     def postprocess_message(self, msg):
+        if msg["type"] != "sample":
+            return
+        pending = msg.get("_do_pending")
+        if pending is not None and pending[0] is self:
+            del msg["_do_pending"]
+            natural = msg["value"]
+            shape = natural.shape
+            context = _interventions.Context(
+                msg["name"], 0, shape, msg["fn"], None, lambda: natural, self._lookup,
+                lambda world: natural)
+            msg["value"] = _interventions.fit_shape(msg["name"], pending[1].world_value(context), shape, natural)
         # Broadcast a scalar intervention to the site's shape (e.g. inside a plate).
-        if msg["intervened"] and msg["name"] in self.data:
+        elif msg["intervened"] and msg["name"] in self.data and isinstance(msg["value"], torch.Tensor):
             fn = msg["fn"]
             shape = fn.batch_shape + fn.event_shape
             if msg["value"].shape != shape:
@@ -182,6 +225,339 @@ class do(_FixValues):
                     msg["value"] = msg["value"].expand(shape)
                 except RuntimeError:
                     pass
+        self._values[msg["name"]] = msg["value"]
+
+    def _lookup(self, name):
+        if name not in self._values:
+            raise ValueError(f"do: the intervention reads site '{name}', which has not run yet "
+                             f"(sites so far: {', '.join(self._values) or 'none'})")
+        return self._values[name]
+
+
+def _do_value(name, value):
+    """A ``do`` value: a tensor for a plain value, else an intervention object."""
+    if hasattr(value, "world_value") or isinstance(value, torch.distributions.Distribution) or \
+            (callable(value) and not isinstance(value, torch.Tensor)):
+        return _interventions.as_world_intervention(name, value)
+    return as_tensor(value)
+
+
+def _enclosing_worlds(handler):
+    """The world handler (twin_world/multi_world) outside ``handler`` on the stack, or ``None``."""
+    stack = _runtime.HANDLER_STACK
+    for index in range(len(stack) - 1, -1, -1):
+        if stack[index] is handler:
+            for outer in range(index - 1, -1, -1):
+                if isinstance(stack[outer], _Worlds):
+                    return stack[outer]
+            return None
+    return None
+
+
+class _Worlds(Messenger):
+    """Factual and counterfactual worlds as one batch dimension that shares exogenous noise.
+
+    Shared by :class:`twin_world` and :class:`multi_world`, which differ only
+    in how ``do`` handlers inside them map to worlds. World 0 is the factual
+    world; a site that an inner ``do`` names, or whose distribution differs
+    between worlds (a descendant of an intervention), gets a world
+    dimension of size ``W`` at :attr:`dim` (by default just left of the plates
+    inside the handler, fixed at the first split). Its factual value is drawn
+    (or observed, or replayed) as without the handler and scored as usual;
+    the other worlds' values are predicted from the noise recovered from it
+    (:mod:`causalppl.noise`), so every world shares the noise, and they
+    contribute no log density (a mask). Sites upstream of every intervention
+    keep their shape and are shared by broadcasting. Observations
+    (``condition``, ``obs=``) hold in the factual world.
+
+    The posterior over the noise is therefore the posterior over the factual
+    world's latent sites, from any inference method: likelihood weighting
+    (``cp.infer.Importance`` on the handled model), SVI with an autoguide of
+    the handled model (it guides the factual world only), or a guide fitted
+    on the factual model and replayed (``cp.handlers.replay``, ``Predictive``).
+    Noise models: :mod:`causalppl.noise` (a site whose family has none, and
+    that an intervention reaches, raises ``CounterfactualError`` naming it).
+    """
+
+    _takes_dim = True
+
+    def __init__(self, fn=None, dim=None):
+        super().__init__(fn)
+        if dim is not None and (not isinstance(dim, int) or dim >= 0):
+            raise ValueError(f"{type(self).__name__}: dim must be a negative int (counted from the right), got {dim!r}")
+        self._given_dim = dim
+        self.dim = dim
+        self.size = None
+        self.values = {}
+        self._handlers = None
+
+    def __enter__(self):
+        self.dim, self.size, self.values, self._handlers = self._given_dim, None, {}, None
+        return super().__enter__()
+
+    # -- which worlds ------------------------------------------------------------------------
+
+    def _position(self):
+        stack = _runtime.HANDLER_STACK
+        for index in range(len(stack) - 1, -1, -1):
+            if stack[index] is self:
+                return index
+        return len(stack)
+
+    def _do_handlers(self):
+        return [h for h in _runtime.HANDLER_STACK[self._position() + 1:] if isinstance(h, do)]
+
+    def _count(self, handlers):
+        raise NotImplementedError
+
+    def _world_of(self, handler, handlers):
+        raise NotImplementedError
+
+    @property
+    def worlds(self):
+        """The interventions of each world, world 0 (factual) first: a list of dicts site -> value."""
+        handlers = self._handlers if self._handlers is not None else self._do_handlers()
+        worlds = [{} for _ in range(self._count(handlers))]
+        for handler in reversed(handlers):  # inner handlers win, as at the sites
+            for name, value in handler.data.items():
+                worlds[self._world_of(handler, handlers)].setdefault(name, value)
+        return worlds
+
+    # -- reading worlds ------------------------------------------------------------------------
+
+    def _has_worlds(self, value, event_dim=0):
+        if self.dim is None or self.size is None or not isinstance(value, torch.Tensor):
+            return False
+        position = self.dim - event_dim
+        return value.dim() >= -position and value.shape[position] == self.size
+
+    def _select(self, value, world, event_dim=0):
+        """``value`` in ``world`` with the world dim kept (size 1); values without one are shared."""
+        if self._has_worlds(value, event_dim):
+            return value.narrow(self.dim - event_dim, world, 1)
+        return value
+
+    def world(self, value, world, event_dim=0):
+        """``value`` (a site's value, or anything computed from them) in world ``world``, the world dim dropped.
+
+        A value without a world dim is the same in every world and comes back as it is.
+        """
+        if not isinstance(world, int) or not 0 <= world < max(self.size or 1, len(self.worlds)):
+            raise ValueError(f"{type(self).__name__}: no world {world!r} (worlds 0..{max(self.size or 1, 2) - 1})")
+        if self._has_worlds(value, event_dim):
+            return value.select(self.dim - event_dim, world)
+        return value
+
+    def factual(self, value, event_dim=0):
+        """``value`` in the factual world (world 0)."""
+        return self.world(value, 0, event_dim)
+
+    # -- splitting a site ------------------------------------------------------------------------
+
+    def _choose_dim(self, fn):
+        index = self._position()
+        stack = _runtime.HANDLER_STACK
+        inner = [h.dim for h in stack[index + 1:] if isinstance(h, _runtime.plate) and not h._sequential
+                 and h.dim is not None and h.size != -1]
+        outer = {h.dim for h in stack[:index] if isinstance(h, _runtime.plate) and not h._sequential
+                 and h.dim is not None}
+        base = min(inner, default=0)
+        if not outer:
+            base = min(base, -len(fn.batch_shape))  # batch dims no plate declares
+        dim = base - 1
+        while dim in outer:  # a plate outside the handler (rows, or Importance's samples) keeps its dim
+            dim -= 1
+        return dim
+
+    def _batched(self, fn):
+        if self.dim is None or self.size is None:
+            return False
+        shape = fn.batch_shape
+        return len(shape) >= -self.dim and shape[self.dim] == self.size
+
+    def postprocess_message(self, msg):
+        if msg["type"] != "sample":
+            return
+        registered = msg.pop("_world_do", None) or []
+        fn = msg["fn"]
+        event_dim = len(fn.event_shape)
+        if msg["intervened"] or isinstance(fn, _Unit()):
+            self.values[msg["name"]] = (msg["value"], event_dim)
+            return
+        handlers = self._do_handlers()
+        count = self._count(handlers)
+        if count < 2 or not (registered or self._batched(fn) or self._has_worlds(msg["value"], event_dim)):
+            self.values[msg["name"]] = (msg["value"], event_dim)
+            return
+        if self.size is None:
+            self.size, self._handlers = count, handlers
+            if self.dim is None:
+                self.dim = self._choose_dim(fn)
+        elif count != self.size:
+            raise ValueError(f"{type(self).__name__}: site '{msg['name']}' sees {count} worlds, but earlier sites were "
+                             f"split into {self.size}; enter every do handler before the model's first "
+                             "intervened site")
+        self._split(msg, registered, handlers, event_dim)
+        self.values[msg["name"]] = (msg["value"], event_dim)
+
+    def _split(self, msg, registered, handlers, event_dim):
+        name, fn, size, dim = msg["name"], msg["fn"], self.size, self.dim
+        value = torch.as_tensor(msg["value"])
+        deterministic = bool(msg["infer"].get("_deterministic"))
+        factual = self._select(value, 0, event_dim)
+        batch = list(torch.broadcast_shapes(fn.batch_shape, factual.shape[: factual.dim() - event_dim]))
+        batch = [1] * max(0, -dim - len(batch)) + batch
+        batch[dim] = 1
+        one = torch.Size(batch) + fn.event_shape
+        factual = torch.broadcast_to(factual, one)
+        cache = {}
+
+        def noise():
+            if "noise" not in cache:
+                found = _noise.abduct(fn, factual, name)
+                if found is not None and self._batched(fn):
+                    extra = found.dim() - len(batch)
+                    found = found.narrow(dim - extra, 0, 1)
+                cache["noise"] = found
+            return cache["noise"]
+
+        def natural_all():
+            if "natural" not in cache:
+                if deterministic:
+                    cache["natural"] = value
+                elif not self._batched(fn):
+                    cache["natural"] = factual  # the same parents in every world: the same value
+                else:
+                    cache["natural"] = _noise.predict(fn, noise(), name)
+            return cache["natural"]
+
+        chosen = {}
+        for handler, intervention in registered:  # innermost first: the innermost handler wins
+            chosen.setdefault(self._world_of(handler, handlers), intervention)
+        pieces = [factual] + [None] * (size - 1)
+        deferred = []
+        for world in range(1, size):
+            intervention = chosen.get(world)
+            if isinstance(intervention, _interventions.from_world):
+                deferred.append((world, intervention))
+                continue
+            if intervention is None:
+                found = self._select(natural_all(), world, event_dim)
+            elif isinstance(intervention, torch.Tensor):
+                found = intervention
+            else:
+                context = _interventions.Context(
+                    name, world, one, fn, noise,
+                    lambda world=world: torch.broadcast_to(self._select(natural_all(), world, event_dim), one),
+                    lambda other, world=world: self._lookup(other, world, name),
+                    lambda other: self._other_world(pieces, other, name))
+                found = intervention.world_value(context)
+            pieces[world] = _interventions.fit_shape(name, found, one, factual)
+        for world, intervention in deferred:
+            pieces[world] = self._other_world(pieces, intervention.world, name)
+        pieces = [piece.to(factual.dtype) if piece.dtype != factual.dtype else piece for piece in pieces]
+        stacked = torch.cat(pieces, dim - event_dim)
+        msg["value"] = stacked
+        full = list(batch)
+        full[dim] = size
+        full = torch.Size(full)
+        if deterministic:
+            from causalppl.distributions import Delta
+
+            msg["fn"] = Delta(stacked, event_dim=event_dim)
+        elif fn.batch_shape != full:
+            try:
+                msg["fn"] = fn.expand(full)
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass
+        mask = torch.zeros((size,) + (1,) * (-dim - 1), dtype=torch.bool, device=stacked.device)
+        mask[0] = True
+        msg["mask"] = mask if msg["mask"] is None else msg["mask"] & mask
+        msg["cond_indep_stack"] = msg["cond_indep_stack"] + (_runtime.CondIndepStackFrame("_worlds", dim, size, size),)
+        msg["infer"] = {**msg["infer"], "_worlds": self}
+
+    def _other_world(self, pieces, world, name):
+        if not 0 <= world < len(pieces) or pieces[world] is None:
+            raise ValueError(f"from_world({world}) at site '{name}': world {world} has no value here yet "
+                             f"(worlds 0..{len(pieces) - 1}; a world may read only a world that does not read it)")
+        return pieces[world]
+
+    def _lookup(self, other, world, name):
+        if other not in self.values:
+            raise ValueError(f"site '{name}': its intervention reads '{other}', which has not run yet "
+                             f"(sites so far: {', '.join(self.values) or 'none'})")
+        value, event_dim = self.values[other]
+        return self._select(value, world, event_dim)
+
+
+class twin_world(_Worlds):
+    """Two worlds, factual (0) and counterfactual (1), sharing exogenous noise (ChiRho's ``TwinWorldCounterfactual``).
+
+    Every ``do`` handler inside it intervenes in world 1 (together, the
+    innermost winning on a shared site); the factual world runs the model
+    as it is, observations included. Read a value in a world with
+    :meth:`world` (or :meth:`factual` / :meth:`counterfactual`).
+
+    >>> import torch, causalppl as cp
+    >>> def model():
+    ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    ...     return cp.sample("y", cp.dist.Normal(2 * x, 1.0))
+    >>> with cp.handlers.twin_world() as tw, cp.handlers.do(data={"x": torch.tensor(0.0)}):
+    ...     with cp.handlers.condition(data={"x": torch.tensor(1.0), "y": torch.tensor(3.0)}):
+    ...         y = model()
+    >>> y                                        # factual 3 = 2 * 1 + 1; the same noise with x = 0
+    tensor([3., 1.])
+    """
+
+    def _count(self, handlers):
+        return 2 if handlers else 1
+
+    def _world_of(self, handler, handlers):
+        return 1
+
+    def counterfactual(self, value, event_dim=0):
+        """``value`` in the counterfactual world (world 1)."""
+        return self.world(value, 1, event_dim)
+
+
+class multi_world(_Worlds):
+    """The factual world plus one world per ``do`` handler inside it, all sharing exogenous noise.
+
+    World ``k`` (``k >= 1``) holds the interventions of the ``k``-th ``do``
+    handler (outermost first) and nothing else, so ``k`` handlers make
+    ``k + 1`` worlds -- not one per combination of interventions: put the
+    interventions a world needs together in one handler. A value may come
+    from another world, :func:`from_world` ``(k)``, for nested
+    counterfactuals such as the natural direct effect.
+
+    >>> import torch, causalppl as cp
+    >>> def model():
+    ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    ...     m = cp.sample("m", cp.dist.Normal(x, 1.0))
+    ...     return cp.sample("y", cp.dist.Normal(x + m, 1.0))
+    >>> nde = {"x": torch.tensor(1.0), "m": cp.handlers.from_world(1)}     # m as in world 1
+    >>> with cp.handlers.multi_world() as mw, cp.handlers.do(data={"x": torch.tensor(0.0)}), cp.handlers.do(data=nde):
+    ...     y = model()
+    >>> y.shape[0], len(mw.worlds)                       # factual, do(x=0), do(x=1, m=m in world 1)
+    (3, 3)
+    >>> bool(torch.isclose(mw.world(y, 2) - mw.world(y, 1), torch.tensor(1.0)))   # the direct effect
+    True
+    """
+
+    def _count(self, handlers):
+        return 1 + len(handlers)
+
+    def _world_of(self, handler, handlers):
+        return 1 + handlers.index(handler)
+
+
+from_world = _interventions.from_world
+
+
+def _Unit():
+    from causalppl.distributions import Unit
+
+    return Unit
 
 
 class replay(Messenger):
@@ -542,6 +918,7 @@ __all__ = [
     "param_scope", "trace", "TraceMessenger", "condition", "do", "replay", "block",
     "seed", "scale", "mask", "substitute", "uncondition", "infer_config", "lift", "reparam", "messenger", "Messenger",
     "UnknownSiteError", "enum", "markov", "EnumMessenger", "MarkovMessenger",
+    "twin_world", "multi_world", "from_world",
 ]
 
 from causalppl.handlers import util  # noqa: E402

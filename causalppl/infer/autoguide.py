@@ -254,13 +254,20 @@ class AutoGuide:
                 )
             transform = biject_to(support)
             self._device = site["value"].device
+            # Under twin_world/multi_world a site's value spans the worlds, but only the factual
+            # world is a random choice (the others follow from its noise): guide that one.
+            worlds = site["infer"].get("_worlds")
+            value = site["value"] if worlds is None else worlds.factual(site["value"], len(site["fn"].event_shape))
             with torch.no_grad():
                 init = torch.as_tensor(self.init_loc_fn(site)).detach()
-                init = transform.inv(init.expand(site["value"].shape))
+                if worlds is not None:
+                    init = worlds.factual(init, len(site["fn"].event_shape))
+                init = transform.inv(init.expand(value.shape))
             event_dim = transform.domain.event_dim
             # Sequential plates (``for i in plate(...)``, dim None) broadcast nothing:
             # the guide must not re-enter them as vectorised plates.
-            frames = tuple(frame for frame in site["cond_indep_stack"] if frame.dim is not None)
+            frames = tuple(frame for frame in site["cond_indep_stack"] if frame.dim is not None
+                           and frame.name != "_worlds")
             for frame in frames:
                 self._frames.setdefault(frame.name, frame)
                 if frame.subsample_size < frame.size:

@@ -94,6 +94,13 @@ def _check_shapes_agree(model_trace, guide_trace, max_plate_nesting):
                 f"(shape {tuple(model_shape)}), {guide_event} in the guide (shape {tuple(guide_shape)}); "
                 "use .to_event(n) on one of them"
             )
+        worlds = model_site["infer"].get("_worlds")
+        if worlds is not None:  # twin_world/multi_world: the guide proposes the factual world only
+            position = worlds.dim - model_event
+            if len(model_shape) >= -position:
+                model_shape = list(model_shape)
+                model_shape[position] = 1
+                model_shape = torch.Size(model_shape)
         if max_plate_nesting is not None:  # dims left of the plates may broadcast
             keep = max_plate_nesting + model_event
             model_shape, guide_shape = model_shape[-keep:] if keep else (), guide_shape[-keep:] if keep else ()

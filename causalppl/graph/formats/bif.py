@@ -361,7 +361,7 @@ def to_bif(scm, name=None):
     }
     <BLANKLINE>
     """
-    if scm.interventions or scm.observed:
+    if scm.interventions or scm.observed or scm._soft:
         raise ValueError("to_bif: BIF holds a network, not a query; write the SCM before do()/condition()")
     scm.require_mechanisms()
     cards, tables = {}, {}

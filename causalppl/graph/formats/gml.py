@@ -2,7 +2,8 @@
 
 Nodes are named by their ``label``; the node attributes read are those of
 :func:`causalppl.graph.dot.read_dot` (``mechanism``, ``latent``, ``labels``,
-``observed``, ``intervened``, ``learnable``, ``params``). A file without
+``observed``, ``intervened``, ``learnable``, ``params``, and the soft interventions
+``shift``, ``stochastic``, ``replaced``). A file without
 mechanisms is a causal DAG. GML is parsed by networkx's GML reader, which
 never evaluates its values.
 
@@ -27,7 +28,8 @@ from causalppl.graph.dot import _node_attrs, _source_text, scm_from_dot_graph, u
 from causalppl.graph.dotparse import DotGraph
 
 # What a node's GML attributes say about the model (the rest is styling).
-KEYS = ("mechanism", "learnable", "params", "labels", "latent", "observed", "intervened", "input", "callable")
+KEYS = ("mechanism", "learnable", "params", "labels", "latent", "observed", "intervened", "input", "callable",
+        "shift", "stochastic", "replaced", "callable_intervention")
 
 
 def _as_text(value):
