@@ -900,7 +900,8 @@ class AutoCallable(AutoGuide):
 
 
 __all__ = [
-    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList", "AutoLaplaceApproximation",
+    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList",
+    "AutoLaplaceApproximation",
     "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal", "NoLatentSitesError", "init_to_feasible",
     "init_to_mean", "init_to_median", "init_to_sample", "init_to_value",
 ]
