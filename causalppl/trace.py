@@ -294,12 +294,12 @@ def _shape_rows(name, batch_shape, event_shape, value_shape, event_dim, log_prob
     """The ``dist``, ``value`` (and ``log_prob``) rows of one site; ``None`` separates the columns."""
     value_batch = value_shape[:len(value_shape) - event_dim]
     value_event = value_shape[len(value_shape) - event_dim:]
-    def row(label, left, right):
-        return [label, None] + [str(size) for size in left] + ["|", None] + [str(size) for size in right]
+    def row(label, batch, event):
+        return [label, None] + [str(size) for size in batch] + ["|", None] + [str(size) for size in event]
 
     rows = [row(name + " dist", batch_shape, event_shape), row("value", value_batch, value_event)]
     if log_prob_shape is not None:
-        rows.append(["log_prob", None] + [str(size) for size in log_prob_shape] + ["|", None])
+        rows.append(row("log_prob", log_prob_shape, ()))
     return rows
 
 

@@ -459,7 +459,7 @@ class BernoulliBetaExample:
         pyro.clear_param_store()
         optimizer = pyro.optim.Adam({"lr": .0005, "betas": (0.93, 0.999)})
         svi = SVI(self.model, self.guide, optimizer, loss=TraceGraph_ELBO())
-        for k in range(self.max_steps):
+        for k in range(self.max_steps):  # noqa: B007  (k is the tutorial's step count, used below)
             svi.step(use_decaying_avg_baseline)
             alpha_error = param_abs_error("alpha_q", self.alpha_n)
             beta_error = param_abs_error("beta_q", self.beta_n)

@@ -86,8 +86,11 @@ def get_dependencies(model, model_args=(), model_kwargs=None, include_determinis
     >>> def model():
     ...     a = cp.sample("a", cp.dist.Normal(0.0, 1.0))
     ...     cp.sample("b", cp.dist.Normal(a, 1.0), obs=torch.tensor(0.0))
-    >>> get_dependencies(model)
-    {'prior_dependencies': {'a': {'a': set()}, 'b': {'b': set(), 'a': set()}}, 'posterior_dependencies': {'a': {'a': set(), 'b': set()}}}
+    >>> deps = get_dependencies(model)
+    >>> deps["prior_dependencies"]
+    {'a': {'a': set()}, 'b': {'b': set(), 'a': set()}}
+    >>> deps["posterior_dependencies"]
+    {'a': {'a': set(), 'b': set()}}
     """
     model_kwargs = {} if model_kwargs is None else dict(model_kwargs)
 

@@ -39,7 +39,7 @@ from torch import nn
 from torch.distributions import constraints, transform_to
 
 from causalppl import settings
-from causalppl.params import LeafRef, ParamStore, _SCOPES, get_param_store
+from causalppl.params import _SCOPES, LeafRef, ParamStore, get_param_store
 from causalppl.runtime import HANDLER_STACK, apply_stack, deterministic, draw, new_message, param, sample
 
 # How Pyro names the params of a plain ``nn.Module`` held by a PyroModule.
