@@ -4,6 +4,7 @@ model inputs and draw counts, template-compiled expressions, and the XMLBIF and 
 Each bad input is a test of its own, asserting that the message names the culprit.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -261,3 +262,25 @@ def test_a_bayesian_scm_writes_the_posterior_mean_of_its_tables():
     assert torch.allclose(table, draws.mean(0).float(), atol=1e-5)
     counts = torch.tensor(data["a"].value_counts(normalize=True)[["lo", "mid", "hi"]].to_numpy(), dtype=table.dtype)
     assert torch.allclose(table, counts, atol=0.03)
+
+
+PGMPY = importlib.util.find_spec("pgmpy")
+
+
+@pytest.mark.skipif(PGMPY is None, reason="pgmpy is not installed (pip install causalppl[interop])")
+@pytest.mark.parametrize("name", ["asia", "alarm"])
+def test_pgmpy_reads_our_xmlbif_and_bif_as_its_own_network(name):
+    import gzip
+
+    from pgmpy.readwrite import BIFReader, XMLBIFReader
+
+    path = Path(PGMPY.submodule_search_locations[0]) / "utils" / "example_models" / f"{name}.bif.gz"
+    scm = cp.read_graph(path)
+    reference = BIFReader(string=gzip.decompress(path.read_bytes()).decode()).get_model()
+    for model in (XMLBIFReader(string=scm.to_xmlbif()).get_model(), BIFReader(string=scm.to_bif()).get_model()):
+        for cpd in reference.get_cpds():
+            mine = model.get_cpds(cpd.variable).copy()
+            if cpd.get_evidence():
+                mine.reorder_parents(cpd.get_evidence()[::-1])
+            assert mine.state_names[cpd.variable] == cpd.state_names[cpd.variable]
+            assert np.abs(mine.get_values() - cpd.get_values()).max() < 1e-6, cpd.variable
