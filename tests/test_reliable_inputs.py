@@ -284,3 +284,12 @@ def test_pgmpy_reads_our_xmlbif_and_bif_as_its_own_network(name):
                 mine.reorder_parents(cpd.get_evidence()[::-1])
             assert mine.state_names[cpd.variable] == cpd.state_names[cpd.variable]
             assert np.abs(mine.get_values() - cpd.get_values()).max() < 1e-6, cpd.variable
+
+
+def test_fit_batch_size_zero_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n2,3\n3,5\n")
+    (tmp_path / "g.dot").write_text("digraph { x -> y }")
+    done = cli("fit", "g.dot", "d.csv", "-o", "m.cpm", "--batch-size", "0", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip() == "causalppl fit: error: --batch-size must be a whole " \
+                                                            "number >= 1, got 0"
+    assert not (tmp_path / "m.cpm").exists()
