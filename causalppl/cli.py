@@ -324,6 +324,8 @@ def cmd_fit(args):
 
     _check_output(args.output)
     check_save_path(args.output)  # say so now, not after the fit
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CLIError(f"--batch-size must be a whole number >= 1, got {args.batch_size}")
     if _start_workers(args):
         return
     scm = _load(args.graph)

@@ -23,7 +23,7 @@ WORKER = HERE / "distributed_worker.py"
 sys.path.insert(0, str(HERE))
 import distributed_worker as worker  # noqa: E402
 
-TIMEOUT = 150  # seconds for one launch of two workers; nothing may hang
+TIMEOUT = 300  # seconds for one launch of two workers (a loaded 2-core box takes up to ~80); nothing may hang
 
 
 def environment():
@@ -144,3 +144,26 @@ def test_the_readme_commands_run(tmp_path):
         assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         assert cp.load(tmp_path / "model.cpm").nodes == ("x", "y")
         (tmp_path / "model.cpm").unlink()
+
+
+def test_each_restart_attempt_keeps_its_own_keys_in_the_shared_store(monkeypatch):
+    """torchrun's store outlives a restart; an attempt must not read the gloo addresses a killed one left."""
+    import socket
+    from datetime import timedelta
+
+    from causalppl.causal.distributed import attempt_store
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    first = attempt_store(0, 1)  # rank 0 hosts the server here
+    first.set("rank_0", "address of the killed attempt")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    raw = torch.distributed.TCPStore("127.0.0.1", port, 1, False, timeout=timedelta(seconds=10))
+    second = torch.distributed.PrefixStore("causalppl/attempt1/default_pg", raw)
+    assert raw.get("causalppl/attempt0/default_pg/rank_0") == b"address of the killed attempt"
+    assert second.check(["rank_0"]) is False  # the new attempt waits for its own rank 0, never reads the old

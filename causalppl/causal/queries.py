@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from causalppl.graph.scm import code_label
+from causalppl.graph.values import check_count
 from causalppl.handlers import trace
 from causalppl.trace import log_prob_of
 
@@ -401,6 +402,7 @@ def interventional(scm, do=None, evidence=None, n=10000, method="auto", distribu
     >>> abs(result.mean("y") - 2.0) < 0.1
     True
     """
+    n = check_count(n)
     if distributed:
         from causalppl.causal import distributed as shared
 
@@ -534,6 +536,7 @@ def ate(scm, treatment, outcome, treated=1.0, control=0.0, evidence=None, n=1000
     >>> round(effect.ate, 2), effect.stderr < 1e-6    # shared noise: every row's effect is exactly 2
     (2.0, True)
     """
+    n = check_count(n)
     for name in (treatment, outcome):
         if name not in scm:
             raise KeyError(f"'{name}' is not a node (nodes: {', '.join(scm.nodes)})")

@@ -20,7 +20,7 @@ import contextlib
 import torch
 
 from causalppl.graph.columns import read_columns
-from causalppl.graph.values import check_column, check_shape, check_support
+from causalppl.graph.values import check_column, check_count, check_input, check_shape, check_support
 from causalppl.handlers import param_scope, substitute, trace
 from causalppl.runtime import as_tensor, intervention, plate, sample
 from causalppl.trace import contributes_log_prob, log_prob_of
@@ -148,6 +148,7 @@ class LoweredModel:
         likelihood weighting can weigh each row by its own weights. Returns
         ``(values, weights)``; ``weights`` maps site -> per-row values.
         """
+        n = check_count(n)
         inputs = self._check_inputs(inputs)
         sites = [site for names in self.global_sites.values() for site in names]
         with param_scope(store=self.state.params), plate(ROWS, n), trace() as tr:
@@ -179,7 +180,7 @@ class LoweredModel:
                 parts.append(f"unknown keyword(s) {', '.join(map(repr, unknown))}")
             expected = ", ".join(self.inputs) or "none"
             raise TypeError(f"SCM model: {'; '.join(parts)} (the model's inputs are: {expected})")
-        return {name: value for name, value in inputs.items() if name not in self.cut_inputs}
+        return {name: check_input(name, value) for name, value in inputs.items() if name not in self.cut_inputs}
 
     def check_data(self, data):
         """Data for this model -> dict node -> tensor; every error names the column (see :func:`node_columns`)."""

@@ -24,7 +24,7 @@ from causalppl.graph.expr import expression_meaning
 from causalppl.graph.lower import RESERVED, LoweredModel, node_columns
 from causalppl.graph.mechanism import Mechanism, as_mechanism, is_unspecified, mechanism_text, missing_mechanism
 from causalppl.graph.samples import Samples
-from causalppl.graph.values import check_value, to_tensor
+from causalppl.graph.values import check_count, check_in_support, check_value, to_tensor
 from causalppl.params import ParamStore
 
 
@@ -565,6 +565,7 @@ class SCM:
             new._interventions.pop(name, None)
             if found is None:
                 new._interventions[name] = check_value(name, value, self.labels(name), what="do")
+                check_in_support(name, new._interventions[name], self._mechanisms[name], "do")
             elif found.kind == "replace":
                 new._replaced[name] = found
             else:
@@ -620,6 +621,8 @@ class SCM:
         new = self._copy()
         new._observed.update({name: check_value(name, value, self.labels(name), what="condition")
                               for name, value in values.items()})
+        for name in values:
+            check_in_support(name, new._observed.get(name), self._mechanisms[name], "condition")
         return new
 
     # -- lowering ------------------------------------------------------------------
@@ -645,6 +648,8 @@ class SCM:
         ``distributed=True`` under ``torchrun`` each rank returns its share of
         the ``n`` draws (:func:`causalppl.causal.distributed.sample`).
         """
+        if n is not None:
+            n = check_count(n)
         if distributed:
             from causalppl.causal.distributed import sample
 
@@ -694,6 +699,12 @@ class SCM:
         from causalppl.graph.formats.bif import to_bif
 
         return to_bif(self)
+
+    def to_xmlbif(self):
+        """XMLBIF text of a discrete SCM; see :func:`causalppl.graph.formats.xmlbif.to_xmlbif`."""
+        from causalppl.graph.formats.xmlbif import to_xmlbif
+
+        return to_xmlbif(self)
 
     def draw(self, path, format=None, **options):
         """Render the DAG to ``path`` (``.svg``, ``.png`` or ``.dot``) with Graphviz.

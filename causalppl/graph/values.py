@@ -178,6 +178,44 @@ def check_value(node, value, labels=None, what="given"):
     return tensor
 
 
+def check_count(value, name="n", low=1):
+    """A number of draws or rows: a whole number >= ``low`` (NumPy integers too; not bool, not 2.5).
+
+    >>> check_count(2.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: n must be a whole number >= 1, got 2.5
+    """
+    import operator
+
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = None
+        if number is not None and number >= low:
+            return number
+    raise ValueError(f"{name} must be a whole number >= {low}, got {_shown(value)}")
+
+
+def check_input(name, value):
+    """A model input's value (such as ``guess`` in ``scm.sample(n, guess=8.5)``), checked as a do value.
+
+    >>> check_input("guess", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: input 'guess': value inf is infinite; expected a finite number
+    """
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"input '{name}': value {_shown(value)} is a string; expected a finite number, "
+                         "a list of numbers or a tensor")
+    try:
+        return check_value(name, value, what="input")
+    except ValueError as err:
+        message = str(err).replace(f"node '{name}': input value", f"input '{name}': value", 1)
+        raise ValueError(message) from None
+
+
 def check_column(node, column, node_labels):
     """Check a data column read for ``node`` (a :class:`causalppl.graph.columns.Column`); return its values.
 
@@ -218,7 +256,11 @@ def describe_support(fn):
         if distinct.numel() == 1:
             return f"only its value {distinct.item():g}"
         return "only its own value, a function of its parents, which no draw here matches"
-    support = fn.support
+    return describe_constraint(fn.support)
+
+
+def describe_constraint(support):
+    """A support constraint in words: ``constraints.boolean`` -> ``'0 or 1'``."""
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     if support is constraints.boolean:
@@ -323,3 +365,116 @@ def check_support(node, value, fn, what="observed"):
     family = type(_base(fn)).__name__
     raise ValueError(f"node '{node}': {what} value {bad!r}{where} is outside the support of its {family} "
                      f"mechanism ({describe_support(fn)})")
+
+
+# ---------------------------------------------------------------------------
+# support known before the model runs (do and condition values)
+# ---------------------------------------------------------------------------
+
+_DISCRETE = (constraints._Boolean, constraints._IntegerInterval, constraints._IntegerGreaterThan)
+_COUNTS = {"Categorical", "Binomial", "Multinomial"}  # supports that depend on the params: at least codes
+
+
+def _fixed(support):
+    """``support`` when it is one constraint for every parameter value (not a dependent property)."""
+    if isinstance(support, constraints.Constraint) and not isinstance(support, constraints._Dependent) \
+            and support.event_dim == 0:
+        return support
+    return None
+
+
+def mechanism_support(mechanism):
+    """``(family, constraint)`` of the values ``mechanism`` can produce, when known without running
+    the model; else ``None``.
+
+    Known: an expression whose distribution is fixed (``Bernoulli(0.3)``, no parents: evaluated
+    once), or whose family has one support whatever its parameters (``Bernoulli(sigmoid(z))``:
+    0 or 1; ``Poisson(...)``: integers >= 0; ``Categorical(...)``: at least integer codes);
+    the learned ``Logistic`` (0 or 1) and ``MultinomialLogistic`` (its codes); a fixed
+    ``Distribution``. A ``Delta`` (its support is its own value) is not.
+
+    >>> from causalppl.graph.mechanism import as_mechanism
+    >>> mechanism_support(as_mechanism("Bernoulli(sigmoid(z))"))
+    ('Bernoulli', Boolean())
+    """
+    from causalppl.distributions import Delta
+    from causalppl.graph.expr import Expression, _distributions
+    from causalppl.graph.mechanism import FixedDistribution
+
+    fn = getattr(mechanism, "fn", mechanism)
+    if getattr(fn, "name", None) == "Logistic":
+        return "Logistic", constraints.boolean
+    if isinstance(getattr(fn, "num_categories", None), int):
+        return type(fn).__name__, constraints.integer_interval(0, fn.num_categories - 1)
+    distribution = None
+    if isinstance(fn, FixedDistribution):
+        distribution = fn.distribution
+    elif isinstance(fn, Expression):
+        if not fn.names:
+            try:
+                distribution = fn()
+            except Exception:  # the model's run reports it, naming the node
+                return None
+        else:
+            family = _family(fn.text)
+            cls = _distributions().get(family)
+            if cls is None or issubclass(cls, Delta):
+                return None
+            if family in _COUNTS:
+                return family, constraints.nonnegative_integer
+            support = _fixed(getattr(cls, "support", None))
+            return (family, support) if support is not None else None
+    if not isinstance(distribution, torch.distributions.Distribution) or isinstance(_base(distribution), Delta):
+        return None
+    try:
+        support = distribution.support
+    except NotImplementedError:
+        return None
+    if not isinstance(support, constraints.Constraint) or support.event_dim != 0:
+        return None
+    return type(_base(distribution)).__name__, support
+
+
+def _family(text):
+    """The distribution an expression's outermost call names (``'Normal'`` for ``Normal(x, 1)``)."""
+    import re
+
+    found = re.match(r"\s*([A-Za-z_][A-Za-z_0-9]*)\s*\(", text)
+    return found.group(1) if found else None
+
+
+def check_in_support(node, value, mechanism, what="do"):
+    """Raise ``ValueError`` naming ``node``, the value and the support when ``value`` cannot come
+    from ``mechanism`` (see :func:`mechanism_support`).
+
+    ``do`` values are checked against discrete supports only (``rain=2`` for a
+    Bernoulli, ``1.5`` for a category): a continuous node may be set outside
+    its natural range on purpose (``dose=0`` for a LogNormal dose).
+    ``condition`` values are checked against every support known in advance;
+    the model checks them again against the distribution of each run.
+
+    >>> from causalppl.graph.mechanism import as_mechanism
+    >>> check_in_support("rain", torch.tensor(2.0), as_mechanism("Bernoulli(0.3)"))
+    Traceback (most recent call last):
+    ...
+    ValueError: node 'rain': do value 2.0 is outside the support of its Bernoulli mechanism (0 or 1)
+    """
+    found = mechanism_support(mechanism)
+    if found is None or not isinstance(value, torch.Tensor) or value.numel() == 0:
+        return
+    family, support = found
+    if what == "do" and not isinstance(support, _DISCRETE):
+        return
+    try:
+        inside = support.check(value.detach())
+    except (RuntimeError, TypeError, ValueError):  # shapes that do not broadcast: the run reports them
+        return
+    if value.is_floating_point():
+        inside = inside & torch.isfinite(value.detach())
+    if bool(inside.all()):
+        return
+    flat = torch.broadcast_to(value.detach(), inside.shape).reshape(-1)
+    index = int((~inside.reshape(-1)).nonzero()[0])
+    where = f" (at index {index})" if value.dim() else ""
+    raise ValueError(f"node '{node}': {what} value {flat[index].item()!r}{where} is outside the support of its "
+                     f"{family} mechanism ({describe_constraint(support)})")

@@ -7,7 +7,7 @@ DOT         :func:`~causalppl.graph.dot.read_dot`  ``scm.to_dot()``
 GML         :func:`.gml.read_gml`                  ``scm.to_gml()``
 dagitty     :func:`.dagitty.read_dagitty`          ``scm.to_dagitty()``
 BIF         :func:`.bif.read_bif`                  ``scm.to_bif()``
-XMLBIF      :func:`.xmlbif.read_xmlbif`            (none)
+XMLBIF      :func:`.xmlbif.read_xmlbif`            ``scm.to_xmlbif()``
 ==========  =====================================  ======================
 
 >>> read_graph("dag { x -> y }").parents("y"), read_graph("digraph { x -> y }").parents("y")
@@ -23,7 +23,7 @@ from causalppl.graph.dot import _source_text, read_dot
 from causalppl.graph.formats.bif import read_bif, to_bif
 from causalppl.graph.formats.dagitty import read_dagitty, to_dagitty
 from causalppl.graph.formats.gml import read_gml, to_gml
-from causalppl.graph.formats.xmlbif import read_xmlbif
+from causalppl.graph.formats.xmlbif import read_xmlbif, to_xmlbif
 
 READERS = {"dot": read_dot, "gml": read_gml, "dagitty": read_dagitty, "bif": read_bif, "xmlbif": read_xmlbif}
 SUFFIXES = {".dot": "dot", ".gv": "dot", ".gml": "gml", ".dagitty": "dagitty", ".bif": "bif",
@@ -99,4 +99,4 @@ def read_graph(path_or_text, format=None):
 
 
 __all__ = ["detect_format", "read_bif", "read_dagitty", "read_gml", "read_graph", "read_xmlbif",
-           "to_bif", "to_dagitty", "to_gml"]
+           "to_bif", "to_dagitty", "to_gml", "to_xmlbif"]

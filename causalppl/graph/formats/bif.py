@@ -41,7 +41,7 @@ import torch
 from torch.distributions import constraints
 
 from causalppl.graph.dot import _source_text, build_scm, with_meta
-from causalppl.handlers import param_scope
+from causalppl.handlers import param_scope, substitute
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -328,22 +328,60 @@ def node_table(scm, node, cards):
     mechanism = scm.mechanism(node)
     grid = list(itertools.product(*(range(cards[p]) for p in parents)))
     values = {p: torch.tensor([float(combo[i]) for combo in grid]) for i, p in enumerate(parents)}
-    with torch.no_grad(), param_scope(store=scm.params):
-        distribution = mechanism(**values)
-    if isinstance(distribution, torch.distributions.Bernoulli):
-        probs = distribution.probs.reshape(len(grid) or 1)
-        table = torch.stack([1 - probs, probs], -1)
-    elif isinstance(distribution, torch.distributions.Categorical):
-        table = distribution.probs.reshape(len(grid) or 1, -1)
+    sites = mechanism.global_sites
+    if not sites:
+        with torch.no_grad(), param_scope(store=scm.params):
+            table = _grid_table(node, mechanism(**values), len(grid))
     else:
-        raise ValueError(f"to_bif: node '{node}' is not discrete: its mechanism gives a "
-                         f"{type(distribution).__name__} (BIF holds Bernoulli, Categorical and table nodes)")
+        # Bayesian weights (a Dirichlet table, logistic weights): the posterior mean of each row,
+        # averaged over the fitted posterior's draws.
+        posterior = scm._state.posterior or {}
+        if any(site not in posterior for site in sites):
+            raise ValueError(f"to_bif: node '{node}' has Bayesian weights ({', '.join(sites)}) but no posterior "
+                             "draws; fit the SCM first (BIF holds one table: their posterior mean)")
+        draws = len(posterior[sites[0]])
+        total = 0.0
+        with torch.no_grad(), param_scope(store=scm.params):
+            for k in range(draws):
+                with substitute(data={site: posterior[site][k] for site in sites}):
+                    mechanism.prepare()
+                total = total + _grid_table(node, mechanism(**values), len(grid))
+        table = total / draws
     return table.reshape(*[cards[p] for p in parents], table.shape[-1])
+
+
+def _grid_table(node, distribution, rows):
+    """``[rows, states]`` probabilities of a Bernoulli or Categorical over the parents' grid."""
+    if isinstance(distribution, torch.distributions.Bernoulli):
+        probs = distribution.probs.reshape(rows or 1)
+        return torch.stack([1 - probs, probs], -1)
+    if isinstance(distribution, torch.distributions.Categorical):
+        return distribution.probs.reshape(rows or 1, -1)
+    raise ValueError(f"to_bif: node '{node}' is not discrete: its mechanism gives a "
+                     f"{type(distribution).__name__} (BIF holds Bernoulli, Categorical and table nodes)")
 
 
 def _word(state):
     text = str(state)
     return text if re.fullmatch(r"[^\s{}\[\]();,|\"]+", text) else '"' + text.replace('"', "'") + '"'
+
+
+def network_tables(scm, name=None, what="to_bif", kind="BIF"):
+    """``(name, cards, tables)`` of a discrete SCM: node -> number of states, node -> its table."""
+    if scm.interventions or scm.observed or scm._soft:
+        raise ValueError(f"{what}: {kind} holds a network, not a query; write the SCM before do()/condition()")
+    scm.require_mechanisms()
+    cards, tables = {}, {}
+    for node in scm.nodes:
+        try:
+            tables[node] = node_table(scm, node, cards)
+        except ValueError as err:
+            raise ValueError(str(err).replace("to_bif:", f"{what}:", 1)) from None
+        cards[node] = tables[node].shape[-1]
+        labels = scm.labels(node)
+        if labels is not None and len(labels) != cards[node]:
+            raise ValueError(f"{what}: node '{node}' has {len(labels)} labels for {cards[node]} states")
+    return name or scm._meta.get("name") or "scm", cards, tables
 
 
 def to_bif(scm, name=None):
@@ -361,17 +399,7 @@ def to_bif(scm, name=None):
     }
     <BLANKLINE>
     """
-    if scm.interventions or scm.observed or scm._soft:
-        raise ValueError("to_bif: BIF holds a network, not a query; write the SCM before do()/condition()")
-    scm.require_mechanisms()
-    cards, tables = {}, {}
-    for node in scm.nodes:
-        tables[node] = node_table(scm, node, cards)
-        cards[node] = tables[node].shape[-1]
-        labels = scm.labels(node)
-        if labels is not None and len(labels) != cards[node]:
-            raise ValueError(f"to_bif: node '{node}' has {len(labels)} labels for {cards[node]} states")
-    name = name or scm._meta.get("name") or "scm"
+    name, cards, tables = network_tables(scm, name)
     lines = [f"network {_word(name)} {{", "}"]
     for node in scm.nodes:
         states = scm.labels(node) or tuple(range(cards[node]))

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
+from xml.sax.saxutils import escape
 
 from causalppl.graph.dot import _source_text
-from causalppl.graph.formats.bif import network_scm
+from causalppl.graph.formats.bif import network_scm, network_tables
 
 
 def _refuse(*_):
@@ -102,3 +103,38 @@ def _rows(where, node, parents, states, flat):
         raise ValueError(f"{where}: the <TABLE> of '{node}' has {len(flat)} numbers, expected "
                          f"{k * len(combos)} ({k} states x {len(combos)} parent configurations)")
     return {combo: flat[i * k:(i + 1) * k] for i, combo in enumerate(combos)}
+
+
+def to_xmlbif(scm, name=None):
+    """XMLBIF 0.3 text of a discrete SCM (every node a table, Bernoulli or Categorical; no do/condition).
+
+    The inverse of :func:`read_xmlbif`: state names are the node's labels (or
+    0, 1, ...); each ``<TABLE>`` lists the child's probabilities fastest, then
+    the last parent's states. Fitted tables are written as fitted, Bayesian
+    ones as their posterior mean.
+
+    >>> import causalppl as cp
+    >>> text = to_xmlbif(cp.SCM().add("rain", "Bernoulli(0.2)", labels=("dry", "wet")))
+    >>> "<OUTCOME>wet</OUTCOME>" in text, read_xmlbif(text).params["rain.probs"].tolist()
+    (True, [0.800000011920929, 0.20000000298023224])
+    """
+    from causalppl.graph.formats.bif import _number
+
+    name, cards, tables = network_tables(scm, name, "to_xmlbif", "XMLBIF")
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<BIF VERSION="0.3">', "<NETWORK>",
+             f"<NAME>{escape(str(name))}</NAME>"]
+    for node in scm.nodes:
+        states = scm.labels(node) or tuple(range(cards[node]))
+        lines.append('<VARIABLE TYPE="nature">')
+        lines.append(f"  <NAME>{escape(node)}</NAME>")
+        lines += [f"  <OUTCOME>{escape(str(state))}</OUTCOME>" for state in states]
+        lines.append("</VARIABLE>")
+    for node in scm.nodes:
+        lines.append("<DEFINITION>")
+        lines.append(f"  <FOR>{escape(node)}</FOR>")
+        lines += [f"  <GIVEN>{escape(parent)}</GIVEN>" for parent in scm.parents(node)]
+        flat = tables[node].reshape(-1).tolist()
+        lines.append(f"  <TABLE>{' '.join(_number(p) for p in flat)}</TABLE>")
+        lines.append("</DEFINITION>")
+    lines += ["</NETWORK>", "</BIF>"]
+    return "\n".join(lines) + "\n"
