@@ -215,6 +215,58 @@ class ParamStore:
         self.set_state(state, where=where)
 
 
+class FlatParams:
+    """Params of one or more stores packed into one flat leaf tensor, ``flat``.
+
+    While packed, each packed param's leaf in its store is a view into
+    ``flat``: the store always shows the current values, and one optimiser
+    update of ``flat`` (one tensor, not one per param) updates them all.
+    :meth:`unpack` gives every param its own leaf again. ``entries`` is a list
+    of ``(store, name)``; all must share a dtype and device.
+
+    >>> store = ParamStore()
+    >>> store["a"], store["b"] = torch.tensor([1.0, 2.0]), torch.tensor(3.0)
+    >>> packed = FlatParams([(store, "a"), (store, "b")])
+    >>> with torch.no_grad():
+    ...     _ = packed.flat.mul_(10)
+    >>> store["b"], packed.span(store, "a")
+    (tensor(30., requires_grad=True), (0, 2))
+    >>> packed.unpack(); store.leaf("b")._base is None
+    True
+    """
+
+    def __init__(self, entries):
+        leaves = [store.leaf(name) for store, name in entries]
+        kinds = {(leaf.dtype, leaf.device) for leaf in leaves}
+        if len(kinds) > 1:
+            raise ValueError(f"FlatParams: params of several dtypes or devices {sorted(map(str, kinds))}")
+        shared = [name for (_, name), leaf in zip(entries, leaves, strict=True) if isinstance(leaf, torch.nn.Parameter)]
+        if shared:
+            raise ValueError(f"FlatParams: param '{shared[0]}' is an nn.Module's own parameter")
+        self.entries = list(entries)
+        self.flat = torch.cat([leaf.detach().reshape(-1) for leaf in leaves]).requires_grad_(True)
+        self._spans = {}
+        base, offset = self.flat.detach(), 0
+        for (store, name), leaf in zip(entries, leaves, strict=True):
+            size = leaf.numel()
+            self._spans[(id(store), name)] = (offset, offset + size)
+            store._store(name, base[offset:offset + size].view(leaf.shape).requires_grad_(True),
+                         store.get_constraint(name))
+            offset += size
+
+    def span(self, store, name):
+        """``(start, stop)`` of param ``name`` of ``store`` in ``flat``."""
+        return self._spans[(id(store), name)]
+
+    def unpack(self):
+        """Give each packed param a leaf of its own again (with its current value)."""
+        for store, name in self.entries:
+            if name in store:
+                leaf = store.leaf(name)
+                if leaf._base is not None:
+                    store._store(name, leaf.detach().clone().requires_grad_(True), store.get_constraint(name))
+
+
 def decode_state(state, where):
     """The ``(name, unconstrained leaf, constraint)`` entries of a saved state, every one checked.
 

@@ -32,6 +32,7 @@ import torch
 from causalppl import optim as optim_module
 from causalppl.causal import report
 from causalppl.causal.checkpoint import Checkpoints
+from causalppl.causal.compiled_svi import COMPILE_OPTIONS, Reference, compiled_step
 from causalppl.causal.distributed import Parallel
 from causalppl.causal.learnable import KINDS as LEARNABLE_KINDS
 from causalppl.causal.learnable import CategoricalTable
@@ -75,6 +76,10 @@ class FitResult:
     ``"svi"``, or ``"mle+svi"``; ``estimates`` holds the exact fits
     (node -> :class:`causalppl.causal.mle.Estimate`, with standard errors);
     ``notes`` what a reader should know (empty table rows, separation).
+    ``engine`` says how the SVI steps ran: ``"compiled"`` (the batched graph of
+    :mod:`causalppl.graph.compiled`), ``"compiled+torch.compile"``, or
+    ``"reference"`` (the lowered model through the handler stack), with the
+    reason in ``engine_note``; ``None`` without SVI.
     """
 
     scm: object
@@ -88,6 +93,8 @@ class FitResult:
     method: str = "svi"
     estimates: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    engine: str | None = None  # how SVI stepped: "compiled", "compiled+torch.compile" or "reference"
+    engine_note: str | None = None  # why the reference path ran, when it did
 
     @property
     def params(self):
@@ -248,7 +255,7 @@ class _DataModel:
 def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsample_size=None,
         num_particles=1, device=None, progress=True, seed=None, learn_params=True,
         posterior_draws_kept=1000, method="auto", alpha=0.0, tol=1e-3, distributed=False,
-        checkpoint=None, checkpoint_every=None, resume=None, **inputs):
+        checkpoint=None, checkpoint_every=None, resume=None, compile=None, **inputs):
     """Fit ``scm`` (conditioned on its observed nodes and on ``data``).
 
     Parameters
@@ -302,6 +309,15 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     resume : path, optional
         Continue the SVI run saved in this checkpoint (same data, options and
         number of ranks): the result equals that of an uninterrupted run.
+    compile : None | bool
+        ``None`` (default): SVI steps run on the compiled graph
+        (:mod:`causalppl.graph.compiled`: linear nodes in one matmul, tables in
+        one gather, the autoguide drawn at once, one flat leaf of params)
+        wherever it applies and agrees with the reference, else on the
+        reference path (``result.engine`` and ``result.engine_note`` say which
+        and why). ``False``: always the reference path. ``True``: the compiled
+        graph, also wrapped in ``torch.compile`` (with CUDA graphs on a GPU);
+        a warning says when that is not possible.
     **inputs : values of the SCM's inputs.
 
     Before fitting, a learnable mechanism that has no params in ``scm.params``
@@ -325,7 +341,8 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
 
         return fit_nuts(options)
     check_options(method=method, steps=steps, lr=lr, num_particles=num_particles,
-                  subsample_size=subsample_size, posterior_draws_kept=posterior_draws_kept, alpha=alpha, tol=tol)
+                  subsample_size=subsample_size, posterior_draws_kept=posterior_draws_kept, alpha=alpha, tol=tol,
+                  compile=compile)
     parallel = Parallel.start(distributed)
     if distributed:
         seed = parallel.seed_from_main(seed)  # rows are shared out by it; each rank draws on its own stream
@@ -368,7 +385,7 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
             result.method = "mle+svi" if estimates else "svi"
             fitted = [f"{node}.{suffix}" for node, e in estimates.items() for suffix in e.params]
             _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress,
-                     fitted, tol, parallel, checkpoints)
+                     fitted, tol, parallel, checkpoints, engine=(compile, model, free))
             if learn_params:
                 _keep_weight_posterior(result, posterior_draws_kept)
                 parallel.broadcast_posterior(scm._state)
@@ -396,7 +413,7 @@ def _number(name, value, positive):
 
 
 def check_options(method="auto", steps=1000, lr=0.01, num_particles=1, subsample_size=None,
-                  posterior_draws_kept=1000, alpha=0.0, tol=1e-3):
+                  posterior_draws_kept=1000, alpha=0.0, tol=1e-3, compile=None):
     """Refuse :func:`fit` options out of range before anything runs, naming the option.
 
     >>> check_options(steps=-5)
@@ -413,6 +430,8 @@ def check_options(method="auto", steps=1000, lr=0.01, num_particles=1, subsample
     _whole("posterior_draws_kept", _as_int(posterior_draws_kept), 1)
     _number("alpha", alpha, positive=False)
     _number("tol", tol, positive=False)
+    if not any(compile is option for option in COMPILE_OPTIONS):
+        raise ValueError(f"fit: compile must be None, True or False, got {compile!r}")
 
 
 def _as_int(value):
@@ -428,11 +447,12 @@ def _as_int(value):
 
 
 def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress, fixed,
-             tol, parallel=None, checkpoints=None):
+             tol, parallel=None, checkpoints=None, engine=(False, None, ())):
     """SVI on ``svi_model``; the params named in ``fixed`` (fitted exactly) are not stepped.
 
     ``parallel`` shares each step among ranks (see :mod:`causalppl.causal.distributed`);
-    ``checkpoints`` writes and resumes the run (:class:`causalppl.causal.checkpoint.Checkpoints`).
+    ``checkpoints`` writes and resumes the run (:class:`causalppl.causal.checkpoint.Checkpoints`);
+    ``engine`` is ``(compile, data-bound model, hidden nodes)``: see :func:`fit`'s ``compile``.
     """
     parallel = parallel or Parallel()
     if isinstance(guide, str):
@@ -460,13 +480,42 @@ def _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_pa
     local = parallel.prepare_svi(svi, stores, guide)
     svi = SVI(*parallel.wrap_svi(svi_model, scoped_guide, optim, stores, local), elbo)
     start = checkpoints.resume_svi(result, svi) if checkpoints else 0
+    runner = _stepper(result, svi, guide, optim, fixed, learn_params, parallel, checkpoints, engine,
+                      steps > start)
     watch = ConvergenceWatch(stores, steps)
-    for step in _progress(range(start, steps), progress):
-        watch.before_step(step)
-        result.losses.append(parallel.loss(svi.step()))
-        if checkpoints:
-            checkpoints.after_step(step + 1, steps, result, svi)
+    try:
+        for step in _progress(range(start, steps), progress):
+            watch.before_step(step)
+            result.losses.append(parallel.loss(runner.step()))
+            if checkpoints:
+                checkpoints.after_step(step + 1, steps, result, svi)
+    finally:
+        if runner is not svi:
+            runner.close()
+            result.engine = runner.engine  # torch.compile may have given up at the first step
     watch.check(result, tol)
+
+
+def _stepper(result, svi, guide, optim, fixed, learn_params, parallel, checkpoints, engine, steps_left):
+    """What takes the SVI steps: the compiled step where it applies (see :mod:`causal.compiled_svi`), else ``svi``."""
+    compile, model, hidden = engine
+    result.engine = "reference"
+    why = ("compile=False" if compile is False else "distributed" if parallel.size > 1
+           else "checkpoints" if checkpoints else "no steps" if not steps_left else None)
+    if why is None:
+        try:
+            runner = compiled_step(svi, model, result.guide, optim, (result.scm.params, result.guide_params),
+                                   set(fixed) if learn_params else None, hidden, torch_compile=compile is True)
+        except Reference as err:
+            why = str(err)
+        else:
+            result.engine = runner.engine
+            return runner
+    result.engine_note = why
+    if compile is True:
+        warnings.warn(f"fit(compile=True): the SVI steps run on the reference path ({why}), not compiled",
+                      RuntimeWarning, stacklevel=4)
+    return svi
 
 
 # ---------------------------------------------------------------------------

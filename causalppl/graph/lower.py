@@ -54,6 +54,7 @@ class LoweredModel:
             parent for parent in used if parent not in self.mechanisms and parent not in self.inputs))
         # Node -> the observed tensor last checked against its mechanism's support (see _check_observed).
         self._checked = {}
+        self._data_checked = None  # the data last checked (see _check_data_once)
         self.__name__ = "scm_model"
 
     @property
@@ -71,7 +72,7 @@ class LoweredModel:
         self._prepare()
         observed = self.observed
         if data is not None:
-            data = self.check_data(data)
+            data = self._check_data_once(data)
             observed = {**observed, **data}
             rows = len(next(iter(data.values()))) if data else None
             if n is not None and rows is not None and n != rows:
@@ -181,6 +182,17 @@ class LoweredModel:
             expected = ", ".join(self.inputs) or "none"
             raise TypeError(f"SCM model: {'; '.join(parts)} (the model's inputs are: {expected})")
         return {name: check_input(name, value) for name, value in inputs.items() if name not in self.cut_inputs}
+
+    def _check_data_once(self, data):
+        """:meth:`check_data`, run once for a dict of the same tensors (a fit passes them at every step)."""
+        if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+            return self.check_data(data)
+        key = tuple((name, id(value)) for name, value in data.items())
+        if self._data_checked is not None and self._data_checked[0] == key:
+            return self._data_checked[2]
+        checked = self.check_data(data)
+        self._data_checked = (key, list(data.values()), checked)  # the values kept alive: ids stay theirs
+        return checked
 
     def check_data(self, data):
         """Data for this model -> dict node -> tensor; every error names the column (see :func:`node_columns`)."""

@@ -454,6 +454,10 @@ class AutoNormal(AutoGuide):
         for name in self._sites:
             self._params(name)
 
+    def site_param_names(self, name):
+        """The names of site ``name``'s params: ``(loc, scale)``, the scale positive."""
+        return f"{self.prefix}.locs.{name}", f"{self.prefix}.scales.{name}"
+
     def _params(self, name):
         info = self._sites[name]
         loc = param(f"{self.prefix}.locs.{name}", lambda: info["init"])
@@ -504,6 +508,10 @@ class AutoDelta(AutoGuide):
     def _setup_sites(self):
         for name in self._sites:
             self._param(name)
+
+    def site_param_names(self, name):
+        """The name of site ``name``'s one param (its value, constrained to the site's support)."""
+        return (f"{self.prefix}.{name}",)
 
     def _param(self, name):
         info = self._sites[name]

@@ -13,7 +13,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
+
+import torch
 
 from causalppl.handlers import trace
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, first_nonfinite_site
@@ -44,6 +47,7 @@ class SVI:
             self.loss_and_grads = loss.loss_and_grads
         else:
             self.loss_and_grads = _backward_of(loss)
+        self._validated = False  # torch's argument checks ran on a whole step
 
     def _loss_and_params(self, *args, **kwargs):
         """Backpropagate the loss; return it and the unconstrained params it touched."""
@@ -62,8 +66,19 @@ class SVI:
                       if hasattr(site["value"], "unconstrained")]
 
     def step(self, *args, **kwargs):
-        """Take one gradient step; return the loss before it (a float)."""
-        loss, params = self._loss_and_params(*args, **kwargs)
+        """Take one gradient step; return the loss before it (a float).
+
+        The first step checks every distribution's arguments (when validation
+        is on, the default); later steps of the same program skip those checks,
+        which cost as much as the arithmetic on large plates. A loss that turns
+        NaN or infinite later still stops with the site that caused it.
+        """
+        if self._validated:
+            with _unchecked_arguments():
+                loss, params = self._loss_and_params(*args, **kwargs)
+        else:
+            loss, params = self._loss_and_params(*args, **kwargs)
+            self._validated = True
         self.num_steps += 1
         if not math.isfinite(loss):
             for param in params:
@@ -75,6 +90,7 @@ class SVI:
         return loss
 
     def _raise_nonfinite(self, loss):
+        self._validated = False  # the next step (if any) checks everything again
         traces = getattr(self.loss, "last_traces", None) or ()
         culprit = first_nonfinite_site(*traces) if traces else None
         where = f"; the log density of {culprit} is not finite" if culprit else ""
@@ -97,3 +113,14 @@ def _backward_of(loss):
         value.backward()
         return value
     return loss_and_grads
+
+
+@contextlib.contextmanager
+def _unchecked_arguments():
+    """torch's distribution argument checks off for the block (explicit ``validate_args=True`` still checks)."""
+    previous = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution._validate_args = False
+    try:
+        yield
+    finally:
+        torch.distributions.Distribution._validate_args = previous
