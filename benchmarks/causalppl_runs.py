@@ -175,6 +175,7 @@ class FitRun:
         self.make, self.answer_of, self.seed = make, answer_of, seed
         self.options = dict(options or {})
         self.result = None
+        self.base_s = 0.0
 
     def fit(self, steps, **extra):
         scm, kwargs = self.make()
@@ -189,6 +190,7 @@ class FitRun:
     def timed(self, k1, k2):
         _, wall1, cpu1 = self.fit(k1)
         _, wall2, cpu2 = self.fit(k2)
+        self.base_s = wall1  # fit(steps=k1): mostly set-up, whose noise the window must outweigh
         return wall2 - wall1, cpu2 - cpu1
 
     def answer_after(self, steps):

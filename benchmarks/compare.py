@@ -124,6 +124,11 @@ class FitRunner:
         gc.collect()
         return self.fit_run.timed(warmup, warmup + window)
 
+    @property
+    def fixed_s(self):
+        """Seconds of the shorter fit, set-up included: an auto window lasts at least twice this."""
+        return self.fit_run.base_s
+
     def answer_after(self, steps):
         return self.fit_run.answer_after(steps)
 
@@ -223,7 +228,9 @@ def measure(workload, backends, repeats=5, warmup=5, window="auto", target_s=1.0
 
     data = make_data(workload)
     names = backends.names
-    rec = {n: {"wall_us": [], "cpu_us": [], "window": None, "answer": None, "error": None} for n in names}
+    # per repeat: µs per step, or None when a difference of two fits came out <= 0 (set-up noise won)
+    rec = {n: {"wall_us": [None] * repeats, "cpu_us": [None] * repeats, "window": None, "answer": None,
+               "error": None, "invalid": 0} for n in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
@@ -237,23 +244,30 @@ def measure(workload, backends, repeats=5, warmup=5, window="auto", target_s=1.0
                 wall, cpu = runner.timed(warmup, n)
                 if window == "auto" and entry["window"] is None:
                     per_step = max(wall, 1e-9) / n
-                    entry["window"] = int(min(max_window, max(min_window, round(target_s / per_step))))
+                    lasting = max(target_s, 2 * getattr(runner, "fixed_s", 0.0))
+                    entry["window"] = int(min(max_window, max(min_window, round(lasting / per_step))))
                 elif entry["window"] is None:
                     entry["window"] = n
-                entry["wall_us"].append(wall / n * 1e6)
-                entry["cpu_us"].append(cpu / n * 1e6)
+                if wall > 0 and cpu > 0:
+                    entry["wall_us"][r] = wall / n * 1e6
+                    entry["cpu_us"][r] = cpu / n * 1e6
+                else:
+                    entry["invalid"] += 1
                 if r == 0 and check:
                     entry["answer"] = runner.answer_after(workload.steps)
                 del runner
             except Exception as err:  # keep measuring the others
                 entry["error"] = f"{type(err).__name__}: {str(err)[:400]}"
             if log:
-                log(f"  {workload.name} repeat {r + 1}/{repeats} {name}: "
-                    + (entry["error"] or f"{entry['wall_us'][-1]:,.0f} us wall, {entry['cpu_us'][-1]:,.0f} us cpu"))
+                wall_us, cpu_us = entry["wall_us"][r], entry["cpu_us"][r]
+                log(f"  {workload.name} repeat {r + 1}/{repeats} {name}: " + (
+                    entry["error"] or ("difference of fits <= 0: dropped" if wall_us is None
+                                       else f"{wall_us:,.0f} us wall, {cpu_us:,.0f} us cpu")))
     return summarise(workload, data, rec)
 
 
 def _median(values):
+    values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
@@ -268,11 +282,12 @@ def summarise(workload, data, rec):
     for name, entry in rec.items():
         row = {"wall_us": _median(entry["wall_us"]), "cpu_us": _median(entry["cpu_us"]),
                "wall_us_all": entry["wall_us"], "cpu_us_all": entry["cpu_us"], "window": entry["window"],
-               "error": entry["error"]}
+               "error": entry["error"], "dropped_repeats": entry.get("invalid", 0)}
         if base and name != BASELINE:
             for kind in ("wall_us", "cpu_us"):
-                pairs = [a / b for a, b in zip(entry[kind], base[kind]) if b > 0]
-                if len(entry[kind]) == len(base[kind]) and pairs:
+                # paired: the repeats both measured
+                pairs = [a / b for a, b in zip(entry[kind], base[kind]) if a is not None and b]
+                if pairs:
                     row[f"{kind[:-3]}_ratio"] = statistics.median(pairs)
         answer = entry["answer"]
         if answer is not None:
@@ -301,6 +316,8 @@ def _cell(row):
         return "skipped"
     if row.get("error"):
         return "error"
+    if row.get("wall_us") is None:
+        return "-"
     return f"{_us(row['wall_us'])} ({_us(row['cpu_us'])})"
 
 
@@ -507,6 +524,9 @@ def report(results, backends, env, repeats):
         for name, row in result["backends"].items():
             if row.get("error"):
                 lines.append(f"{result['workload']} {LABELS[name]} failed: {row['error']}")
+            if row.get("dropped_repeats"):
+                lines.append(f"{result['workload']} {LABELS[name]}: {row['dropped_repeats']} repeat(s) dropped "
+                             "(fit(K2) - fit(K1) <= 0: set-up noise outweighed the window; use a longer --target-s)")
         floor_row = result["backends"].get(BASELINE, {})
         if "error_vs_truth" in floor_row:
             lines.append(f"{result['workload']}: floor's answer after {result['answer_steps']} steps is "

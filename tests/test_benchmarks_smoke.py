@@ -233,6 +233,11 @@ def test_compare_flags_a_wrong_answer():
     assert result["backends"]["causalppl"]["agrees"] is False
     assert result["backends"]["causalppl"]["cpu_ratio"] == 0.5
     assert "**DIFFER**" in compare.answers_cell(result)
+    # a repeat dropped (a difference of two fits <= 0) leaves the other repeats paired
+    rec["floor"].update(wall_us=[10.0, 12.0], cpu_us=[10.0, 12.0])
+    rec["causalppl"].update(wall_us=[None, 6.0], cpu_us=[None, 6.0], invalid=1)
+    row = compare.summarise(w, {"sha": "x", "truth": truth}, rec)["backends"]["causalppl"]
+    assert row["cpu_ratio"] == 0.5 and row["cpu_us"] == 6.0 and row["dropped_repeats"] == 1
 
 
 def test_compare_refuses_cuda_without_a_gpu():
