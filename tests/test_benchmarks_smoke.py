@@ -1,17 +1,21 @@
-"""Smoke test of benchmarks/svi_steps.py: every implementation computes the same loss.
+"""Smoke tests of benchmarks/: svi_steps.py's implementations compute the same loss; compare.py's
+floor computes the ELBO and every backend reaches the floor's answer; the other scripts run.
 
-With the same seed, causalppl, the pure-torch floor and Pyro draw the same
+svi_steps.py: with the same seed, causalppl, its pure-torch floor and Pyro draw the same
 noise, start from the same parameters and so must report the same first
 losses; causalppl and the floor also take identical optimiser steps (same
 parameterisation), so their whole loss sequences agree. No timing assertions.
 """
 
 import importlib.util
+import json
 import math
 import pathlib
+import sys
 
 import pytest
 import torch
+from torch.distributions import Normal
 
 PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "svi_steps.py"
 
@@ -113,3 +117,157 @@ def test_identify_benchmark_quick_run(capsys):
     assert all(r["median_s"] > 0 for r in rows)
     assert rows[0]["method"] == "backdoor"
     assert "PASS" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# compare.py, floor.py and scaling.py: the side-by-side harness against the floor
+# ---------------------------------------------------------------------------
+
+BENCH = PATH.parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _floor_and_data(name, **size):
+    import floor
+    import workloads
+
+    w = workloads.WORKLOADS[name].scaled(**size)
+    data = workloads.make_data(w)
+    torch.manual_seed(5)
+    run = floor.build(w, data, torch.device("cpu"), seed=5)  # seeds torch with 5 again
+    return w, data, run
+
+
+def test_floor_loss_is_the_elbo_scale():
+    import workloads as W
+
+    _, _, run = _floor_and_data("W1")
+    loss = run.step()
+    torch.manual_seed(5)
+    eps = torch.randn(())
+    a, b = torch.tensor(W.GUESS), torch.tensor(1.0)
+    z = a + b * eps
+    elbo = (Normal(W.GUESS, W.PRIOR_SD).log_prob(z) + Normal(z, W.NOISE_SD).log_prob(torch.tensor(W.MEASUREMENT))
+            - Normal(a, b).log_prob(z))
+    assert loss == pytest.approx(-elbo.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["W3", "W4"])
+def test_floor_loss_is_the_elbo_linear(name):
+    w, data, run = _floor_and_data(name, nodes=6, rows=3000)
+    loss = run.step()
+    torch.manual_seed(5)
+    X = torch.as_tensor(data["X"])
+    D, E, N = data["D"], data["E"], data["N"]
+    eps = torch.randn(E + D)
+    loc, scale = torch.zeros(E + D), torch.full((E + D,), 0.1)
+    z = loc + scale * eps
+    W = torch.zeros(D, D)
+    W[torch.as_tensor(data["src"]), torch.as_tensor(data["dst"])] = z[:E]
+    rows = X if w.batch is None else X[torch.randperm(N)[: w.batch]]
+    loglik = Normal(rows @ W + z[E:], 1.0).log_prob(rows).sum() * (1 if w.batch is None else N / w.batch)
+    elbo = loglik + Normal(0.0, 1.0).log_prob(z).sum() - Normal(loc, scale).log_prob(z).sum()
+    assert loss == pytest.approx(-elbo.item(), rel=1e-5)
+
+
+def test_floor_loss_is_the_elbo_confounder():
+    import workloads as W
+
+    _, data, run = _floor_and_data("W5", rows=500)
+    loss = run.step()
+    torch.manual_seed(5)
+    X, Y, N = torch.as_tensor(data["X"]), torch.as_tensor(data["Y"]), data["N"]
+    eps = torch.randn(3 + N)
+    loc, scale = torch.zeros(3 + N), torch.full((3 + N,), 0.1)
+    z = loc + scale * eps
+    (a, beta, c), u = z[:3], z[3:]
+    sd = W.CONFOUNDER_SD
+    elbo = (Normal(0.0, W.CONFOUNDER_PRIOR_SD).log_prob(z[:3]).sum() + Normal(0.0, 1.0).log_prob(u).sum()
+            + Normal(a * u, sd).log_prob(X).sum() + Normal(beta * X + c * u, sd).log_prob(Y).sum()
+            - Normal(loc, scale).log_prob(z).sum())
+    assert loss == pytest.approx(-elbo.item(), rel=1e-5)
+
+
+def test_compare_quick_run_agrees_with_the_floor(capsys, tmp_path, one_thread):
+    import compare
+
+    out = compare.main(["--quick", "--workloads", "W1,W4,W5", "--backends", "causalppl,causalppl_scm,floor",
+                        "--repeats", "1", "--window", "3", "--json", str(tmp_path / "compare.json")])
+    text = capsys.readouterr().out
+    assert "| workload | causalppl µs | causalppl scm.fit µs | floor µs |" in text
+    assert "causalppl ÷ floor" in text and "answers" in text
+    assert text.count("| agree (max Δ") == 3, text
+    for result in out["results"]:
+        rows = result["backends"]
+        assert set(rows) == {"causalppl", "causalppl_scm", "floor"}
+        for name, row in rows.items():
+            assert row["error"] is None, (result["workload"], name, row["error"])
+            assert row["wall_us"] > 0 and row["cpu_us"] > 0 and math.isfinite(row["error_vs_truth"])
+            if name != "floor":
+                # the same answer as the floor's, to the workload's tolerance
+                assert row["agrees"], (result["workload"], name, row["error_vs_floor"])
+                assert row["cpu_ratio"] > 0
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["workload"] for r in saved["results"]] == ["W1", "W4", "W5"]
+    assert saved["environment"]["torch_threads"] == 1
+
+
+def test_compare_flags_a_wrong_answer():
+    import compare
+    import workloads
+
+    w = workloads.WORKLOADS["W1"]
+    truth = workloads.make_data(w)["truth"]
+    rec = {"floor": {"wall_us": [10.0], "cpu_us": [10.0], "window": 3, "answer": truth, "error": None},
+           "causalppl": {"wall_us": [5.0], "cpu_us": [5.0], "window": 3, "answer": {"a": 0.0, "b": 1.0},
+                         "error": None}}
+    result = compare.summarise(w, {"sha": "x", "truth": truth}, rec)
+    assert result["backends"]["causalppl"]["agrees"] is False
+    assert result["backends"]["causalppl"]["cpu_ratio"] == 0.5
+    assert "**DIFFER**" in compare.answers_cell(result)
+    # a repeat dropped (a difference of two fits <= 0) leaves the other repeats paired
+    rec["floor"].update(wall_us=[10.0, 12.0], cpu_us=[10.0, 12.0])
+    rec["causalppl"].update(wall_us=[None, 6.0], cpu_us=[None, 6.0], invalid=1)
+    row = compare.summarise(w, {"sha": "x", "truth": truth}, rec)["backends"]["causalppl"]
+    assert row["cpu_ratio"] == 0.5 and row["cpu_us"] == 6.0 and row["dropped_repeats"] == 1
+
+
+def test_compare_refuses_cuda_without_a_gpu():
+    import compare
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit):
+        compare.main(["--device", "cuda", "--workloads", "W1"])
+
+
+def test_scaling_quick_run_writes_a_table(capsys, tmp_path, one_thread):
+    import scaling
+
+    out = scaling.main(["--quick", "--backends", "causalppl_scm,floor", "--markdown", str(tmp_path / "s.md")])
+    lines = [line for line in (tmp_path / "s.md").read_text().splitlines() if line.startswith("|")]
+    assert lines[0] == "| nodes | rows | edges | causalppl scm.fit µs | floor µs | causalppl scm.fit ÷ floor |"
+    assert len(lines) == 2 + 3  # header, rule, cells (4, 1000), (8, 1000), (4, 300)
+    for result in out["results"]:
+        for row in result["backends"].values():
+            assert row["error"] is None and row["cpu_us"] > 0
+    assert "floor µs" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("pyro", "numpyro", "jax")),
+                    reason="pyro-ppl, numpyro and jax are optional (pip install -e .[bench])")
+def test_references_agree_with_the_floor(one_thread):
+    import compare
+
+    out = compare.main(["--quick", "--workloads", "W1", "--backends", "pyro,numpyro,floor", "--repeats", "1",
+                        "--window", "3"])
+    rows = out["results"][0]["backends"]
+    assert rows["pyro"]["agrees"] and rows["numpyro"]["agrees"], rows
