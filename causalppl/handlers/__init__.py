@@ -579,7 +579,7 @@ class replay(Messenger):
         recorded = self.trace.nodes.get(msg["name"])
         if recorded is not None and recorded["type"] == msg["type"]:
             msg["value"] = recorded["value"]
-            if msg["type"] == "sample" and "_dim_to_id" in recorded["infer"]:
+            if msg["type"] == "sample" and "_dim_to_id" in recorded.get("infer", {}):
                 # An enumerated (or enumeration-aware) value: which enumerated variable
                 # each of its dims stands for travels with it.
                 msg["infer"] = {**msg["infer"], **{key: value for key, value in recorded["infer"].items()
