@@ -59,7 +59,7 @@ def run(n, repeats=1, seed=0):
     for _ in range(repeats):
         _, *parse = timed(lambda: parse_dot(text))
         scm, *read = timed(lambda: cp.read_dot(text))
-        learned, *learn = timed(lambda: cp.SCM.from_graph(scm))
+        learned, *learn = timed(lambda scm=scm: cp.SCM.from_graph(scm))
         assert len(scm) == n and len(learned) == n
         for key, value in (("parse", parse), ("read", read), ("from_graph", learn)):
             best[key] = min(best.get(key, value), value)

@@ -23,7 +23,7 @@ import ast
 import difflib
 import functools
 import itertools
-import keyword
+import keyword as _keyword
 import math
 import operator
 import re
@@ -408,7 +408,7 @@ _TEMPLATE_TOKEN = re.compile(r"""
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
 """, re.VERBOSE)
 _SLOT = "_v"
-_PYTHON_WORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
+_PYTHON_WORDS = frozenset(_keyword.kwlist) | frozenset(_keyword.softkwlist)
 
 
 @functools.cache
