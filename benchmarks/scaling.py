@@ -68,6 +68,9 @@ def main(argv=None):
     parser.add_argument("--target-s", type=float, default=None, help="window length per repeat (default 1; quick 0.02)")
     parser.add_argument("--threads", type=int, default=1, help="torch and XLA threads (default 1)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--numpyro-max-nodes", type=int, default=100,
+                        help="skip NumPyro in larger cells: its jit compile of the 200-site model ran past 20 "
+                             "minutes on a loaded 2-core machine (default 100; 0 = no limit)")
     parser.add_argument("--check", action="store_true", help="also run each cell to 300 steps and compare answers")
     parser.add_argument("--fit-option", action="append", type=compare.parse_option, default=[], metavar="KEY=VALUE")
     parser.add_argument("--quick", action="store_true", help="tiny grid, short windows (smoke test)")
@@ -94,20 +97,27 @@ def main(argv=None):
     repeats = args.repeats or (1 if args.quick else 3)
     target_s = args.target_s or (0.02 if args.quick else 1.0)
     backends = compare.Backends(names, device, dict(args.fit_option))
+    limit = args.numpyro_max_nodes
+    large = backends
+    if limit and "numpyro" in backends.names:
+        large = compare.Backends([n for n in names if n != "numpyro"], device, dict(args.fit_option))
     env = compare.environment(device, argv, backends)
     log = (lambda text: print(text, file=sys.stderr, flush=True)) if args.verbose else None
     results = []
     for nodes, rows in grid:
         w = workload(nodes, rows, steps=300)
-        result = compare.measure(w, backends, repeats=repeats, warmup=1 if args.quick else 2, target_s=target_s,
-                                 check=args.check, min_window=2 if args.quick else 3, log=log)
+        cell_backends = large if limit and nodes > limit else backends
+        result = compare.measure(w, cell_backends, repeats=repeats, warmup=1 if args.quick else 2,
+                                 target_s=target_s, check=args.check, min_window=2 if args.quick else 3, log=log)
         results.append(result)
         print(f"  {nodes} nodes x {rows:,} rows done", file=sys.stderr, flush=True)
     env["load_avg_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     text = "\n".join([compare.header_line(env, repeats), "",
                       "µs per SVI step of the full-batch linear SCM, wall (process CPU); ratios: paired, to the floor.",
                       "", table(results, backends.names)]
-                     + [f"{compare.LABELS[n]} skipped: {why}" for n, why in backends.skipped.items()])
+                     + [f"{compare.LABELS[n]} skipped: {why}" for n, why in backends.skipped.items()]
+                     + ([f"NumPyro skipped above {limit} nodes (--numpyro-max-nodes)"]
+                        if large is not backends and any(n > limit for n, _ in grid) else []))
     for result in results:
         for name, row in result["backends"].items():
             if row.get("error"):

@@ -80,8 +80,10 @@ WORKLOADS = {
                    steps=2500, lr=1e-3, tol=0.15),
     "W3": Workload("W3", "linear", "20-node linear-Gaussian SCM, AutoNormal, Adam(0.02), full batch",
                    steps=1000, lr=0.02, tol=0.05, nodes=20, rows=100_000, edge_prob=40 / 190),
+    # Minibatch SVI jitters by a few hundredths in standardised units; scm.fit's data-unit answers
+    # carry that times the node's sd (up to ~3 here), hence the wider tolerance.
     "W4": Workload("W4", "linear", "W3 with plate subsample 1024",
-                   steps=2000, lr=0.02, tol=0.08, nodes=20, rows=100_000, batch=1024, edge_prob=40 / 190),
+                   steps=2000, lr=0.02, tol=0.12, nodes=20, rows=100_000, batch=1024, edge_prob=40 / 190),
     "W5": Workload("W5", "confounder", "U -> X, (X, U) -> Y, U latent per row, AutoNormal, Adam(0.01)",
                    steps=2000, lr=0.01, tol=0.15, rows=10_000),
     "L10": Workload("L10", "linear", "10-node linear-Gaussian SCM, full batch",
