@@ -602,8 +602,9 @@ class block(Messenger):
     >>> def model():
     ...     z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
     ...     cp.sample("x", cp.dist.Normal(z, 1.0), obs=0.5)
-    >>> list(cp.handlers.trace(cp.handlers.block(model, hide_types=["observe"])).get_trace().nodes)
-    ['z', '_RETURN']
+    >>> tr = cp.handlers.trace(cp.handlers.block(model, hide_types=["observe"])).get_trace()
+    >>> [name for name, site in tr.nodes.items() if site["type"] == "sample"]
+    ['z']
     """
 
     def __init__(self, fn=None, hide_fn=None, expose_fn=None, hide_all=True, expose_all=False,
