@@ -39,6 +39,7 @@ from torch.distributions.transforms import ComposeTransform, IndependentTransfor
 
 from causalppl.distributions import Delta
 from causalppl.handlers import block, trace
+from causalppl.params import simplify_transform
 from causalppl.runtime import param, plate, sample
 
 # ---------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class AutoGuide:
                     "autoguides handle continuous latent sites only (write a guide for it, "
                     "or observe it)"
                 )
-            transform = biject_to(support)
+            transform = simplify_transform(biject_to(support))
             self._device = site["value"].device
             with torch.no_grad():
                 init = torch.as_tensor(self.init_loc_fn(site)).detach()
