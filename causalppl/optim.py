@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.optim.optimizer as _optimizer_module
 
 
 class PyroOptim:
@@ -71,7 +72,7 @@ class PyroOptim:
         self._add(params)
         if self.clip_args:
             torch.nn.utils.clip_grad_norm_(params, **self.clip_args)
-        self.optimizer.step()
+        _step(self.optimizer)
 
     def zero_grad(self):
         if self.optimizer is not None:
@@ -84,6 +85,21 @@ class PyroOptim:
         if self.optimizer is None:
             raise RuntimeError("the optimizer has no parameters yet; take one step before set_state")
         self.optimizer.load_state_dict(state)
+
+
+def _step(optimizer):
+    """``optimizer.step()``, without torch's per-call wrapper when nothing listens to it.
+
+    torch wraps every ``step`` in a profiler range and runs registered hooks;
+    with no hook, no profiler and no scheduler watching (a scheduler patches
+    the instance's ``step``), the wrapped function is called directly.
+    """
+    raw = getattr(type(optimizer).step, "__wrapped__", None)
+    if (raw is None or "step" in vars(optimizer) or optimizer._optimizer_step_pre_hooks
+            or optimizer._optimizer_step_post_hooks or _optimizer_module._global_optimizer_pre_hooks
+            or _optimizer_module._global_optimizer_post_hooks or torch.autograd._profiler_enabled()):
+        return optimizer.step()
+    return raw(optimizer)
 
 
 # torch optimisers with a fused update (one kernel over all params of a device) on CPU and CUDA.

@@ -94,7 +94,7 @@ class ParamStore:
             self._transforms[name] = None
             leaf.unconstrained = LeafRef(leaf)
         else:
-            self._transforms[name] = transform_to(constraint)
+            self._transforms[name] = simplify_transform(transform_to(constraint))
 
     def _constrained(self, name, leaf):
         transform = self._transforms[name]
@@ -213,6 +213,28 @@ class ParamStore:
             raise ValueError(f"{path}: this is a saved SCM, not a param store file; load it with cp.load(path)")
         where = os.fspath(path) if isinstance(path, (str, bytes, os.PathLike)) else repr(path)
         self.set_state(state, where=where)
+
+
+def simplify_transform(transform):
+    """``transform`` without trailing identity steps: ``transform_to(positive)`` is exp followed by
+    the affine map ``0 + 1 * x``, which changes no number but costs two ops (and their gradients)
+    at every read of every positive param.
+
+    >>> simplify_transform(transform_to(constraints.positive))
+    ExpTransform()
+    """
+    parts = list(getattr(transform, "parts", ()))
+    if not parts:
+        return transform
+    while len(parts) > 1 and _is_identity_affine(parts[-1]):
+        parts.pop()
+    return parts[0] if len(parts) == 1 else transform
+
+
+def _is_identity_affine(transform):
+    if not isinstance(transform, torch.distributions.transforms.AffineTransform):
+        return False
+    return all(isinstance(v, (int, float)) and v == want for v, want in ((transform.loc, 0), (transform.scale, 1)))
 
 
 class FlatParams:

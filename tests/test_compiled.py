@@ -372,3 +372,39 @@ def test_compile_true_wraps_the_step_in_torch_compile(monkeypatch):
     result = cp.SCM.from_graph(graph, data=data, bayesian=True).fit(data, steps=3, progress=False, compile=True)
     assert result.engine == "compiled+torch.compile"
     assert wrapped == [{"mode": None, "dynamic": False}]  # CUDA graphs ("reduce-overhead") only on a GPU
+
+
+def test_exact_fits_stay_fixed_while_the_compiled_step_learns_the_rest():
+    """method="auto": a and t are fitted exactly and held; b is latent, so b and c are left to SVI."""
+    graph, data = linear_world(1500)
+    observed = {k: v for k, v in data.items() if k != "b"}
+    compiled, reference = fit_both(graph, observed, bayesian=False, steps=400, lr=0.05)
+    assert compiled.engine == "compiled" and compiled.method == "mle+svi"
+    assert sorted(compiled.estimates) == sorted(reference.estimates) == ["a", "t"]
+    for name in ("a.bias", "a.scale", "t.weight", "t.bias"):
+        assert torch.equal(compiled.params[name], reference.params[name]), name
+    for name in ("c.weight", "c.bias"):
+        assert torch.allclose(compiled.params[name], reference.params[name], atol=0.1), name
+
+
+def test_learn_params_false_leaves_the_scm_as_it_was():
+    graph, data = linear_world(400)
+    scm = cp.SCM.from_graph(graph, data=data, bayesian=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cp.causal.fit.ConvergenceWarning)
+        scm.fit(data, steps=5, progress=False, seed=0)
+        before = {name: value.clone() for name, value in scm.params.items()}
+        result = scm.fit(data, steps=20, progress=False, seed=1, learn_params=False)
+    assert result.engine == "compiled"
+    assert all(torch.equal(scm.params[name], value) for name, value in before.items())
+
+
+def test_a_loss_that_blows_up_on_the_compiled_path_names_the_step_and_the_site():
+    from causalppl.infer.elbo import NonFiniteLossError
+
+    graph, data = linear_world(200)
+    scm = cp.SCM.from_graph(graph, data=data, bayesian=False)
+    with pytest.raises(NonFiniteLossError, match=r"SVI step \d+: the loss is (inf|nan); .* site 'a' is not finite"):
+        scm.fit(data, steps=200, progress=False, method="svi", optim=cp.optim.SGD({"lr": 10.0}))
+    # The params were handed back their own leaves even though the fit stopped.
+    assert all(leaf._base is None for _, leaf in scm.params.named_parameters())

@@ -25,6 +25,8 @@ tensor(-0.9189)
 (torch.Size([]), torch.Size([3]))
 """
 
+import math
+
 import torch
 import torch.distributions as _torch
 from torch.distributions import *  # noqa: F401,F403  (constraints, transforms, kl_divergence, ...)
@@ -168,6 +170,41 @@ for _name in _torch_all:
     if isinstance(_cls, type) and issubclass(_cls, _torch.Distribution) and _name not in _ABSTRACT:
         globals()[_name] = _with_mixin(_cls)
 del _name, _cls
+
+
+def _compact(tensor):
+    """``tensor`` without the dims it was expanded along (stride 0): what it broadcasts from.
+
+    Element for element the same numbers, so ops on it give the same results,
+    once per distinct value instead of once per row.
+    """
+    if tensor.dim() == 0 or 0 not in tensor.stride():
+        return tensor
+    index = tuple(slice(0, 1) if stride == 0 and size > 1 else slice(None)
+                  for stride, size in zip(tensor.stride(), tensor.shape, strict=True))
+    return tensor[index]
+
+
+class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces the generated class
+    """``torch.distributions.Normal`` with Pyro's methods (see :class:`TorchDistributionMixin`).
+
+    ``log_prob`` is torch's formula; a scale broadcast over many rows
+    (``Normal(loc, 0.5)`` in a plate) has its square and log taken once, not once per row.
+
+    >>> import torch
+    >>> Normal(torch.zeros(3), 2.0).log_prob(torch.ones(3))
+    tensor([-1.7371, -1.7371, -1.7371])
+    """
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        scale = _compact(self.scale)
+        var = scale**2
+        return -((value - self.loc) ** 2) / (2 * var) - scale.log() - _HALF_LOG_SQRT_2PI
+
+
+_HALF_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 __all__ = list(_torch_all) + [
     "Delta", "ExpandedDistribution", "MaskedDistribution", "TorchDistribution", "TorchDistributionMixin", "Unit",

@@ -39,7 +39,7 @@ from torch.distributions.transforms import ComposeTransform, IndependentTransfor
 
 from causalppl.distributions import Delta, LowRankMultivariateNormal, MultivariateNormal, Normal
 from causalppl.handlers import block, replay, trace
-from causalppl.params import get_param_store
+from causalppl.params import get_param_store, simplify_transform
 from causalppl.runtime import param, plate, sample
 
 # ---------------------------------------------------------------------------
@@ -252,7 +252,7 @@ class AutoGuide:
                     "sum it out: enumerate it in the model, hide it from the guide with "
                     f"cp.handlers.block(model, hide=['{name}']) and fit with TraceEnum_ELBO)"
                 )
-            transform = biject_to(support)
+            transform = simplify_transform(biject_to(support))
             self._device = site["value"].device
             # Under twin_world/multi_world a site's value spans the worlds, but only the factual
             # world is a random choice (the others follow from its noise): guide that one.
