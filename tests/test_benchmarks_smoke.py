@@ -200,7 +200,7 @@ def test_compare_quick_run_agrees_with_the_floor(capsys, tmp_path, one_thread):
     import compare
 
     out = compare.main(["--quick", "--workloads", "W1,W4,W5", "--backends", "causalppl,causalppl_scm,floor",
-                        "--repeats", "1", "--window", "3", "--json", str(tmp_path / "compare.json")])
+                        "--repeats", "2", "--window", "20", "--json", str(tmp_path / "compare.json")])
     text = capsys.readouterr().out
     assert "| workload | causalppl µs | causalppl scm.fit µs | floor µs |" in text
     assert "causalppl ÷ floor" in text and "answers" in text
