@@ -81,7 +81,7 @@ def random_scm(seed, nodes=7):
 def perturb_params(scm, seed):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, leaf in scm.params.named_parameters():
+        for _name, leaf in scm.params.named_parameters():
             leaf.add_(0.3 * torch.randn(leaf.shape, generator=generator))
 
 
@@ -214,7 +214,8 @@ def test_levels_are_topological_generations():
 
 
 def test_what_the_compiler_does_not_cover_is_named():
-    scm = cp.SCM().add("x", "Normal(0, 1)").add("y", lambda x: cp.dist.Normal(x * cp.param("k", torch.tensor(1.0)), 1.0))
+    scm = cp.SCM().add("x", "Normal(0, 1)")
+    scm = scm.add("y", lambda x: cp.dist.Normal(x * cp.param("k", torch.tensor(1.0)), 1.0))
     with pytest.raises(NotCompilable, match="node 'y': its mechanism .* is not one of the compiled families"):
         compile_model(scm.model, {"x": torch.zeros(3), "y": torch.zeros(3)})
     multi = cp.SCM().add("x", LinearGaussian("x", [])).add("c", MultinomialLogistic("c", ["x"], num_categories=3))

@@ -280,7 +280,7 @@ class CompiledStep:
         eps_g = eps_r = None
         if self.n_global:
             pieces = []
-            for (name, info), (start, stop, shape, _) in zip(
+            for (name, info), _transform in zip(
                     ((n, guide._sites[n]) for n, _ in self.compiled.global_sites), self._g_transforms, strict=True):
                 value = values[name]
                 u = value if info["identity"] else info["transform"].inv(value)
