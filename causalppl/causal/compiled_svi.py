@@ -70,12 +70,15 @@ def compiled_step(svi, model, guide, optim, stores, fixed, hidden, torch_compile
     # One reference evaluation, off the random stream: params, guide set-up, validation.
     devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
-        svi.evaluate_loss()
+        try:
+            svi.evaluate_loss()
+        except Exception as err:  # the reference step raises it again, where users expect it
+            raise Reference(f"the reference evaluation raised {type(err).__name__}") from err
     trainable = set() if fixed is None else set(stores[0].keys()) - set(fixed)
     step = CompiledStep(svi, compiled, guide, base, stores, trainable, torch_compile)
     try:
         step.check(*(tr for _, tr in svi.loss.last_traces))
-    except Reference:
+    except BaseException:
         step.close()
         raise
     return step
@@ -184,9 +187,13 @@ class CompiledStep:
             self.packed = FlatParams(entries)
         except ValueError as err:
             raise Reference(str(err)) from None
-        self._layout(guide_store, sites, latents, parts)
-        self._readers = {key: _Reader(model_store, block, self.packed, set(learned))
-                         for key, block in compiled.param_blocks}
+        try:
+            self._layout(guide_store, sites, latents, parts)
+            self._readers = {key: _Reader(model_store, block, self.packed, set(learned))
+                             for key, block in compiled.param_blocks}
+        except BaseException:
+            self.packed.unpack()
+            raise
         self._generic = bool(compiled.generic)
         self._loss = self._loss_impl
         self.engine = "compiled"
@@ -280,8 +287,8 @@ class CompiledStep:
         eps_g = eps_r = None
         if self.n_global:
             pieces = []
-            for (name, info), (start, stop, shape, _) in zip(
-                    ((n, guide._sites[n]) for n, _ in self.compiled.global_sites), self._g_transforms, strict=True):
+            for name, _ in self.compiled.global_sites:
+                info = guide._sites[name]
                 value = values[name]
                 u = value if info["identity"] else info["transform"].inv(value)
                 pieces.append(u.reshape(-1))

@@ -37,7 +37,7 @@ import torch
 from torch.distributions import biject_to, constraints
 from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
-from causalppl.distributions import Delta
+from causalppl.distributions import Delta, Normal
 from causalppl.handlers import block, trace
 from causalppl.params import simplify_transform
 from causalppl.runtime import param, plate, sample
@@ -404,7 +404,7 @@ class AutoNormal(AutoGuide):
             loc, scale = self._params(name)
             if info["frames"]:
                 loc, scale = _subsample(loc, info, indices), _subsample(scale, info, indices)
-            fn = torch.distributions.Normal(loc, scale)
+            fn = Normal(loc, scale)  # causalppl's: torch's density with fewer ops per step
             if info["event_dim"]:
                 fn = torch.distributions.Independent(fn, info["event_dim"])
             if not info["identity"]:
@@ -621,7 +621,7 @@ class AutoDiagonalNormal(AutoMultivariateNormal):
         if self.prototype_trace is None:
             raise RuntimeError(f"{type(self).__name__}: call the guide once (or .median()) before get_posterior()")
         loc, scale = self._params()
-        return torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
+        return torch.distributions.Independent(Normal(loc, scale), 1)
 
 
 __all__ = [
