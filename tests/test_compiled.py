@@ -406,3 +406,21 @@ def test_a_loss_that_blows_up_on_the_compiled_path_names_the_step_and_the_site()
         scm.fit(data, steps=200, progress=False, method="svi", optim=cp.optim.SGD({"lr": 10.0}))
     # The params were handed back their own leaves even though the fit stopped.
     assert all(leaf._base is None for _, leaf in scm.params.named_parameters())
+
+
+@pytest.mark.parametrize("guide", ["normal", "delta"])
+def test_bayesian_tables_fit_compiled_on_the_simplex(guide):
+    """A Bayesian table's probabilities live on the simplex: drawn flat, then mapped there."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 3, (1500,), generator=generator)
+    b = ((a == 2) | (torch.rand(1500, generator=generator) < 0.2)).long()
+    y = 1.5 * b + 0.5 * a + torch.randn(1500, generator=generator)
+    data = {"a": a, "b": b, "y": y}
+    graph = nx.DiGraph([("a", "b"), ("a", "y"), ("b", "y")])
+    compiled, reference = fit_both(graph, data, steps=400, lr=0.05, guide=guide)
+    assert compiled.engine == "compiled"
+    assert type(compiled.scm.mechanism("a").fn).__name__ == "CategoricalTable"
+    ours, theirs = compiled.median(), reference.median()
+    assert torch.allclose(ours["a.probs"].sum(-1), torch.tensor(1.0))
+    for site in theirs:
+        assert torch.allclose(ours[site], theirs[site], atol=0.05), site

@@ -28,14 +28,14 @@ import math
 import warnings
 
 import torch
-from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
+from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform, IndependentTransform
 
 from causalppl.graph.compiled import HALF_LOG_2PI, Blocks, NotCompilable, compile_model
 from causalppl.infer.autoguide import AutoDelta, AutoNormal
 from causalppl.infer.elbo import Trace_ELBO
 from causalppl.optim import PyroOptim
 from causalppl.params import FlatParams
-from causalppl.trace import contributes_log_prob
+from causalppl.trace import contributes_log_prob, log_prob_of
 
 COMPILE_OPTIONS = (None, True, False)
 
@@ -149,6 +149,13 @@ def _is_exp(transform):
     return False
 
 
+def _is_identity(transform):
+    """An identity map (a real vector's ``biject_to``: an empty composition, maybe made independent)."""
+    while isinstance(transform, IndependentTransform):
+        transform = transform.base_transform
+    return isinstance(transform, ComposeTransform) and not transform.parts
+
+
 def _is_number(value, number):
     return (isinstance(value, (int, float)) and value == number) or (
         isinstance(value, torch.Tensor) and value.numel() == 1 and float(value) == number)
@@ -219,9 +226,11 @@ class CompiledStep:
                 raise Reference(f"latent node '{name}' is not one value per row")
 
     def _layout(self, guide_store, sites, latents, parts):
-        compiled, guide = self.compiled, self.guide
+        compiled = self.compiled
         span = self.packed.span
-        self.n_global = sum(guide._sites[s]["init"].numel() for s in sites)
+        first_names = dict(zip(sites + latents, parts[0], strict=True)) if sites or latents else {}
+        shapes = {site: guide_store.leaf(name).shape for site, name in first_names.items()}
+        self.n_global = sum(shapes[s].numel() for s in sites)
         self.n_latent = len(latents)
         first = parts[0]
         self._g_loc = (span(guide_store, first[0])[0], span(guide_store, first[len(sites) - 1])[1]) if sites else None
@@ -235,23 +244,23 @@ class CompiledStep:
         # Sites whose support needs a transform (a simplex, a positive value): drawn whole, then mapped.
         self._g_transforms, offset = [], 0
         for name in sites:
-            info = guide._sites[name]
-            size = info["init"].numel()
-            transform = None if info["identity"] else info["transform"]
-            if not self.normal:
-                transform = guide_store._transforms[guide.site_param_names(name)[0]]
-            self._g_transforms.append((offset, offset + size, info["init"].shape, transform))
-            offset += size
+            # AutoNormal draws in biject_to's space; AutoDelta's param lives in its store's transform_to space.
+            transform = self._site_transform(guide_store, name)
+            self._g_transforms.append((offset, offset + shapes[name].numel(), shapes[name], transform))
+            offset += shapes[name].numel()
         self._g_identity = all(t[3] is None for t in self._g_transforms)
         self._r_transforms = []
         for name in latents:
-            info = guide._sites[name]
-            transform = None if info["identity"] else info["transform"]
-            if not self.normal:
-                transform = guide_store._transforms[guide.site_param_names(name)[0]]
-            self._r_transforms.append(transform)
+            self._r_transforms.append(self._site_transform(guide_store, name))
         self._r_identity = all(t is None for t in self._r_transforms)
         self._frame_rows = compiled.rows if compiled.plate else 1
+
+    def _site_transform(self, guide_store, name):
+        """The map from the flat values of site ``name`` to its support (``None``: they are its values)."""
+        info = self.guide._sites[name]
+        transform = info["transform"] if self.normal else guide_store._transforms[self.guide.site_param_names(name)[0]]
+        return None if transform is None or _is_identity(transform) else transform
+
 
     def check(self, model_trace, guide_trace):
         """The compiled loss at the reference run's values must equal the reference's, term by term."""
@@ -463,8 +472,6 @@ class CompiledStep:
 
 def site_log_prob(site):
     """A trace site's log density, summed and scaled as the ELBO counts it."""
-    from causalppl.trace import log_prob_of
-
     return log_prob_of(site).sum()
 
 
