@@ -158,7 +158,6 @@ class CompiledSCM:
         self.subsample_size = subsample_size if self.plate and subsample_size is not None and \
             subsample_size < self.rows else None
         self.known = {}  # name -> (n,) tensor: data, observed, intervened values, inputs
-        self.row_latents = []
         self.dtype = torch.get_default_dtype()
         self.device = None
         for name, value in {**inputs, **lowered.interventions, **observed}.items():
