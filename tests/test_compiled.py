@@ -81,7 +81,7 @@ def random_scm(seed, nodes=7):
 def perturb_params(scm, seed):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for _name, leaf in scm.params.named_parameters():
+        for _, leaf in scm.params.named_parameters():
             leaf.add_(0.3 * torch.randn(leaf.shape, generator=generator))
 
 
@@ -208,14 +208,9 @@ def test_linear_nodes_share_one_matmul_and_tables_one_gather():
     assert torch.allclose(ours, reference_log_joint(scm, world, values), rtol=1e-5)
 
 
-def test_levels_are_topological_generations():
-    scm = cp.SCM.from_graph([("a", "c"), ("b", "c"), ("c", "d"), ("a", "d")])
-    assert compile_model(scm.model).levels() == [["a", "b"], ["c"], ["d"]]
-
-
 def test_what_the_compiler_does_not_cover_is_named():
-    scm = cp.SCM().add("x", "Normal(0, 1)")
-    scm = scm.add("y", lambda x: cp.dist.Normal(x * cp.param("k", torch.tensor(1.0)), 1.0))
+    scm = cp.SCM().add("x", "Normal(0, 1)").add(
+        "y", lambda x: cp.dist.Normal(x * cp.param("k", torch.tensor(1.0)), 1.0))
     with pytest.raises(NotCompilable, match="node 'y': its mechanism .* is not one of the compiled families"):
         compile_model(scm.model, {"x": torch.zeros(3), "y": torch.zeros(3)})
     multi = cp.SCM().add("x", LinearGaussian("x", [])).add("c", MultinomialLogistic("c", ["x"], num_categories=3))
@@ -299,6 +294,8 @@ def test_site_names_are_the_same_on_both_paths():
                                                                           "t.weight"]
     assert sorted(compiled.sample(5)) == sorted(reference.sample(5)) == ["a", "b", "c", "t"]
     assert sorted(compiled.to_dict()["params"]) == sorted(reference.to_dict()["params"])
+    assert "30 SVI steps (compiled graph); final loss" in str(compiled)
+    assert "30 SVI steps; final loss" in str(reference)
     ours, theirs = compiled.summary(), reference.summary()
     assert list(ours["node"]) == list(theirs["node"]) and list(ours["parameter"]) == list(theirs["parameter"])
     sites = trace(compiled.model).get_trace().nodes
@@ -409,3 +406,21 @@ def test_a_loss_that_blows_up_on_the_compiled_path_names_the_step_and_the_site()
         scm.fit(data, steps=200, progress=False, method="svi", optim=cp.optim.SGD({"lr": 10.0}))
     # The params were handed back their own leaves even though the fit stopped.
     assert all(leaf._base is None for _, leaf in scm.params.named_parameters())
+
+
+@pytest.mark.parametrize("guide", ["normal", "delta"])
+def test_bayesian_tables_fit_compiled_on_the_simplex(guide):
+    """A Bayesian table's probabilities live on the simplex: drawn flat, then mapped there."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 3, (1500,), generator=generator)
+    b = ((a == 2) | (torch.rand(1500, generator=generator) < 0.2)).long()
+    y = 1.5 * b + 0.5 * a + torch.randn(1500, generator=generator)
+    data = {"a": a, "b": b, "y": y}
+    graph = nx.DiGraph([("a", "b"), ("a", "y"), ("b", "y")])
+    compiled, reference = fit_both(graph, data, steps=400, lr=0.05, guide=guide)
+    assert compiled.engine == "compiled"
+    assert type(compiled.scm.mechanism("a").fn).__name__ == "CategoricalTable"
+    ours, theirs = compiled.median(), reference.median()
+    assert torch.allclose(ours["a.probs"].sum(-1), torch.tensor(1.0))
+    for site in theirs:
+        assert torch.allclose(ours[site], theirs[site], atol=0.05), site

@@ -1,5 +1,6 @@
 """Tests for causalppl.params: the param store, constraints, save/load, seeding."""
 
+import math
 import os
 
 import pytest
@@ -226,3 +227,40 @@ def test_param_store_setdefault_names_and_guarded_replace():
     store.replace_param("a", torch.tensor(5.0), first)
     assert store["a"].item() == pytest.approx(5.0)
     assert store.get_constraint("a") is cp.dist.constraints.positive
+
+
+def test_flat_params_share_one_leaf_and_give_each_param_its_own_back():
+    from causalppl.params import FlatParams
+
+    one, two = ParamStore(), ParamStore()
+    one.get_param("w", torch.tensor([1.0, 2.0]))
+    one.get_param("s", torch.tensor(0.5), constraints.positive)
+    two.get_param("m", torch.tensor([[3.0]]))
+    packed = FlatParams([(one, "w"), (one, "s"), (two, "m")])
+    assert packed.flat.is_leaf and packed.flat.shape == (4,)
+    assert packed.span(one, "s") == (2, 3) and packed.span(two, "m") == (3, 4)
+    with torch.no_grad():
+        packed.flat.add_(1.0)  # one update of the flat leaf is an update of every param
+    assert one["w"].tolist() == [2.0, 3.0] and two["m"].shape == (1, 1) and two["m"].item() == 4.0
+    assert one["s"].item() == pytest.approx(0.5 * math.e)  # the leaf is unconstrained: log 0.5 + 1
+    packed.unpack()
+    assert all(leaf._base is None for store in (one, two) for _, leaf in store.named_parameters())
+    assert one["w"].tolist() == [2.0, 3.0] and one.get_constraint("s") is constraints.positive
+
+
+def test_flat_params_refuse_mixed_dtypes():
+    from causalppl.params import FlatParams
+
+    store = ParamStore()
+    store.get_param("a", torch.tensor(1.0))
+    store.get_param("b", torch.tensor(1.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="several dtypes or devices"):
+        FlatParams([(store, "a"), (store, "b")])
+
+
+def test_a_positive_param_is_read_through_exp_alone():
+    """transform_to(positive) is exp then 0 + 1 * x; the store drops the step that changes nothing."""
+    store = ParamStore()
+    value = store.get_param("s", torch.tensor(2.0), constraints.positive)
+    assert type(store._transforms["s"]).__name__ == "ExpTransform"
+    assert value.item() == pytest.approx(2.0) and torch.equal(value, store.leaf("s").exp())

@@ -28,14 +28,14 @@ import math
 import warnings
 
 import torch
-from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
+from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform, IndependentTransform
 
 from causalppl.graph.compiled import HALF_LOG_2PI, Blocks, NotCompilable, compile_model
 from causalppl.infer.autoguide import AutoDelta, AutoNormal
 from causalppl.infer.elbo import Trace_ELBO
 from causalppl.optim import PyroOptim
 from causalppl.params import FlatParams
-from causalppl.trace import contributes_log_prob
+from causalppl.trace import contributes_log_prob, log_prob_of
 
 COMPILE_OPTIONS = (None, True, False)
 
@@ -70,12 +70,15 @@ def compiled_step(svi, model, guide, optim, stores, fixed, hidden, torch_compile
     # One reference evaluation, off the random stream: params, guide set-up, validation.
     devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
-        svi.evaluate_loss()
+        try:
+            svi.evaluate_loss()
+        except Exception as err:  # the reference step raises it again, where users expect it
+            raise Reference(f"the reference evaluation raised {type(err).__name__}") from err
     trainable = set() if fixed is None else set(stores[0].keys()) - set(fixed)
     step = CompiledStep(svi, compiled, guide, base, stores, trainable, torch_compile)
     try:
         step.check(*(tr for _, tr in svi.loss.last_traces))
-    except Reference:
+    except BaseException:
         step.close()
         raise
     return step
@@ -146,6 +149,13 @@ def _is_exp(transform):
     return False
 
 
+def _is_identity(transform):
+    """An identity map (a real vector's ``biject_to``: an empty composition, maybe made independent)."""
+    while isinstance(transform, IndependentTransform):
+        transform = transform.base_transform
+    return isinstance(transform, ComposeTransform) and not transform.parts
+
+
 def _is_number(value, number):
     return (isinstance(value, (int, float)) and value == number) or (
         isinstance(value, torch.Tensor) and value.numel() == 1 and float(value) == number)
@@ -184,9 +194,13 @@ class CompiledStep:
             self.packed = FlatParams(entries)
         except ValueError as err:
             raise Reference(str(err)) from None
-        self._layout(guide_store, sites, latents, parts)
-        self._readers = {key: _Reader(model_store, block, self.packed, set(learned))
-                         for key, block in compiled.param_blocks}
+        try:
+            self._layout(guide_store, sites, latents, parts)
+            self._readers = {key: _Reader(model_store, block, self.packed, set(learned))
+                             for key, block in compiled.param_blocks}
+        except BaseException:
+            self.packed.unpack()
+            raise
         self._generic = bool(compiled.generic)
         self._loss = self._loss_impl
         self.engine = "compiled"
@@ -212,9 +226,11 @@ class CompiledStep:
                 raise Reference(f"latent node '{name}' is not one value per row")
 
     def _layout(self, guide_store, sites, latents, parts):
-        compiled, guide = self.compiled, self.guide
+        compiled = self.compiled
         span = self.packed.span
-        self.n_global = sum(guide._sites[s]["init"].numel() for s in sites)
+        first_names = dict(zip(sites + latents, parts[0], strict=True)) if sites or latents else {}
+        shapes = {site: guide_store.leaf(name).shape for site, name in first_names.items()}
+        self.n_global = sum(shapes[s].numel() for s in sites)
         self.n_latent = len(latents)
         first = parts[0]
         self._g_loc = (span(guide_store, first[0])[0], span(guide_store, first[len(sites) - 1])[1]) if sites else None
@@ -228,23 +244,23 @@ class CompiledStep:
         # Sites whose support needs a transform (a simplex, a positive value): drawn whole, then mapped.
         self._g_transforms, offset = [], 0
         for name in sites:
-            info = guide._sites[name]
-            size = info["init"].numel()
-            transform = None if info["identity"] else info["transform"]
-            if not self.normal:
-                transform = guide_store._transforms[guide.site_param_names(name)[0]]
-            self._g_transforms.append((offset, offset + size, info["init"].shape, transform))
-            offset += size
+            # AutoNormal draws in biject_to's space; AutoDelta's param lives in its store's transform_to space.
+            transform = self._site_transform(guide_store, name)
+            self._g_transforms.append((offset, offset + shapes[name].numel(), shapes[name], transform))
+            offset += shapes[name].numel()
         self._g_identity = all(t[3] is None for t in self._g_transforms)
         self._r_transforms = []
         for name in latents:
-            info = guide._sites[name]
-            transform = None if info["identity"] else info["transform"]
-            if not self.normal:
-                transform = guide_store._transforms[guide.site_param_names(name)[0]]
-            self._r_transforms.append(transform)
+            self._r_transforms.append(self._site_transform(guide_store, name))
         self._r_identity = all(t is None for t in self._r_transforms)
         self._frame_rows = compiled.rows if compiled.plate else 1
+
+    def _site_transform(self, guide_store, name):
+        """The map from the flat values of site ``name`` to its support (``None``: they are its values)."""
+        info = self.guide._sites[name]
+        transform = info["transform"] if self.normal else guide_store._transforms[self.guide.site_param_names(name)[0]]
+        return None if transform is None or _is_identity(transform) else transform
+
 
     def check(self, model_trace, guide_trace):
         """The compiled loss at the reference run's values must equal the reference's, term by term."""
@@ -280,8 +296,8 @@ class CompiledStep:
         eps_g = eps_r = None
         if self.n_global:
             pieces = []
-            for (name, info), _transform in zip(
-                    ((n, guide._sites[n]) for n, _ in self.compiled.global_sites), self._g_transforms, strict=True):
+            for name, _ in self.compiled.global_sites:
+                info = guide._sites[name]
                 value = values[name]
                 u = value if info["identity"] else info["transform"].inv(value)
                 pieces.append(u.reshape(-1))
@@ -456,8 +472,6 @@ class CompiledStep:
 
 def site_log_prob(site):
     """A trace site's log density, summed and scaled as the ELBO counts it."""
-    from causalppl.trace import log_prob_of
-
     return log_prob_of(site).sum()
 
 

@@ -508,6 +508,9 @@ def _stepper(result, svi, guide, optim, fixed, learn_params, parallel, checkpoin
                                    set(fixed) if learn_params else None, hidden, torch_compile=compile is True)
         except Reference as err:
             why = str(err)
+        except Exception as err:  # noqa: BLE001 - a fault of the compiled path must not stop the fit
+            why = f"the compiled step failed to set up ({type(err).__name__}: {err})"
+            warnings.warn(f"fit: {why}; the SVI steps run on the reference path", RuntimeWarning, stacklevel=4)
         else:
             result.engine = runner.engine
             return runner

@@ -225,6 +225,9 @@ def describe(result):
         how = "method mle (exact maximum likelihood, no SVI steps)"
     else:
         how = f"method {result.method}, {len(result.losses)} SVI steps"
+        engine = getattr(result, "engine", None)
+        if engine and engine != "reference":
+            how += f" ({engine} graph)" if engine == "compiled" else f" ({engine})"
     lines = [f"FitResult: {how}; final loss {loss}", "coefficients (data units):"]
     rows = summary_rows(result)
     scm = result.scm

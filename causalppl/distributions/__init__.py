@@ -188,20 +188,34 @@ def _compact(tensor):
 class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces the generated class
     """``torch.distributions.Normal`` with Pyro's methods (see :class:`TorchDistributionMixin`).
 
-    ``log_prob`` is torch's formula; a scale broadcast over many rows
-    (``Normal(loc, 0.5)`` in a plate) has its square and log taken once, not once per row.
+    ``log_prob`` is torch's density written with two ops fewer (the same
+    numbers up to rounding); a scale broadcast over many rows (``Normal(loc,
+    0.5)`` in a plate) has its log taken once, not once per row. With tensor
+    arguments of one shape there is nothing to broadcast, and nothing is done.
 
     >>> import torch
     >>> Normal(torch.zeros(3), 2.0).log_prob(torch.ones(3))
     tensor([-1.7371, -1.7371, -1.7371])
     """
 
+    def __init__(self, loc, scale, validate_args=None):
+        if type(loc) is torch.Tensor and type(scale) is torch.Tensor and loc.shape == scale.shape:
+            self.loc, self.scale = loc, scale  # broadcast_all would make views of the same tensors
+            _torch.Distribution.__init__(self, loc.shape, validate_args=validate_args)
+        else:
+            super().__init__(loc, scale, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        if _instance is None:
+            _instance = self._get_checked_instance(Normal, None)  # torch's check is for its own __init__
+        return super().expand(batch_shape, _instance)
+
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
         scale = _compact(self.scale)
-        var = scale**2
-        return -((value - self.loc) ** 2) / (2 * var) - scale.log() - _HALF_LOG_SQRT_2PI
+        z = (value - self.loc) / scale
+        return -0.5 * torch.square(z) - (scale.log() + _HALF_LOG_SQRT_2PI)  # the constant joins the (compact) log
 
 
 _HALF_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))

@@ -474,7 +474,7 @@ class AutoNormal(AutoGuide):
             loc, scale = self._params(name)
             if info["frames"]:
                 loc, scale = _subsample(loc, info, indices), _subsample(scale, info, indices)
-            fn = torch.distributions.Normal(loc, scale)
+            fn = Normal(loc, scale)  # causalppl's: torch's density with fewer ops per step
             if info["event_dim"]:
                 fn = torch.distributions.Independent(fn, info["event_dim"])
             if not info["identity"]:

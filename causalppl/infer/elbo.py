@@ -300,15 +300,20 @@ class Trace_ELBO(ELBO):
             return self._loss_from_terms(_elbo_terms(model_trace, guide_trace), model_trace, guide_trace,
                                          particle_dim)
         # Every latent is reparameterised: the ELBO itself is the surrogate.
-        # This is the hot path of SVI; it keeps to one sum per site.
-        elbo = None
+        # This is the hot path of SVI; it keeps to one sum per site, and the
+        # loss is log q - log p, subtracted once (not negated term by term).
+        log_p = log_q = None
         for site in model_trace.nodes.values():
             if contributes_log_prob(site):
-                elbo = _add(elbo, _site_term(site, particle_dim))
+                log_p = _add(log_p, _site_term(site, particle_dim))
         for site in guide_trace.nodes.values():
             if _is_latent(site):
-                elbo = _add(elbo, -_site_term(site, particle_dim))
-        return _surrogate_and_loss(elbo, None, particle_dim)
+                log_q = _add(log_q, _site_term(site, particle_dim))
+        if particle_dim is not None or log_p is None or log_q is None:
+            elbo = log_p if log_q is None else -log_q if log_p is None else log_p - log_q
+            return _surrogate_and_loss(elbo, None, particle_dim)
+        loss = log_q - log_p
+        return loss, loss.detach()
 
     def _loss_from_terms(self, terms, model_trace, guide_trace, particle_dim):
         """(surrogate, loss) from the ELBO's terms, with a score term per non-reparameterised site."""

@@ -13,7 +13,6 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -115,12 +114,13 @@ def _backward_of(loss):
     return loss_and_grads
 
 
-@contextlib.contextmanager
-def _unchecked_arguments():
+class _unchecked_arguments:
     """torch's distribution argument checks off for the block (explicit ``validate_args=True`` still checks)."""
-    previous = torch.distributions.Distribution._validate_args
-    torch.distributions.Distribution._validate_args = False
-    try:
-        yield
-    finally:
-        torch.distributions.Distribution._validate_args = previous
+
+    def __enter__(self):
+        self.previous = torch.distributions.Distribution._validate_args
+        torch.distributions.Distribution._validate_args = False
+
+    def __exit__(self, *exc):
+        torch.distributions.Distribution._validate_args = self.previous
+        return False
