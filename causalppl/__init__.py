@@ -5,10 +5,9 @@ Structural causal models are networkx DAGs of torch distributions; ``do`` and
 a small Pyro-style effect-handler runtime and fit with SVI.
 """
 
-from torch.distributions import constraints
-
 from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, ops, optim, settings
 from causalppl import distributions as dist
+from causalppl.distributions import constraints
 from causalppl.enumeration import markov
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot

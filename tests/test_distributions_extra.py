@@ -843,3 +843,8 @@ def test_new_family_on_cuda(name):
             assert d.rsample().device.type == "cuda"
     finally:
         torch.set_default_device("cpu")
+
+
+def test_top_level_constraints_are_the_extended_module():
+    assert cp.constraints is cp.dist.constraints
+    assert cp.constraints.positive is torch.distributions.constraints.positive

@@ -463,3 +463,11 @@ def test_a_nan_loss_stops_the_fit_naming_the_step_and_the_site():
     scm = cp.SCM().add("x", "Normal(0, 1)").add("y", y)
     with pytest.raises(NonFiniteLossError, match=r"SVI step 1: the loss is nan; .*site 'y'"):
         scm.fit(data={"y": torch.zeros(5)}, steps=5, progress=False)
+
+
+def test_fit_with_zero_steps_warns_that_nothing_was_fitted():
+    data = {"x": torch.tensor([0.0, 1.0, 2.0]), "y": torch.tensor([1.0, 0.0, 2.0])}
+    scm = cp.SCM.from_graph([("x", "y")], data, bayesian=True)
+    with pytest.warns(UserWarning, match=r"fit\(steps=0\) takes no SVI steps: .*y"):
+        result = scm.fit(data, steps=0, progress=False)
+    assert result.losses == []

@@ -572,6 +572,7 @@ def test_fit_nuts_learns_point_params_first_and_keeps_the_draws_asked_for():
         "x.bias": (100,), "y.weight": (100, 1), "y.bias": (100,)}
     effect = cp.causal.ate(scm, "x", "y")
     assert effect.ate == pytest.approx(1.5, abs=0.35)
+    assert "method svi+nuts, 1 chain(s) x 150 NUTS draws after 100 warmup steps" in str(result)
 
 
 def test_fit_nuts_refuses_what_it_cannot_do():

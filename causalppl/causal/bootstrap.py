@@ -76,6 +76,7 @@ def refit(scm, record, steps=None):
     with warnings.catch_warnings():
         # bootstrap_ate reports unconverged refits once, not once per refit
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=r"fit\(steps=0\)")  # steps=0 here means: copy the fit
         result = fit(copy, data=rows, progress=False, **options, **inputs)
     return copy, result
 

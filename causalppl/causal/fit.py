@@ -384,6 +384,9 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         if left:
             result.method = "mle+svi" if estimates else "svi"
             fitted = [f"{node}.{suffix}" for node, e in estimates.items() for suffix in e.params]
+            if steps == 0 and not resume:
+                warnings.warn(f"fit(steps=0) takes no SVI steps: {', '.join(left)} keep their initial (or "
+                              "warm-start) values; give steps >= 1 to fit them", UserWarning, stacklevel=3)
             _run_svi(result, svi_model, guide, optim, lr, steps, num_particles, learn_params, progress,
                      fitted, tol, parallel, checkpoints, engine=(compile, model, free))
             if learn_params:

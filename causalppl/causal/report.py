@@ -223,6 +223,10 @@ def describe(result):
     loss = f"{result.losses[-1]:.6g}" if result.losses else "none"
     if result.method == "mle":
         how = "method mle (exact maximum likelihood, no SVI steps)"
+    elif getattr(result, "mcmc", None) is not None:
+        mcmc = result.mcmc
+        how = (f"method {result.method}, {mcmc.num_chains} chain(s) x {mcmc.num_samples} NUTS draws after "
+               f"{mcmc.warmup_steps} warmup steps")
     else:
         how = f"method {result.method}, {len(result.losses)} SVI steps"
         engine = getattr(result, "engine", None)
