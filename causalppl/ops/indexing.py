@@ -57,8 +57,9 @@ def vindex(tensor, args):
 
     ``args`` is a tuple of ``...`` (only first: ``tensor`` has batch dims on
     the left), ``:`` (keep the dim), ints and integer tensors, one per event
-    dim of ``tensor`` (without ``...``, missing trailing ones are ``:``). The result has shape ``broadcast(batch dims, index
-    shapes) + (sizes of the kept dims)``.
+    dim of ``tensor`` (without ``...``, missing trailing ones are ``:``).
+    The result has shape ``broadcast(batch dims, index shapes) + (sizes of
+    the kept dims)``.
     """
     args = args if isinstance(args, tuple) else (args,)
     if not any(isinstance(arg, torch.Tensor) and arg.dim() for arg in args):
