@@ -4,8 +4,8 @@ sampling, MCMC (NUTS, HMC)."""
 from causalppl.enumeration import config_enumerate
 from causalppl.infer import autoguide, diagnostics, inspect, mcmc, reparam
 from causalppl.infer.discrete import infer_discrete
-from causalppl.infer.energy_distance import EnergyDistance
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from causalppl.infer.energy_distance import EnergyDistance
 from causalppl.infer.importance import Importance
 from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
 from causalppl.infer.marginal import EmpiricalMarginal

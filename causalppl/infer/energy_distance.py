@@ -76,13 +76,13 @@ class EnergyDistance:
     def __call__(self, model, guide, *args, **kwargs):
         """The differentiable loss (a tensor)."""
         guide_trace, model_trace = self._traces(model, guide, args, kwargs)
-        observed = [(name, site) for name, site in model_trace.nodes.items() if _was_observed(site)]
+        observed = [site for site in model_trace.nodes.values() if _was_observed(site)]
         if not observed:
             raise ValueError("Found no observations")
         n = self.num_particles
         first, second = torch.tril_indices(n, n, -1)
         error = entropy = 0.0
-        for name, site in observed:
+        for site in observed:
             obs = site["infer"]["obs"]
             event_dim = site["fn"].event_dim
             batch_shape = obs.shape[:obs.dim() - event_dim]
