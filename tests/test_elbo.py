@@ -204,7 +204,7 @@ def test_infinite_observation_at_a_later_step_names_it():
         svi.step(torch.tensor(float("inf")))
 
 
-def test_mismatched_model_and_guide_warn_once_naming_the_sites():
+def test_mismatched_model_and_guide_are_refused_naming_the_sites():
     def model():
         cp.sample("z", cp.dist.Normal(0.0, 1.0))
         cp.sample("u", cp.dist.Normal(0.0, 1.0))
@@ -213,19 +213,23 @@ def test_mismatched_model_and_guide_warn_once_naming_the_sites():
         cp.sample("z", cp.dist.Normal(0.0, 1.0))
         cp.sample("extra", cp.dist.Normal(0.0, 1.0))
 
-    elbo = cp.infer.Trace_ELBO()
-    with pytest.warns(UserWarning) as record:
-        elbo.loss(model, guide)
-    messages = [str(w.message) for w in record]
-    assert any("'extra', which the model does not have" in m for m in messages)
-    assert any("latent site 'u', which the guide does not" in m for m in messages)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        elbo.loss(model, guide)  # checked once: no second round of warnings
+    # A model latent the guide lacks would be scored at a prior draw: not an ELBO. Refused under validation.
+    with pytest.raises(ValueError, match=r"Found vars in model but not guide: .*\['u'\]"):
+        cp.infer.Trace_ELBO().loss(model, guide)
+    with cp.validation_enabled(False):
+        elbo = cp.infer.Trace_ELBO()
+        with pytest.warns(UserWarning) as record:
+            elbo.loss(model, guide)
+        messages = [str(w.message) for w in record]
+        assert any("'extra', which the model does not have" in m for m in messages)
+        assert any("latent site(s) ['u'], which the guide does not" in m for m in messages)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            elbo.loss(model, guide)  # checked once: no second round of warnings
 
 
 @pytest.mark.parametrize("subsample_size", [None, 5])
-def test_a_plate_in_the_guide_but_not_the_model_warns_with_its_name(subsample_size):
+def test_a_plate_in_the_guide_but_not_the_model_is_refused_with_its_name(subsample_size):
     def model():
         cp.sample("x", cp.dist.Bernoulli(torch.tensor(0.5)))
 
@@ -235,8 +239,9 @@ def test_a_plate_in_the_guide_but_not_the_model_warns_with_its_name(subsample_si
             pass
         cp.sample("x", cp.dist.Bernoulli(p))
 
-    with pytest.warns(UserWarning, match=r"Found plate statements in guide but not model: \['rows'\]"):
-        cp.infer.Trace_ELBO().loss(model, guide)
+    for elbo in (cp.infer.Trace_ELBO(), cp.infer.TraceEnum_ELBO(max_plate_nesting=0)):
+        with pytest.raises(ValueError, match=r"Found plate statements in guide but not model: \['rows'\]"):
+            elbo.loss(model, guide)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with cp.validation_enabled(False):

@@ -450,6 +450,7 @@ from causalppl.distributions.continuous import (  # noqa: E402
     SoftLaplace,
 )
 from causalppl.distributions.misc import Empirical, ImproperUniform, MaskedMixture  # noqa: E402
+from causalppl.distributions.stable import Stable  # noqa: E402
 from causalppl.distributions.util import enable_validation, is_validation_enabled, validation_enabled  # noqa: E402
 from causalppl.distributions.zero_inflated import (  # noqa: E402
     ZeroInflatedDistribution,
@@ -459,7 +460,7 @@ from causalppl.distributions.zero_inflated import (  # noqa: E402
 
 __all__ += [
     "AffineBeta", "BetaBinomial", "DirichletMultinomial", "Empirical", "FoldedDistribution", "GammaPoisson",
-    "ImproperUniform", "LKJ", "LKJCorrCholesky", "MaskedMixture", "MixtureOfDiagNormals", "SoftLaplace",
+    "ImproperUniform", "LKJ", "LKJCorrCholesky", "MaskedMixture", "MixtureOfDiagNormals", "SoftLaplace", "Stable",
     "ZeroInflatedDistribution", "ZeroInflatedNegativeBinomial", "ZeroInflatedPoisson",
     "constraints", "enable_validation", "is_validation_enabled", "kl", "testing", "transforms", "util",
     "validation_enabled",

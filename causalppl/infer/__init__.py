@@ -5,13 +5,16 @@ from causalppl.enumeration import config_enumerate
 from causalppl.infer import autoguide, diagnostics, inspect, mcmc, reparam
 from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from causalppl.infer.energy_distance import EnergyDistance
 from causalppl.infer.importance import Importance
 from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanField_ELBO
 from causalppl.infer.marginal import EmpiricalMarginal
 from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
+from causalppl.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
+from causalppl.infer.tracetmc_elbo import TraceTMC_ELBO
 from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
@@ -19,4 +22,5 @@ __all__ = [
     "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "inspect", "mcmc", "reparam",
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
     "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
+    "EnergyDistance", "TraceTailAdaptive_ELBO", "TraceTMC_ELBO",
 ]

@@ -60,19 +60,21 @@ def _check_match(model_trace, guide_trace, max_plate_nesting=None):
                     check_site_shape(role, site, max_plate_nesting)
         extra_plates = guide_trace.plate_names - model_trace.plate_names
         if extra_plates:
-            warnings.warn(f"Found plate statements in guide but not model: {sorted(extra_plates)}", stacklevel=5)
+            raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
+                             "that subsamples or scales the guide must scale the model too")
     for name in guide_trace.stochastic_nodes:
         if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
             continue  # e.g. an autoguide's joint latent: the guide's own business
         if name not in model_trace.nodes:
             warnings.warn(f"guide samples site '{name}', which the model does not have", stacklevel=5)
-    for name in model_trace.stochastic_nodes:
-        if name not in guide_trace.nodes:
-            warnings.warn(
-                f"model samples latent site '{name}', which the guide does not; it is drawn from its "
-                "prior and scored, so the loss is not an ELBO (guide it, or hide it with block)",
-                stacklevel=5,
-            )
+    missing = [name for name in model_trace.stochastic_nodes if name not in guide_trace.nodes]
+    if missing:
+        message = (f"Found vars in model but not guide: model samples latent site(s) {missing}, which the guide "
+                   "does not; they would be drawn from their prior and scored, so the loss is not an ELBO "
+                   "(guide them, or hide them with block)")
+        if is_validation_enabled():
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=5)
 
 
 def _event_and_shape(site):

@@ -129,3 +129,37 @@ class TransformReparam(Reparam):
 
 
 __all__ = ["LocScaleReparam", "Reparam", "TransformReparam"]
+
+
+class LatentStableReparam(Reparam):
+    """For a latent ``Stable`` site: draw ``{name}_uniform ~ U(-pi/2, pi/2)`` and ``{name}_exponential ~ Exp(1)``
+    and map them through Chambers-Mallows-Stuck, so the site needs no density (which ``Stable`` lacks).
+
+    >>> import torch, causalppl as cp
+    >>> model = lambda: cp.sample("z", cp.dist.Stable(torch.tensor(1.5), torch.tensor(0.0)))
+    >>> tr = cp.trace(cp.handlers.reparam(model, {"z": LatentStableReparam()})).get_trace()
+    >>> sorted(n for n in tr.nodes if n.startswith("z_"))
+    ['z_exponential', 'z_uniform']
+    """
+
+    def apply(self, msg):
+        import math
+
+        from causalppl.distributions.stable import Stable, standard_stable
+
+        name = msg["name"]
+        fn, event_dim = self._unwrap(msg["fn"])
+        if not isinstance(fn, Stable):
+            raise ValueError(f"sample site '{name}': LatentStableReparam needs a Stable distribution, "
+                             f"got {type(fn).__name__}")
+        if msg["is_observed"]:
+            raise NotImplementedError(f"At cp.sample('{name}',...), LatentStableReparam does not support "
+                                      "observe statements")
+        proto = fn.stability
+        half_pi = proto.new_tensor(math.pi / 2)
+        uniform = sample(f"{name}_uniform",
+                         self._wrap(torch.distributions.Uniform(-half_pi, half_pi).expand(proto.shape), event_dim))
+        exponential = sample(f"{name}_exponential",
+                             self._wrap(torch.distributions.Exponential(proto.new_ones(proto.shape)), event_dim))
+        value = fn.loc + fn.scale * standard_stable(fn.stability, fn.skew, uniform, exponential)
+        return self._deterministic(value, event_dim)

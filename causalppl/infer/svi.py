@@ -58,7 +58,8 @@ class SVI:
         else:
             with trace(param_only=True) as capture:
                 value = self.loss(self.model, self.guide, *args, **kwargs)
-                value.backward()
+                if isinstance(value, torch.Tensor) and value.requires_grad:  # no params: nothing to learn
+                    value.backward()
             loss, sites = float(value), capture.trace.nodes
         # Params read as constants (a frozen param_scope) have no leaf to update.
         return loss, [site["value"].unconstrained() for site in sites.values()
@@ -109,7 +110,8 @@ def _backward_of(loss):
     """``loss_and_grads`` for a plain loss callable: evaluate it and backpropagate."""
     def loss_and_grads(*args, **kwargs):
         value = loss(*args, **kwargs)
-        value.backward()
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            value.backward()
         return value
     return loss_and_grads
 

@@ -332,6 +332,10 @@ class TraceEnum_ELBO(ELBO):
                 for site in tr.nodes.values():
                     if contributes_log_prob(site):
                         check_site_shape(role, site, self._nesting)
+            extra_plates = guide_trace.plate_names - model_trace.plate_names
+            if extra_plates:
+                raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
+                                 "that subsamples or scales the guide must scale the model too")
         enumerated = model_enumerated(model_trace, guide_trace)
         for name, site in model_trace.nodes.items():
             if not _is_latent(site) or name in enumerated:
@@ -340,13 +344,15 @@ class TraceEnum_ELBO(ELBO):
             if guide_site is not None and _is_latent(guide_site):
                 continue
             if site["infer"].get("enumerate") == "sequential":
-                raise ValueError(f"model site '{name}' is marked for sequential enumeration, which TraceEnum_ELBO "
-                                 "does for guide sites only; enumerate model sites in parallel")
-            warnings.warn(
-                f"model samples latent site '{name}', which the guide does not and which is not enumerated; it is "
-                "drawn from its prior and scored, so the loss is not an ELBO (guide it, or enumerate it)",
-                stacklevel=5,
-            )
+                raise ValueError(
+                    f"Found vars in model but not guide: model site '{name}' is marked for sequential enumeration, "
+                    "which TraceEnum_ELBO does for guide sites only; enumerate model sites in parallel")
+            message = (f"Found vars in model but not guide: model samples latent site '{name}', which the guide "
+                       "does not and which is not enumerated; it would be drawn from its prior and scored, so the "
+                       "loss is not an ELBO (guide it, or enumerate it)")
+            if is_validation_enabled():
+                raise ValueError(message)
+            warnings.warn(message, stacklevel=5)
         for name in guide_trace.stochastic_nodes:
             if not guide_trace.nodes[name]["infer"].get("is_auxiliary") and name not in model_trace.nodes:
                 warnings.warn(f"guide samples site '{name}', which the model does not have", stacklevel=5)
