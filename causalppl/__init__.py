@@ -8,6 +8,7 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, ops, optim, settings
 from causalppl import distributions as dist
 from causalppl.distributions import constraints
+from causalppl.bayesian_module import random_module
 from causalppl.enumeration import markov
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
@@ -47,6 +48,6 @@ __all__ = [
     "module", "nn", "optim", "param", "plate", "poutine", "sample", "set_rng_seed", "trace",
 ]
 __all__ += ["barrier", "iarange", "irange"]
-__all__ += ["render_model", "settings"]
+__all__ += ["random_module", "render_model", "settings"]
 __all__ += ["enable_validation", "graphs", "load", "markov", "ops", "plate_stack", "read_dot", "read_graph",
             "subsample", "validation_enabled"]

@@ -122,6 +122,16 @@ class ParamStore:
     def __contains__(self, name):
         return name in self._leaves
 
+    @property
+    def _params(self):
+        """Name -> unconstrained leaf (Pyro's attribute; the dict itself, do not modify it)."""
+        return self._leaves
+
+    @property
+    def _param_to_name(self):
+        """Unconstrained leaf -> name (Pyro's attribute)."""
+        return {leaf: name for name, leaf in self._leaves.items()}
+
     def __len__(self):
         return len(self._leaves)
 
@@ -446,27 +456,85 @@ def set_rng_seed(seed):
     numpy.random.seed(seed)
 
 
-def module(name, nn_module):
-    """Register the parameters of ``nn_module`` in the param store as ``name.<param>``.
+_MODULE_NAMESPACE_DIVIDER = "$$$"
 
-    Returns the module; inside SVI its parameters are optimised with the rest.
+
+def param_with_module_name(pyro_name, param_name):
+    """The store name of ``nn.Module`` param ``param_name`` registered as module ``pyro_name``.
+
+    >>> param_with_module_name("net", "fc.weight")
+    'net$$$fc.weight'
+    """
+    return _MODULE_NAMESPACE_DIVIDER.join([pyro_name, param_name])
+
+
+def module_from_param_with_module_name(param_name):
+    """The module part of a store name made by :func:`param_with_module_name`."""
+    return param_name.split(_MODULE_NAMESPACE_DIVIDER)[0]
+
+
+def user_param_name(param_name):
+    """The module's own name of a param (``'fc.weight'`` for ``'net$$$fc.weight'``); other names unchanged.
+
+    >>> user_param_name("net$$$fc.weight"), user_param_name("scale")
+    ('fc.weight', 'scale')
+    """
+    if _MODULE_NAMESPACE_DIVIDER in param_name:
+        return param_name.split(_MODULE_NAMESPACE_DIVIDER)[1]
+    return param_name
+
+
+def module(name, nn_module, update_module_params=None):
+    """Register the parameters of ``nn_module`` in the param store as ``name$$$<param>`` (Pyro's names).
+
+    Returns the module; inside SVI its parameters are optimised with the
+    rest. A parameter with ``requires_grad=False`` is not registered (with a
+    warning while the module is in training mode). When the store already
+    holds a parameter of that name (loaded from disk, say):
+
+    - ``update_module_params=True`` (Pyro): the module's parameter is
+      replaced by the store's tensor;
+    - ``update_module_params=False`` (Pyro's default): the module keeps its
+      own tensor, and the store keeps its own;
+    - ``None`` (the default here): the store's value is copied into the
+      module's own tensor, which becomes the store's leaf, so the module and
+      the store never disagree.
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
     >>> net = cp.module("net", torch.nn.Linear(2, 1))
     >>> sorted(cp.get_param_store().keys())
-    ['net.bias', 'net.weight']
+    ['net$$$bias', 'net$$$weight']
     """
+    import warnings
+
     from causalppl.runtime import param
 
+    if not hasattr(nn_module, "named_parameters") or isinstance(nn_module, type):
+        raise TypeError(f"module '{name}': expected a torch.nn.Module instance, got {nn_module!r}")
+    if _MODULE_NAMESPACE_DIVIDER in name:
+        raise ValueError(f"module '{name}': improper module name, since it contains {_MODULE_NAMESPACE_DIVIDER}")
     store = get_param_store()
+    replaced = {}
     for param_name, value in nn_module.named_parameters():
-        full_name = f"{name}.{param_name}"
-        if full_name in store and store.leaf(full_name) is not value:
-            # The store already holds this parameter (loaded from disk, say):
-            # keep its value, but let the module's own tensor be the leaf.
+        if not value.requires_grad:
+            if nn_module.training:
+                warnings.warn(f"module '{name}': {param_name} was not registered in the param store because "
+                              "requires_grad=False. You can silence this warning by calling my_module.train(False)",
+                              UserWarning, stacklevel=2)
+            continue
+        full_name = param_with_module_name(name, param_name)
+        if update_module_params is None and full_name in store and store.leaf(full_name) is not value:
+            # Keep the store's value, but let the module's own tensor be the leaf.
             with torch.no_grad():
                 value.copy_(store.leaf(full_name))
             del store[full_name]
-        param(full_name, value)
+        returned = param(full_name, value)
+        if returned is not value:
+            replaced[param_name] = returned
+    if update_module_params and replaced:
+        for param_name, value in replaced.items():
+            owner_name, _, attribute = param_name.rpartition(".")
+            owner = nn_module.get_submodule(owner_name) if owner_name else nn_module
+            owner._parameters[attribute] = value
     return nn_module

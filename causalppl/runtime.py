@@ -359,6 +359,10 @@ def all_rows(size, device=None):
     return _all_rows(size, device, torch.get_default_device())
 
 
+class PlateSizeError(ValueError, ZeroDivisionError):
+    """A plate of size 0 (Pyro raises ``ZeroDivisionError`` there)."""
+
+
 class plate(Messenger):
     """Conditionally independent rows along one batch dimension.
 
@@ -396,6 +400,7 @@ class plate(Messenger):
             if isinstance(subsample, int):
                 raise TypeError(f"plate '{name}': subsample must be a tensor of row indices, got {subsample!r} "
                                 "(give the dim as dim=...)")
+            self._given_raw = None if isinstance(subsample, torch.Tensor) else subsample
             subsample = torch.as_tensor(subsample, device=device)
             if subsample_size is not None and int(subsample_size) != len(subsample):
                 raise ValueError(f"plate '{name}': subsample_size={subsample_size} but len(subsample)={len(subsample)}")
@@ -406,8 +411,10 @@ class plate(Messenger):
                 raise ValueError(f"plate '{name}': subsample_size={subsample_size} needs a size")
             size = subsample_size = -1  # sizes from the data (PyTorch's "any size")
         elif int(size) < 1:
-            raise ValueError(f"plate '{name}': size must be a positive integer, got {size!r}")
+            error = PlateSizeError if int(size) == 0 else ValueError  # size 0 would divide by zero when scaling
+            raise error(f"plate '{name}': size must be a positive integer, got {size!r}")
         size = int(size)
+        self._fixed_rows = subsample_size is not None  # given (even as size): a replay may not change it
         subsample_size = size if subsample_size is None else int(subsample_size)
         if size != -1 and not 1 <= subsample_size <= size:
             raise ValueError(
@@ -440,7 +447,8 @@ class plate(Messenger):
         self.frame = CondIndepStackFrame(self.name, self.dim, self.size, rows)
         self._scale = self.size / rows
         super().__enter__()
-        return self.indices
+        # Rows given as a list come back as that list, as in Pyro.
+        return self.indices if self._given_raw is None else self._given_raw
 
     def _rows(self):
         """The row indices for this entry: given, drawn (or replayed), or all of them."""
@@ -458,7 +466,8 @@ class plate(Messenger):
         # Through the stack, so a trace records a drawn subsample and ``replay``
         # hands the guide's rows to the model's plate of the same name.
         indices = apply_stack(msg)
-        if len(indices) != self.subsample_size and (self.subsample_size < self.size or len(indices) > self.size):
+        if len(indices) != self.subsample_size and (self._fixed_rows or self.subsample_size < self.size
+                                                     or len(indices) > self.size):
             raise ValueError(
                 f"plate '{self.name}': subsample_size is {self.subsample_size} (of size {self.size}), but the "
                 f"replayed trace's plate '{self.name}' used {len(indices)} rows; give model and guide the same "
@@ -471,8 +480,8 @@ class plate(Messenger):
             raise ValueError(f"plate '{self.name}': a plate without a size cannot be iterated")
         self._sequential = True
         try:
-            with self as indices:
-                for counter, index in enumerate(indices.tolist()):
+            with self:
+                for counter, index in enumerate(self.indices.tolist()):
                     # Each pass is its own frame, so sites of different passes are independent.
                     self.frame = self.frame._replace(counter=counter)
                     yield index
@@ -480,6 +489,7 @@ class plate(Messenger):
             self._sequential = False
 
     _sequential = False
+    _given_raw = None
 
     def process_message(self, msg):
         if msg["type"] != "sample":

@@ -58,6 +58,7 @@ class Trace:
         self.graph_type = graph_type
         self.nodes: dict[str, dict] = {}
         self.plate_names: set[str] = set()  # every plate entered, full or subsampled
+        self.full_plates: dict[str, int] = {}  # plate name -> size, for plates that used all their rows
         self._succ: dict[str, set] = {}
         self._pred: dict[str, set] = {}
 
@@ -131,6 +132,7 @@ class Trace:
         new = Trace(self.graph_type)
         new.nodes = {name: dict(site) for name, site in self.nodes.items()}
         new.plate_names = set(self.plate_names)
+        new.full_plates = dict(self.full_plates)
         new._succ = {name: set(after) for name, after in self._succ.items()}
         new._pred = {name: set(before) for name, before in self._pred.items()}
         return new

@@ -533,11 +533,11 @@ def test_lift_matches_params_of_torch_modules_by_their_own_name():
 
     def model():
         cp.module("net", net)
-        return cp.param("net.weight")
+        return cp.param("net$$$weight")
 
-    prior = {"net.weight": cp.dist.Normal(torch.zeros(1, 2), 1.0).to_event(2)}
+    prior = {"weight": cp.dist.Normal(torch.zeros(1, 2), 1.0).to_event(2)}
     tr = handlers.trace(handlers.lift(model, prior=prior)).get_trace()
-    assert tr.nodes["net.weight"]["type"] == "sample" and tr.nodes["net.bias"]["type"] == "param"
+    assert tr.nodes["net$$$weight"]["type"] == "sample" and tr.nodes["net$$$bias"]["type"] == "param"
 
 
 # --- reparam ------------------------------------------------------------------------------

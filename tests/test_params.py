@@ -151,11 +151,11 @@ def test_loading_a_torch_file_that_is_not_a_store(tmp_path):
 def test_module_registers_nn_module_parameters():
     net = cp.module("net", torch.nn.Linear(3, 2))
     store = cp.get_param_store()
-    assert sorted(store.keys()) == ["net.bias", "net.weight"]
-    assert store.leaf("net.weight") is net.weight  # shared, not copied
+    assert sorted(store.keys()) == ["net$$$bias", "net$$$weight"]  # Pyro's names
+    assert store.leaf("net$$$weight") is net.weight  # shared, not copied
     with cp.trace(param_only=True) as capture:
         cp.module("net", net)
-    assert sorted(capture.trace.nodes) == ["net.bias", "net.weight"]
+    assert sorted(capture.trace.nodes) == ["net$$$bias", "net$$$weight"]
 
 
 def test_set_rng_seed_reproduces_draws():

@@ -62,7 +62,10 @@ class trace(Messenger):
         if msg["type"] == "plate":
             self.trace.plate_names.add(msg["name"])
             if len(msg["value"]) == msg["args"][0]:
-                return  # a plate's rows are recorded only when they are a subsample (for replay)
+                # A plate's rows are a site only when they are a subsample; that all
+                # were used is noted apart, so a replay can hold a subsampling model to it.
+                self.trace.full_plates[msg["name"]] = msg["args"][0]
+                return
         self.trace.add_site(msg)
 
     def __call__(self, *args, **kwargs):
@@ -78,6 +81,13 @@ class trace(Messenger):
         if not self.param_only:
             self.trace.add_site(new_message("return", "_RETURN", None, value))
         return value
+
+    def _reset(self):
+        """Start the recording afresh, keeping the ``_INPUT`` site (see ``NonlocalExit.reset_stack``)."""
+        fresh = Trace(self.graph_type)
+        if "_INPUT" in self.trace.nodes:
+            fresh.add_site(self.trace.nodes["_INPUT"])
+        self.trace = fresh
 
     def get_trace(self, *args, **kwargs):
         """Run the wrapped function and return its :class:`Trace` (its value is the ``_RETURN`` site)."""
@@ -104,9 +114,12 @@ class _FixValues(Messenger):
         super().__init__(fn)
         if data is None:
             data = {}
+        if isinstance(data, Trace):  # as in Pyro: the values of a trace's sample sites
+            data = {name: site["value"] for name, site in data.nodes.items() if site["type"] == "sample"}
         if not hasattr(data, "items"):
             raise TypeError(f"{self.verb}: data must be a dict of site name -> value, got {type(data).__name__}")
-        self.data = {name: as_tensor(value) for name, value in data.items()}
+        # A value of None names the site but leaves it alone (Pyro's convention).
+        self.data = {name: None if value is None else as_tensor(value) for name, value in data.items()}
 
     def __enter__(self):
         self._used = set()
@@ -131,7 +144,8 @@ class _FixValues(Messenger):
         self._seen.append(name)
         if name in self.data:
             self._used.add(name)
-            self.fix(msg, self.data[name])
+            if self.data[name] is not None:
+                self.fix(msg, self.data[name])
 
 
 class condition(_FixValues):
@@ -182,7 +196,7 @@ class do(_FixValues):
             data = {}
         if not hasattr(data, "items"):
             raise TypeError(f"{self.verb}: data must be a dict of site name -> value, got {type(data).__name__}")
-        self.data = {name: _do_value(name, value) for name, value in data.items()}
+        self.data = {name: None if value is None else _do_value(name, value) for name, value in data.items()}
         self._values = {}
 
     def __enter__(self):
@@ -320,6 +334,8 @@ class _Worlds(Messenger):
         worlds = [{} for _ in range(self._count(handlers))]
         for handler in reversed(handlers):  # inner handlers win, as at the sites
             for name, value in handler.data.items():
+                if value is None:
+                    continue  # names the site but leaves it alone
                 worlds[self._world_of(handler, handlers)].setdefault(name, value)
         return worlds
 
@@ -577,6 +593,11 @@ class replay(Messenger):
         if msg["type"] == "param" or msg["is_observed"] or msg["intervened"]:
             return
         recorded = self.trace.nodes.get(msg["name"])
+        if recorded is None and msg["type"] == "plate":
+            size, _, device = msg["args"]
+            if getattr(self.trace, "full_plates", {}).get(msg["name"]) == size:
+                msg["value"] = _runtime.all_rows(size, device)  # the trace's plate used every row
+            return
         if recorded is not None and recorded["type"] == msg["type"]:
             msg["value"] = recorded["value"]
             if msg["type"] == "sample" and "_dim_to_id" in recorded.get("infer", {}):
@@ -587,6 +608,10 @@ class replay(Messenger):
 
 
 _ENUM_KEYS = ("_dim_to_id", "_enumerate_dim", "_enumerate_id", "_enum_total")
+
+
+class BlockConflictError(ValueError, AssertionError):
+    """``block`` was told to hide and to expose the same site (an ``AssertionError`` in Pyro)."""
 
 
 class block(Messenger):
@@ -622,7 +647,7 @@ class block(Messenger):
         for what, hidden, exposed in (("site", self.hide, self.expose),
                                       ("site type", self.hide_types, self.expose_types)):
             if hidden & exposed:
-                raise ValueError(f"block: cannot both hide and expose {what}(s) {sorted(hidden & exposed)}")
+                raise BlockConflictError(f"block: cannot both hide and expose {what}(s) {sorted(hidden & exposed)}")
 
     def hides(self, msg):
         """Whether ``msg`` is hidden: the rule function, else its name, else its type, else ``hide_all``."""
@@ -766,10 +791,14 @@ class lift(Messenger):
     """Turn ``param`` sites into ``sample`` sites drawn from ``prior`` (Pyro's ``lift``).
 
     ``prior`` is a distribution (for every param), a dict param name ->
-    distribution (the others stay params), or a zero-argument function whose
-    value replaces the param (its site is hidden from outer handlers). A name
-    read twice in one run is sampled once. Params of ``nn.Module`` s are
-    matched by their own name (after ``$$$``), as in Pyro.
+    distribution or function (the other params stay params), or a function.
+    A function is a stochastic function called as ``prior(init, constraint)``
+    (the param's own arguments; a function without parameters is called
+    with none) whose value replaces the param; a function given for every
+    param is hidden from outer handlers, one from a dict is recorded as the
+    site's ``fn``. A name read twice in one run is sampled once. Params of
+    ``nn.Module`` s are matched by their own name (after ``$$$``), as in
+    Pyro; with validation on, dict keys that match no param are warned about.
 
     >>> import torch, causalppl as cp
     >>> def model():
@@ -785,36 +814,63 @@ class lift(Messenger):
             raise ValueError("lift needs a prior: a distribution, a dict name -> distribution, or a function")
         self.prior = prior
         self._drawn = {}
+        self._hits = set()
 
     def __enter__(self):
         self._drawn = {}
+        self._hits = set()
         return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is None and isinstance(self.prior, dict) and _runtime.is_validation_enabled():
+            unused = sorted(set(self.prior) - self._hits)
+            if unused:
+                import warnings
+
+                warnings.warn(f"lift: the prior names param(s) {unused} that the model never read", UserWarning,
+                              stacklevel=2)
+        return super().__exit__(exc_type, exc_value, traceback)
 
     def process_message(self, msg):
         if msg["type"] != "param":
             return
         name = msg["name"]
         prior = self.prior
+        hidden = not isinstance(prior, (dict, torch.distributions.Distribution))
         if isinstance(prior, dict):
-            prior = prior.get(name.split("$$$")[-1])
+            own_name = _params.user_param_name(name)
+            prior = prior.get(own_name)
             if prior is None:
                 return
+            self._hits.add(own_name)
+        args = msg["args"]
         msg["type"] = "sample"
         msg["args"] = ()
         msg["infer"] = {}
-        if not isinstance(prior, torch.distributions.Distribution):
-            msg["fn"] = None
-            msg["value"] = prior()
-            msg["stop"] = True  # a value, not a density: nothing outside may score it
-            return
         msg["fn"] = prior
         if name in self._drawn:
             # Read again in the same run: the same value, scored once.
             msg["value"] = self._drawn[name]["value"]
             msg["is_observed"] = True
             msg["stop"] = True
-        else:
-            self._drawn[name] = msg
+            return
+        if not isinstance(prior, torch.distributions.Distribution):
+            msg["value"] = _call_prior(prior, args)
+            msg["stop"] = hidden  # a value, not a density: nothing outside may score it
+        self._drawn[name] = msg
+
+
+def _call_prior(prior, args):
+    """``prior(init, constraint)`` as Pyro calls it, or ``prior()`` for a function without parameters."""
+    import inspect
+
+    try:
+        inspect.signature(prior).bind(*args)
+    except TypeError:
+        return prior()
+    except ValueError:  # no signature to inspect (a builtin): call it as Pyro does
+        pass
+    return prior(*args)
 
 
 class reparam(Messenger):

@@ -28,7 +28,6 @@ import functools
 
 from causalppl.handlers.util import discrete_escape, enum_extend
 from causalppl.runtime import HANDLER_STACK, Messenger
-from causalppl.trace import Trace
 
 
 class NonlocalExit(Exception):
@@ -39,17 +38,26 @@ class NonlocalExit(Exception):
         self.site = site
 
     def reset_stack(self):
-        """Start the nearest enclosing trace afresh, so a retried run is not recorded twice.
+        """Reset the handlers still on the stack, so a retried run is not recorded twice.
 
-        (Each handler inside the escape has already left the stack as the
-        exception passed its ``with``.)
+        From the innermost outwards, each handler with a ``_reset`` method
+        (a trace starts afresh, keeping ``_INPUT``) is reset, up to and
+        including the first ``block`` that hides this site: the handlers
+        outside it never saw the site. (Each handler inside the escape has
+        already left the stack as the exception passed its ``with``.)
         """
-        from causalppl.handlers import trace  # the package imports this module first
+        from causalppl.handlers import block  # the package imports this module first
 
         for handler in reversed(HANDLER_STACK):
-            if isinstance(handler, trace):
-                handler.trace = Trace(handler.trace.graph_type)
-                return
+            reset = getattr(handler, "_reset", None)
+            if reset is not None:
+                reset()
+            if isinstance(handler, block) and handler.hides(self.site):
+                break
+
+
+class QueueEmptyError(ValueError, AssertionError):
+    """``queue`` found its queue empty (Pyro asserts here)."""
 
 
 class escape(Messenger):
@@ -97,7 +105,7 @@ def queue(fn=None, queue=None, max_tries=None, extend_fn=None, escape_fn=None, n
 
             for _ in range(max_tries):
                 if queue.empty():
-                    raise ValueError("queue: no partial traces left to run")
+                    raise QueueEmptyError("queue: no partial traces left to run (get() would block forever)")
                 partial = queue.get()
                 recorded = trace(escape(replay(wrapped, trace=partial), functools.partial(escape_fn, partial)))
                 try:
