@@ -12,6 +12,7 @@ from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
+from causalppl.infer.weighed import MHResampler, WeighedPredictive
 from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "inspect", "mcmc", "reparam",
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
     "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
+    "MHResampler", "WeighedPredictive",
 ]
