@@ -51,3 +51,6 @@ __all__ += ["barrier", "iarange", "irange"]
 __all__ += ["random_module", "render_model", "settings"]
 __all__ += ["enable_validation", "graphs", "load", "markov", "ops", "plate_stack", "read_dot", "read_graph",
             "subsample", "validation_enabled"]
+from causalppl import util  # noqa: E402  (Pyro's ``pyro.util.optional`` and friends)
+
+__all__ += ["util"]

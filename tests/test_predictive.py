@@ -78,6 +78,7 @@ def test_posterior_samples_are_substituted():
 
 
 def test_observed_sites_and_plates_keep_their_shapes():
+    # Pyro's layout: a global latent of a model with one plate is padded to (num_samples, 1).
     data = torch.tensor([0.0, 1.0, 2.0])
 
     def model(data=None):
@@ -87,7 +88,7 @@ def test_observed_sites_and_plates_keep_their_shapes():
 
     for parallel in (False, True):
         prior = Predictive(model, num_samples=6, parallel=parallel)()
-        assert prior["mu"].shape == (6,) and prior["x"].shape == (6, 3)
+        assert prior["mu"].shape == (6, 1) and prior["x"].shape == (6, 3)
         observed = Predictive(model, num_samples=6, parallel=parallel)(data)
         assert torch.equal(observed["x"], data.expand(6, 3))
         given = Predictive(model, posterior_samples={"mu": torch.zeros(6, )}, parallel=parallel)()

@@ -15,6 +15,7 @@ from causalppl.infer.svi import SVI
 from causalppl.infer.trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
 from causalppl.infer.tracetmc_elbo import TraceTMC_ELBO
+from causalppl.infer.weighed import MHResampler, WeighedPredictive
 from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
     "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
     "EnergyDistance", "TraceTailAdaptive_ELBO", "TraceTMC_ELBO",
+    "MHResampler", "WeighedPredictive",
 ]

@@ -1,5 +1,12 @@
 """Predictive: samples of a model's sites under the prior, a guide, or posterior samples.
 
+Shapes follow Pyro: a site's samples have a leading ``num_samples`` dim,
+then as many size-1 dims as it takes to put the site's batch dims under the
+model's plates (``max_plate_nesting`` of them), then the site's own value
+shape. So a global latent of a model with one plate comes back as
+``(num_samples, 1)``, exactly as a vectorised run (``parallel=True``) lays it
+out.
+
 >>> import torch, causalppl as cp
 >>> def model():
 ...     w = cp.sample("weight", cp.dist.Normal(8.5, 1.0))
@@ -11,12 +18,19 @@
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass
+from typing import Union
 
 import torch
 
-from causalppl.handlers import replay, substitute, trace
-from causalppl.runtime import plate
+from causalppl.handlers import block, mask, trace
+from causalppl.handlers.util import prune_subsample_sites
+from causalppl.runtime import Messenger, plate
+from causalppl.trace import Trace
+
+_VECTORIZE_PLATE = "_num_predictive_samples"
 
 
 def max_plate_nesting(*traces):
@@ -47,35 +61,162 @@ def unbatch(value, num, shape):
     )
 
 
-def batch_for_plate(value, site, nesting):
-    """``(num, *shape)`` samples of ``site`` laid out for an outer plate at ``-(nesting + 1)``."""
-    batch_dims = len(site["fn"].batch_shape)
-    pad = max(0, nesting - batch_dims)
-    return value.reshape(value.shape[:1] + (1,) * pad + value.shape[1:])
+class _Given(Messenger):
+    """Fix the value of every sample site named in ``samples`` (names that no site has are ignored)."""
+
+    def __init__(self, fn=None, samples=None):
+        super().__init__(fn)
+        self.samples = samples or {}
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] in self.samples:
+            msg["value"] = self.samples[msg["name"]]
 
 
-def _sample_sites(tr):
-    """Names of the sites Predictive can report: latent, observed and deterministic samples."""
-    return [
-        name for name, site in tr.nodes.items()
-        if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
-    ]
+@dataclass(frozen=True, eq=False)
+class PredictiveRun:
+    """What one predictive pass produced: ``samples`` (name -> tensor) and its ``trace`` (one
+    vectorised :class:`Trace`, or a list of traces, one per sample, for a sequential pass)."""
+
+    samples: dict
+    trace: Union[Trace, list]
 
 
-class Predictive:
+def _reference_trace(model, given, args, kwargs):
+    """One plain run of ``model``, hidden from outer handlers, for the sites' unbatched shapes.
+
+    As in Pyro it draws from the model itself; only if that fails (a model that needs the given
+    values to run) is it retried with the first row of ``given``.
+    """
+    with block():
+        try:
+            return trace(model).get_trace(*args, **kwargs)
+        except Exception:
+            if not given:
+                raise
+            first = {name: value[0] for name, value in given.items()}
+            return trace(_Given(model, samples=first)).get_trace(*args, **kwargs)
+
+
+def _site_shapes(reference, nesting, num_samples, return_sites, given):
+    """``{name: shape}`` of the sites to report (Pyro's padding), chosen as :func:`predictive_run` says."""
+    shapes = {}
+    for name, site in reference.nodes.items():
+        if site["type"] != "sample":
+            continue
+        pad = max(0, nesting - len(site["fn"].batch_shape))
+        shape = (num_samples,) + (1,) * pad + tuple(torch.as_tensor(site["value"]).shape)
+        if return_sites:
+            if name in return_sites:
+                shapes[name] = shape
+        elif return_sites is None or name not in given:
+            shapes[name] = shape
+    if return_sites and "_RETURN" in return_sites and "_RETURN" in reference.nodes:
+        value = reference.nodes["_RETURN"]["value"]
+        shapes["_RETURN"] = (num_samples,) + tuple(value.shape) if torch.is_tensor(value) else None
+    return shapes
+
+
+def _fit(value, shape):
+    """``value`` (from a vectorised run) laid out as ``shape``: repeated if it did not get the sample dims."""
+    value = torch.as_tensor(value)
+    if value.numel() < math.prod(shape):
+        return value.expand(shape)
+    return value.reshape(shape)
+
+
+def predictive_run(model, given, num_samples, return_sites=(), parallel=False, args=(), kwargs=None,
+                   masked=True):
+    """Run ``model`` ``num_samples`` times with the sites in ``given`` fixed (row ``i`` in run ``i``).
+
+    ``return_sites``: a non-empty collection names the sites to report (``"_RETURN"`` is the model's
+    return value); ``None`` reports every sample site; an empty one every sample site not in ``given``.
+    ``masked=True`` runs the model under ``mask(False)`` (no log densities are needed).
+
+    >>> import torch, causalppl as cp
+    >>> def model():
+    ...     return cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    >>> run = predictive_run(model, {"x": torch.arange(3.0)}, 3, return_sites=["x", "_RETURN"])
+    >>> run.samples["_RETURN"].tolist()
+    [0.0, 1.0, 2.0]
+    """
+    kwargs = kwargs or {}
+    if masked:
+        model = mask(model, mask=False)
+    with torch.no_grad():
+        reference = prune_subsample_sites(_reference_trace(model, given, args, kwargs))
+        nesting = max_plate_nesting(reference)
+        shapes = _site_shapes(reference, nesting, num_samples, return_sites, given)
+        if not parallel:
+            traces = [trace(_Given(model, samples={name: value[i] for name, value in given.items()}))
+                      .get_trace(*args, **kwargs) for i in range(num_samples)]
+            samples = {}
+            for name, shape in shapes.items():
+                values = [tr.nodes[name]["value"] for tr in traces]
+                samples[name] = values if shape is None else torch.stack(
+                    [torch.as_tensor(value) for value in values]).reshape(shape)
+            return PredictiveRun(samples, traces)
+        laid_out = {}
+        for name, value in given.items():
+            site = reference.nodes.get(name)
+            if site is None or site["type"] != "sample":
+                continue
+            pad = max(0, nesting - len(site["fn"].batch_shape))
+            ref_shape = tuple(torch.as_tensor(site["value"]).shape)
+            laid_out[name] = value.reshape((num_samples,) + (1,) * pad + ref_shape)
+        vectorize = plate(_VECTORIZE_PLATE, num_samples, dim=-nesting - 1)
+        tr = trace(_Given(vectorize(model), samples=laid_out)).get_trace(*args, **kwargs)
+        samples = {
+            name: tr.nodes[name]["value"] if shape is None else _fit(tr.nodes[name]["value"], shape)
+            for name, shape in shapes.items()
+        }
+        return PredictiveRun(samples, tr)
+
+
+def _check_posterior_samples(posterior_samples, num_samples):
+    checked, batch = {}, None
+    for name, value in (posterior_samples or {}).items():
+        value = torch.as_tensor(value)
+        if value.dim() == 0:
+            raise ValueError(f"Predictive: posterior_samples['{name}'] is a scalar; expected a leading sample dim")
+        if batch is None:
+            batch = value.shape[0]
+        elif value.shape[0] != batch:
+            raise ValueError(
+                f"Predictive: posterior_samples['{name}'] has {value.shape[0]} samples, the others have {batch}"
+            )
+        checked[name] = value
+    if batch is not None:
+        if num_samples is not None and num_samples != batch:
+            warnings.warn(
+                f"Predictive: num_samples={num_samples} differs from the {batch} posterior samples; using {batch}",
+                UserWarning,
+                stacklevel=3,
+            )
+        num_samples = batch
+    if num_samples is None:
+        raise ValueError("Predictive: give num_samples (or posterior_samples to take it from)")
+    if int(num_samples) < 1:
+        raise ValueError(f"Predictive: num_samples must be at least 1, got {num_samples}")
+    return checked, int(num_samples)
+
+
+class Predictive(torch.nn.Module):
     """Draw ``num_samples`` joint samples of a model's sites.
 
-    - ``guide`` given: each sample runs the guide and replays its latent
-      values into the model (posterior predictive); every site is returned.
+    - ``guide`` given: each sample runs the guide and gives its latent values
+      to the model (posterior predictive); every model site is returned.
     - ``posterior_samples`` given (dict name -> tensor with a leading sample
-      dim): each sample substitutes one row of them into the model; by default
-      the sites *not* in ``posterior_samples`` are returned.
+      dim): each sample fixes one row of them in the model; by default the
+      sites *not* in ``posterior_samples`` are returned.
     - neither: the prior predictive.
 
-    ``return_sites`` picks the sites to return. ``parallel=True`` draws all
-    samples in one vectorised run (an outer plate); the model must then be
-    batch-safe (plates for its batch dims, no reductions across them).
-    The result is a dict name -> tensor with a leading ``num_samples`` dim.
+    As in Pyro the second positional argument is ``posterior_samples`` (a
+    callable there is taken as the guide). ``return_sites`` picks the sites to
+    return (``"_RETURN"`` is the model's return value). ``parallel=True``
+    draws all samples in one vectorised run (an outer plate); the model must
+    then be batch-safe. The result is a dict name -> tensor with a leading
+    ``num_samples`` dim, shaped as the module docstring says.
 
     >>> import torch, causalppl as cp
     >>> def model():
@@ -88,110 +229,73 @@ class Predictive:
     (['double', 'measurement'], [18.0, 19.0])
     """
 
-    def __init__(self, model, guide=None, posterior_samples=None, num_samples=None,
-                 return_sites=None, parallel=False):
+    def __init__(self, model, posterior_samples=None, guide=None, num_samples=None, return_sites=(),
+                 parallel=False):
+        super().__init__()
         if not callable(model):
             raise TypeError(f"Predictive: model must be callable, got {model!r}")
-        posterior_samples = dict(posterior_samples or {})
-        batch = None
-        for name, value in posterior_samples.items():
-            value = torch.as_tensor(value)
-            if value.dim() == 0:
-                raise ValueError(
-                    f"Predictive: posterior_samples['{name}'] is a scalar; expected a leading sample dim"
-                )
-            posterior_samples[name] = value
-            if batch is None:
-                batch = value.shape[0]
-            elif value.shape[0] != batch:
-                raise ValueError(
-                    f"Predictive: posterior_samples['{name}'] has {value.shape[0]} samples, "
-                    f"the others have {batch}"
-                )
-        if batch is not None:
-            if num_samples is not None and num_samples != batch:
-                warnings.warn(
-                    f"Predictive: num_samples={num_samples} differs from the {batch} posterior samples; "
-                    f"using {batch}",
-                    stacklevel=2,
-                )
-            num_samples = batch
-        if num_samples is None:
-            raise ValueError("Predictive: give num_samples (or posterior_samples to take it from)")
-        if int(num_samples) < 1:
-            raise ValueError(f"Predictive: num_samples must be at least 1, got {num_samples}")
+        if callable(posterior_samples) and guide is None:
+            posterior_samples, guide = None, posterior_samples
+        if guide is not None and posterior_samples:
+            raise ValueError("Predictive: give posterior_samples or a guide, not both")
+        if return_sites is not None and not isinstance(return_sites, (list, tuple, set)):
+            raise TypeError(f"Predictive: return_sites must be a list, tuple or set, got {return_sites!r}")
+        self.posterior_samples, self.num_samples = _check_posterior_samples(posterior_samples, num_samples)
         self.model = model
         self.guide = guide
-        self.posterior_samples = posterior_samples
-        self.num_samples = int(num_samples)
-        self.return_sites = None if return_sites is None else list(return_sites)
+        self.return_sites = return_sites
         self.parallel = parallel
 
-    def _one_run(self, i, args, kwargs, samples):
-        """Traces (model, guide or None) of one sample: row ``i`` of ``samples``."""
-        model = self.model
-        if samples:
-            model = substitute(model, data={name: value[i] for name, value in samples.items()})
-        guide_trace = None
-        if self.guide is not None:
-            guide_trace = trace(self.guide).get_trace(*args, **kwargs)
-            model = replay(model, trace=guide_trace)
-        return trace(model).get_trace(*args, **kwargs), guide_trace
+    def _guide_samples(self, args, kwargs, masked=True):
+        if self.guide is None:
+            return self.posterior_samples, None
+        run = predictive_run(self.guide, self.posterior_samples, self.num_samples, return_sites=None,
+                             parallel=self.parallel, args=args, kwargs=kwargs, masked=masked)
+        return run.samples, run
 
-    def _sites_to_return(self, model_trace):
-        known = _sample_sites(model_trace)
+    def _check_names(self, args, kwargs):
+        """Strictness (not in Pyro): posterior_samples and return_sites must name sites of the model."""
+        with torch.no_grad():
+            reference = _reference_trace(mask(self.model, mask=False), self.posterior_samples, args, kwargs)
+        known = [name for name, site in reference.nodes.items() if site["type"] == "sample"]
         for name in self.posterior_samples:
-            if name not in model_trace.nodes:
+            if name not in reference.nodes:
                 raise KeyError(
                     f"Predictive: posterior_samples has '{name}', which names no site of the model "
                     f"(its sample sites are: {', '.join(known) or 'none'})"
                 )
-        if self.return_sites is not None:
-            unknown = [name for name in self.return_sites if name not in model_trace.nodes]
-            if unknown:
-                raise KeyError(
-                    f"Predictive: return_sites {unknown} name no site of the model "
-                    f"(its sample sites are: {', '.join(known) or 'none'})"
-                )
-            return self.return_sites
-        if self.guide is not None:
-            return known
-        return [name for name in known if name not in self.posterior_samples]
+        unknown = [name for name in self.return_sites or () if name not in reference.nodes]
+        if unknown:
+            raise KeyError(
+                f"Predictive: return_sites {unknown} name no site of the model "
+                f"(its sample sites are: {', '.join(known) or 'none'})"
+            )
 
-    def __call__(self, *args, **kwargs):
+    def _model_return_sites(self):
+        # With a guide every site is returned unless return_sites says otherwise.
+        if self.guide is not None:
+            return self.return_sites or None
+        return self.return_sites
+
+    def forward(self, *args, **kwargs):
         """Run the draws; return a dict name -> tensor of shape ``(num_samples, ...)``."""
-        with torch.no_grad():
-            reference, _ = self._one_run(0, args, kwargs, self.posterior_samples)
-            names = self._sites_to_return(reference)
-            if self.parallel:
-                return self._vectorized(reference, names, args, kwargs)
-            runs = [reference] + [
-                self._one_run(i, args, kwargs, self.posterior_samples)[0] for i in range(1, self.num_samples)
-            ]
-            return {
-                name: torch.stack([torch.as_tensor(tr.nodes[name]["value"]) for tr in runs])
-                for name in names
-            }
+        self._check_names(args, kwargs)
+        given, _ = self._guide_samples(args, kwargs)
+        return predictive_run(self.model, given, self.num_samples, return_sites=self._model_return_sites(),
+                              parallel=self.parallel, args=args, kwargs=kwargs).samples
 
-    def _vectorized(self, reference, names, args, kwargs):
-        nesting = max_plate_nesting(reference)
-        samples = plate("_num_predictive_samples", self.num_samples, dim=-(nesting + 1))
-        model = self.model
-        if self.posterior_samples:
-            data = {
-                name: batch_for_plate(value, reference.nodes[name], nesting)
-                for name, value in self.posterior_samples.items()
-            }
-            model = substitute(model, data=data)
-        if self.guide is not None:
-            guide_trace = trace(samples(self.guide)).get_trace(*args, **kwargs)
-            model = replay(model, trace=guide_trace)
-        model_trace = trace(samples(model)).get_trace(*args, **kwargs)
-        return {
-            name: unbatch(torch.as_tensor(model_trace.nodes[name]["value"]), self.num_samples,
-                          torch.as_tensor(reference.nodes[name]["value"]).shape)
-            for name in names
-        }
+    def get_samples(self, *args, **kwargs):
+        """The same as calling the Predictive (Pyro's older name)."""
+        return self.forward(*args, **kwargs)
+
+    def get_vectorized_trace(self, *args, **kwargs):
+        """One vectorised :class:`Trace` of the model (all samples at once, under an outer plate)."""
+        given, _ = self._guide_samples(args, kwargs)
+        return predictive_run(self.model, given, self.num_samples, parallel=True, args=args, kwargs=kwargs).trace
+
+    def call(self, *args, **kwargs):
+        """The samples as a tuple ordered by site name (Pyro's JIT-friendly form of :meth:`forward`)."""
+        return tuple(value for _, value in sorted(self.forward(*args, **kwargs).items()))
 
 
-__all__ = ["Predictive"]
+__all__ = ["Predictive", "PredictiveRun", "max_plate_nesting", "predictive_run"]
