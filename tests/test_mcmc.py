@@ -464,7 +464,8 @@ def test_autocorrelation_matches_a_direct_sum_and_ar1():
         assert float(acorr[k]) == pytest.approx(0.7**k, abs=0.03)
     short = torch.tensor([0.3, -1.2, 2.0, 0.7, -0.4, 1.1], dtype=torch.float64)
     centred = short - short.mean()
-    direct = torch.stack([(centred[: len(short) - k] * centred[k:]).sum() for k in range(len(short))])
+    # Each lag's autocovariance is the mean of its n - k products (Pyro's and Stan's estimator).
+    direct = torch.stack([(centred[: len(short) - k] * centred[k:]).mean() for k in range(len(short))])
     torch.testing.assert_close(stats.autocorrelation(short), direct / direct[0])
     # Along another dim, and a constant chain.
     torch.testing.assert_close(stats.autocorrelation(short.repeat(3, 1).T, dim=0)[:, 1], direct / direct[0])
@@ -486,6 +487,38 @@ def test_gelman_rubin_on_chains_apart_and_per_entry_shapes():
     # Pyro's argument order: chain_dim, sample_dim.
     torch.testing.assert_close(stats.effective_sample_size(x.T, chain_dim=1, sample_dim=0),
                                stats.effective_sample_size(x))
+
+
+def test_single_chain_ess_uses_the_chain_autocorrelation():
+    # One chain: rho_k is the chain's autocorrelation. 0..9 has rho_1 = 7/9 (mean of 9 products / variance).
+    x = torch.arange(10.0)
+    torch.testing.assert_close(stats.autocorrelation(x)[1], torch.tensor(6.41666 / 8.25), atol=1e-4, rtol=0)
+    torch.testing.assert_close(stats.autocovariance(x)[0], torch.tensor(8.25))
+    # Ten steadily rising chains of 100: a value ArviZ also gives.
+    assert float(stats.effective_sample_size(torch.arange(1000.0).reshape(100, 10))) == pytest.approx(52.64, abs=0.01)
+
+
+def test_quantile_keeps_its_dim_and_waic_by_hand():
+    from causalppl.ops.stats import resample, waic
+
+    x = torch.rand(3, 10)
+    q = stats.quantile(x, [0.1, 0.6], dim=-1)
+    assert q.shape == (3, 2)
+    torch.testing.assert_close(q, stats.quantile(x.T, [0.1, 0.6], dim=0).T)
+    assert stats.quantile(x, 0.5, dim=1).shape == (3,)
+    cp.set_rng_seed(0)
+    picked = resample(torch.arange(20.0), 20)
+    torch.testing.assert_close(picked.sort().values, torch.arange(20.0))  # no replacement: a permutation
+    # Two draws of the log likelihood of two points: lpd = log mean(exp), p_waic = unbiased variance.
+    log_lik = torch.tensor([[-1.0, -2.0], [-3.0, -2.0]])
+    w, p = waic(log_lik, pointwise=True)
+    lpd = torch.log((torch.exp(torch.tensor([-1.0, -2.0])) + torch.exp(torch.tensor([-3.0, -2.0]))) / 2)
+    torch.testing.assert_close(p, torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(w, -2 * (lpd - p))
+    # Frequency weights: draw 0 counted twice is the same as weight 2.
+    w2, p2 = waic(torch.stack([log_lik[0], log_lik[0], log_lik[1]]))
+    w3, p3 = waic(log_lik, torch.tensor([2.0, 1.0]).log())
+    torch.testing.assert_close(-0.5 * w2 + p2, -0.5 * w3 + p3)
 
 
 def test_intervals():

@@ -52,29 +52,34 @@ def _chains_first(input, chain_dim, sample_dim):
 
 
 def _next_fast_len(size):
-    """The smallest 2^a 3^b 5^c >= ``size``: a length the FFT handles quickly."""
-    best = 1
-    while best < size:
-        best *= 2
-    for three in (1, 3, 9, 27, 81):
-        for five in (1, 5, 25, 125):
-            base = three * five
-            if base > best:
-                continue
-            power = base
-            while power < size:
-                power *= 2
-            best = min(best, power)
-    return best
+    """The smallest ``n >= size`` whose prime factors are 2, 3 and 5 only: a length the FFT handles quickly.
+
+    >>> _next_fast_len(433)
+    450
+    """
+    if size < 1:
+        raise ValueError(f"expected a positive length, got {size}")
+    n = size
+    while True:
+        rest = n
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return n
+        n += 1
 
 
 def autocorrelation(input, dim=0):
     """The autocorrelation of ``input`` along ``dim`` at lags ``0 .. n-1`` (1 at lag 0).
 
-    Computed by FFT with zero padding; a constant sequence has autocorrelation 1 at every lag.
+    The lag-``k`` autocovariance averages the ``n - k`` products of centred
+    values that lag ``k`` apart (Pyro's and Stan's estimator), computed by
+    FFT with zero padding, and is divided by the lag-0 one; a constant
+    sequence has autocorrelation 1 at every lag.
 
     >>> autocorrelation(torch.tensor([1.0, -1.0, 1.0, -1.0]))
-    tensor([ 1.0000, -0.7500,  0.5000, -0.2500])
+    tensor([ 1., -1.,  1., -1.])
     """
     n = input.size(dim)
     x = input.movedim(dim, -1)
@@ -82,6 +87,7 @@ def autocorrelation(input, dim=0):
     length = 2 * _next_fast_len(n)
     spectrum = torch.fft.rfft(centred, n=length)
     acov = torch.fft.irfft(spectrum.real.square() + spectrum.imag.square(), n=length)[..., :n]
+    acov = acov / torch.arange(n, 0, -1, dtype=acov.dtype, device=acov.device)
     variance = acov[..., :1]
     constant = variance == 0
     acorr = acov / variance.clamp(min=torch.finfo(variance.dtype).tiny)
@@ -95,16 +101,18 @@ def autocovariance(input, dim=0):
 
 
 def _variances(x):
-    """Within-chain variance ``W`` and the pooled estimate ``var+`` of ``x`` shaped ``(chains, draws, ...)``."""
+    """Within-chain variance ``W`` and the pooled estimate ``var+`` of ``x`` shaped ``(chains, draws, ...)``.
+
+    With one chain both are the chain's variance about its mean (dividing by
+    ``n``), so that the combined autocorrelation of :func:`effective_sample_size`
+    is the chain's own.
+    """
     draws = x.size(1)
-    chain_var = x.var(dim=1, unbiased=True)
-    within = chain_var.mean(dim=0)
-    if x.size(0) > 1:
-        between_over_n = x.mean(dim=1).var(dim=0, unbiased=True)
-    else:
-        between_over_n = torch.zeros_like(within)
-    pooled = (draws - 1) / draws * within + between_over_n
-    return within, pooled
+    within = x.var(dim=1, unbiased=True).mean(dim=0)
+    pooled = (draws - 1) / draws * within
+    if x.size(0) == 1:
+        return pooled, pooled
+    return within, pooled + x.mean(dim=1).var(dim=0, unbiased=True)
 
 
 def gelman_rubin(input, chain_dim=0, sample_dim=1):
@@ -157,13 +165,15 @@ def effective_sample_size(input, chain_dim=0, sample_dim=1):
 
 
 def quantile(input, probs, dim=0):
-    """Sample quantiles of ``input`` along ``dim`` (linear interpolation), one row per entry of ``probs``.
+    """Sample quantiles of ``input`` along ``dim`` (linear interpolation), one entry of ``dim`` per entry of
+    ``probs`` (a scalar ``probs`` drops ``dim``).
 
     >>> quantile(torch.arange(11.0), [0.1, 0.5])
     tensor([1., 5.])
     """
     probs = torch.as_tensor(probs, dtype=input.dtype, device=input.device)
-    return torch.quantile(input, probs, dim=dim)
+    out = torch.quantile(input, probs, dim=dim)
+    return out if probs.dim() == 0 else out.movedim(0, dim)  # the quantiles where ``dim`` was (Pyro)
 
 
 def pi(input, prob, dim=0):

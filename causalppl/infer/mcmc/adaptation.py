@@ -26,7 +26,10 @@ from collections import namedtuple
 
 import torch
 
-Window = namedtuple("Window", "start end")
+from causalppl.ops.welford import WelfordCovariance  # noqa: F401 - also importable from here
+
+adapt_window = namedtuple("adapt_window", "start end")  # Pyro's name
+Window = adapt_window
 
 
 class DualAveraging:
@@ -60,46 +63,6 @@ class DualAveraging:
     def get_state(self):
         """``(x_t, x_avg)``: the latest iterate and the weighted average."""
         return self._x_t, self._x_avg
-
-
-class WelfordCovariance:
-    """Running mean and (diagonal or dense) covariance of vectors, in float64."""
-
-    def __init__(self, diagonal=True):
-        self.diagonal = diagonal
-        self.reset()
-
-    def reset(self):
-        self.n = 0
-        self._mean = None
-        self._m2 = None
-
-    def update(self, x):
-        x = x.detach().double()
-        self.n += 1
-        if self._mean is None:
-            self._mean = torch.zeros_like(x)
-            self._m2 = torch.zeros_like(x) if self.diagonal else torch.zeros(x.shape + x.shape, dtype=x.dtype,
-                                                                               device=x.device)
-        delta = x - self._mean
-        self._mean = self._mean + delta / self.n
-        delta_after = x - self._mean
-        self._m2 = self._m2 + (delta * delta_after if self.diagonal else torch.outer(delta_after, delta))
-
-    def get_covariance(self, regularize=True):
-        """The sample covariance (variance vector when diagonal), shrunk as Stan does."""
-        if self.n < 2:
-            raise RuntimeError("WelfordCovariance needs at least 2 samples")
-        cov = self._m2 / (self.n - 1)
-        if not self.diagonal:
-            cov = (cov + cov.T) / 2
-        if regularize:
-            n = self.n
-            shrink = 1e-3 * 5.0 / (n + 5.0)
-            cov = cov * (n / (n + 5.0))
-            cov = cov + shrink if self.diagonal else cov + shrink * torch.eye(cov.shape[0], dtype=cov.dtype,
-                                                                               device=cov.device)
-        return cov
 
 
 class MassMatrix:
@@ -199,8 +162,26 @@ class WarmupAdapter:
         self._dual = DualAveraging()
         self._welford = WelfordCovariance(diagonal=not self.dense_mass)
 
-    def configure(self, warmup_steps, size, find_step_size, dtype=None, device=None, inverse_mass_matrix=None):
-        """Start a chain: fresh windows, identity (or given) mass matrix, step size as given."""
+    def configure(self, warmup_steps, size=None, find_step_size=None, dtype=None, device=None,
+                  inverse_mass_matrix=None, inv_mass_matrix=None):
+        """Start a chain: fresh windows, identity (or given) mass matrix, step size as given.
+
+        ``size`` (the number of unconstrained coordinates) defaults to the
+        size of ``inverse_mass_matrix``; a matrix given for a diagonal
+        adapter contributes its diagonal (``inv_mass_matrix`` is Pyro's older name).
+        """
+        inverse_mass_matrix = inv_mass_matrix if inverse_mass_matrix is None else inverse_mass_matrix
+        if inverse_mass_matrix is not None:
+            inverse_mass_matrix = torch.as_tensor(inverse_mass_matrix)
+            if size is None:
+                size = inverse_mass_matrix.shape[-1]
+            if not self.dense_mass and inverse_mass_matrix.dim() == 2:
+                inverse_mass_matrix = inverse_mass_matrix.diagonal()
+            elif self.dense_mass and inverse_mass_matrix.dim() == 1:
+                inverse_mass_matrix = inverse_mass_matrix.diag()
+            dtype = dtype or inverse_mass_matrix.dtype
+        if size is None:
+            raise ValueError("WarmupAdapter.configure: give the size of the mass matrix (or inverse_mass_matrix)")
         self.warmup_steps = int(warmup_steps)
         self.schedule = adaptation_schedule(self.warmup_steps)
         self._window = 0
@@ -210,6 +191,11 @@ class WarmupAdapter:
         if inverse_mass_matrix is not None:
             self.mass_matrix.set(inverse_mass_matrix)
         self._welford = WelfordCovariance(diagonal=not self.dense_mass)
+
+    @property
+    def adaptation_schedule(self):
+        """The warmup windows in use (empty when nothing adapts), as Pyro's ``adapt_window(start, end)``."""
+        return self.schedule if (self.adapt_step_size or self.adapt_mass_matrix) else []
 
     def reset_step_size_adaptation(self, z):
         """Find a reasonable step size at ``z`` and restart dual averaging around ``log(10 * it)``."""
