@@ -209,7 +209,24 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
             return
         if type(scale) in (float, int) and scale > 0:
             self._scale_number = float(scale)
+            if type(loc) is torch.Tensor and loc.is_floating_point():
+                # The scale tensor (the number broadcast to loc's shape) is made when first read.
+                self.loc, self._scale = loc, None
+                _torch.Distribution.__init__(self, loc.shape, validate_args=validate_args)
+                return
         super().__init__(loc, scale, validate_args=validate_args)
+
+    @property
+    def scale(self):
+        scale = self._scale
+        if scale is None:
+            number = torch.as_tensor(self._scale_number, dtype=self.loc.dtype, device=self.loc.device)
+            scale = self._scale = number.expand(self.loc.shape)
+        return scale
+
+    @scale.setter
+    def scale(self, value):
+        self._scale = value
 
     def expand(self, batch_shape, _instance=None):
         if _instance is None:
