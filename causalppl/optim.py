@@ -38,6 +38,7 @@ class PyroOptim:
         self.clip_args = clip_args
         self.optimizer = None
         self._known = set()
+        self._last = []  # the parameters of the last call, all known
 
     def _args_for(self, param):
         if isinstance(self.optim_args, dict):
@@ -49,6 +50,10 @@ class PyroOptim:
         return self.optim_args(name)
 
     def _add(self, params):
+        last = self._last
+        if len(last) == len(params) and all(a is b for a, b in zip(last, params)):
+            return  # the same parameters as the step before (the usual case): nothing new
+        self._last = params
         new = [p for p in params if p not in self._known]
         if not new:
             return
@@ -99,11 +104,78 @@ def _step(optimizer):
             or optimizer._optimizer_step_post_hooks or _optimizer_module._global_optimizer_pre_hooks
             or _optimizer_module._global_optimizer_post_hooks or torch.autograd._profiler_enabled()):
         return optimizer.step()
+    if type(optimizer) in _FUSED_UPDATES and _fused_update(optimizer):
+        return None
     return raw(optimizer)
+
+
+def _fused_update(optimizer):
+    """The fused Adam/SGD update of torch's ``step``, called without its per-parameter Python; False: not taken.
+
+    Taken only where torch's ``step`` would make exactly this call: every
+    group fused, no amsgrad / differentiable / capturable / decoupled decay,
+    no grad scaler, and the state of every parameter with a gradient made by
+    an earlier step (torch's own first step makes it); one device and dtype.
+    Parameters without a gradient are skipped, as torch skips them.
+    """
+    adam = type(optimizer) is torch.optim.Adam
+    if getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None:
+        return False
+    state = optimizer.state
+    work, first = [], None
+    for group in optimizer.param_groups:
+        if not group.get("fused") or group.get("differentiable") or isinstance(group["lr"], torch.Tensor):
+            return False
+        if adam and (group["amsgrad"] or group["capturable"] or group["decoupled_weight_decay"]
+                     or any(isinstance(beta, torch.Tensor) for beta in group["betas"])):
+            return False
+        params, grads, buffers, more = [], [], [], []
+        for p in group["params"]:
+            grad = p.grad
+            if grad is None:
+                continue
+            if first is None:
+                first = p
+            if grad.is_sparse or p.is_complex() or p.device != first.device or p.dtype != first.dtype:
+                return False
+            entry = state.get(p)
+            if adam:
+                if not entry or "exp_avg" not in entry:
+                    return False
+                buffers.append(entry["exp_avg"])
+                more.append((entry["exp_avg_sq"], entry["step"]))
+                params.append(p)
+                grads.append(grad)
+                continue
+            if group["momentum"] != 0:
+                if not entry or entry.get("momentum_buffer") is None:
+                    return False
+                buffers.append(entry["momentum_buffer"])
+            params.append(p)
+            grads.append(grad)
+        work.append((group, params, grads, buffers, more))
+    with torch.no_grad():
+        for group, params, grads, buffers, more in work:
+            if not params:
+                continue
+            if adam:
+                squares, steps = [pair[0] for pair in more], [pair[1] for pair in more]
+                torch._foreach_add_(steps, 1)
+                beta1, beta2 = group["betas"]
+                torch._fused_adam_(params, grads, buffers, squares, [], steps, amsgrad=False, lr=group["lr"],
+                                   beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                                   maximize=group["maximize"], grad_scale=None, found_inf=None)
+            else:
+                torch._fused_sgd_(params, grads, buffers if group["momentum"] != 0 else [],
+                                  weight_decay=group["weight_decay"], momentum=group["momentum"], lr=group["lr"],
+                                  dampening=group["dampening"], nesterov=group["nesterov"],
+                                  maximize=group["maximize"], is_first_step=False, grad_scale=None, found_inf=None)
+    return True
 
 
 # torch optimisers with a fused update (one kernel over all params of a device) on CPU and CUDA.
 _FUSED = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad)
+_FUSED_UPDATES = (torch.optim.Adam, torch.optim.SGD)  # whose fused update _fused_update calls directly
 
 
 def _construct(constructor, groups, args, params):

@@ -31,6 +31,7 @@ import torch
 import torch.distributions as _torch
 from torch.distributions import *  # noqa: F401,F403  (constraints, transforms, kl_divergence, ...)
 from torch.distributions import __all__ as _torch_all
+from torch.distributions.utils import _standard_normal
 
 from causalppl.distributions import constraints  # torch's constraints plus Pyro's (corr_matrix, ...)
 
@@ -198,24 +199,80 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
     tensor([-1.7371, -1.7371, -1.7371])
     """
 
+    _scale_number = None  # the scale as a Python float, when it was given as a positive number
+    _draw = None  # (value, noise) of the last rsample: see _log_prob_of_draw
+
     def __init__(self, loc, scale, validate_args=None):
         if type(loc) is torch.Tensor and type(scale) is torch.Tensor and loc.shape == scale.shape:
             self.loc, self.scale = loc, scale  # broadcast_all would make views of the same tensors
             _torch.Distribution.__init__(self, loc.shape, validate_args=validate_args)
-        else:
-            super().__init__(loc, scale, validate_args=validate_args)
+            return
+        if type(scale) in (float, int) and scale > 0:
+            self._scale_number = float(scale)
+            if type(loc) is torch.Tensor and loc.is_floating_point():
+                # The scale tensor (the number broadcast to loc's shape) is made when first read.
+                self.loc, self._scale = loc, None
+                _torch.Distribution.__init__(self, loc.shape, validate_args=validate_args)
+                return
+        super().__init__(loc, scale, validate_args=validate_args)
+
+    @property
+    def scale(self):
+        scale = self._scale
+        if scale is None:
+            number = torch.as_tensor(self._scale_number, dtype=self.loc.dtype, device=self.loc.device)
+            scale = self._scale = number.expand(self.loc.shape)
+        return scale
+
+    @scale.setter
+    def scale(self, value):
+        self._scale = value
 
     def expand(self, batch_shape, _instance=None):
         if _instance is None:
             _instance = self._get_checked_instance(Normal, None)  # torch's check is for its own __init__
-        return super().expand(batch_shape, _instance)
+        new = super().expand(batch_shape, _instance)
+        if type(new) is type(self):
+            new._scale_number = self._scale_number
+        return new
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)
+        value = self.loc + eps * self.scale
+        self._draw = (value, eps)
+        return value
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
+        number = self._scale_number
+        if number is not None:  # one positive number: its log is a float, no tensor op
+            z = (value - self.loc) * (1.0 / number)
+            return torch.square(z).mul_(-0.5).sub_(math.log(number) + _HALF_LOG_SQRT_2PI)
         scale = _compact(self.scale)
         z = (value - self.loc) / scale
         return -0.5 * torch.square(z) - (scale.log() + _HALF_LOG_SQRT_2PI)  # the constant joins the (compact) log
+
+    def _log_prob_of_draw(self, value):
+        """``log_prob(value)`` from the noise, when ``value`` is this distribution's last ``rsample``; else None.
+
+        At its own draw ``loc + scale * eps`` the density is
+        ``-eps**2 / 2 - log(scale) - log(2 pi) / 2``: the same number, and as a
+        function of ``loc`` and ``scale`` (which the ELBO differentiates) the
+        same function, so the same gradients, without a pass over the value.
+        Not its gradient with respect to ``value`` itself, hence not ``log_prob``.
+        """
+        draw = self._draw
+        if draw is None or draw[0] is not value or self._validate_args:
+            return None
+        eps = draw[1]
+        half_square = torch.square(eps).mul_(-0.5)
+        number = self._scale_number
+        if number is not None:
+            return half_square.sub_(math.log(number) + _HALF_LOG_SQRT_2PI)
+        scale = _compact(self.scale)
+        return half_square - (scale.log() + _HALF_LOG_SQRT_2PI)
 
 
 _HALF_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
