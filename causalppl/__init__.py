@@ -7,8 +7,8 @@ a small Pyro-style effect-handler runtime and fit with SVI.
 
 from causalppl import causal, datasets, distributions, graphs, handlers, infer, nn, ops, optim, settings
 from causalppl import distributions as dist
-from causalppl.distributions import constraints
 from causalppl.bayesian_module import random_module
+from causalppl.distributions import constraints
 from causalppl.enumeration import markov
 from causalppl.graph import SCM
 from causalppl.graph.dot import read_dot
