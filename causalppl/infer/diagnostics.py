@@ -78,8 +78,8 @@ def autocorrelation(input, dim=0):
     FFT with zero padding, and is divided by the lag-0 one; a constant
     sequence has autocorrelation 1 at every lag.
 
-    >>> autocorrelation(torch.tensor([1.0, -1.0, 1.0, -1.0]))
-    tensor([ 1., -1.,  1., -1.])
+    >>> autocorrelation(torch.tensor([1.0, -1.0, 1.0, -1.0])).round(decimals=4).tolist()
+    [1.0, -1.0, 1.0, -1.0]
     """
     n = input.size(dim)
     x = input.movedim(dim, -1)
