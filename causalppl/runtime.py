@@ -266,8 +266,12 @@ def sample(name, fn, obs=None, infer=None, obs_mask=None):
     ``{name}_observed`` and ``{name}_unobserved`` (each masked to its part)
     and ``name`` is a deterministic site holding the merged value.
 
+    Outside any handler an observation records nothing, so (as in Pyro) it
+    warns with a ``RuntimeWarning``.
+
     >>> import causalppl as cp
-    >>> cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
+    >>> with cp.handlers.trace():
+    ...     cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
     tensor(0.5000)
     """
     _check_distribution(name, fn)
@@ -276,7 +280,12 @@ def sample(name, fn, obs=None, infer=None, obs_mask=None):
     if obs is not None:
         obs = as_tensor(obs)
     if not HANDLER_STACK:  # fast path: nothing is listening
-        return draw(fn, name) if obs is None else obs
+        if obs is None:
+            return draw(fn, name)
+        if not (infer and infer.get("_deterministic")):
+            # As in Pyro: an observation outside inference changes nothing, which is rarely meant.
+            warnings.warn(f"trying to observe a value outside of inference at {name}", RuntimeWarning, stacklevel=2)
+        return obs
     msg = new_message("sample", name, fn, obs, is_observed=obs is not None, infer=infer)
     return apply_stack(msg)
 

@@ -97,3 +97,35 @@ def test_escape_needs_a_callable_rule_and_prune_drops_subsample_sites():
 
     tr = trace(model).get_trace()
     assert "rows" in tr and "rows" not in prune_subsample_sites(tr) and "z" in prune_subsample_sites(tr)
+
+
+# --- resetting the stack after an escape (Pyro's NonlocalExit.reset_stack) -----------------
+
+
+def test_reset_stack_resets_traces_up_to_the_block_that_hides_the_site():
+    def coins():
+        cp.sample("first", cp.dist.Bernoulli(0.5))
+        with escape(escape_fn=lambda msg: msg["name"] == "third"):
+            cp.sample("second", cp.dist.Bernoulli(0.5))
+            cp.sample("third", cp.dist.Bernoulli(0.5))
+
+    with trace() as outer:
+        with cp.handlers.block(hide=["third"]):
+            with trace() as inner:
+                with pytest.raises(NonlocalExit) as caught:
+                    coins()
+                caught.value.reset_stack()
+                assert "second" not in inner.trace  # inside the block: started afresh
+    assert "second" in outer.trace  # outside the block that hides 'third': left as it was
+
+
+def test_a_traced_queue_keeps_its_inputs_across_retries():
+    todo = stdlib_queue.Queue()
+    todo.put(cp.handlers.Trace())
+    tr = trace(queue(chain, queue=todo)).get_trace()
+    assert "_INPUT" in tr and "a" in tr and "x" in tr
+
+
+def test_an_empty_queue_is_an_error_not_a_deadlock():
+    with pytest.raises(ValueError, match="no partial traces left"):
+        queue(chain, queue=stdlib_queue.Queue())()

@@ -633,3 +633,96 @@ def test_transform_reparam_draws_the_base_and_pushes_it_through():
 def test_reparam_needs_a_config():
     with pytest.raises(TypeError, match="reparam needs config"):
         handlers.reparam(chain, config=3)
+
+
+# --- Pyro conventions: a trace as data, None values, block conflicts, lift with functions ----
+
+
+def test_condition_takes_a_trace_and_uses_its_sample_values():
+    recorded = handlers.trace(chain).get_trace()
+    tr = handlers.trace(handlers.condition(chain, data=recorded)).get_trace()
+    assert tr.nodes["z"]["is_observed"] and tr.nodes["z"]["value"] is recorded.nodes["z"]["value"]
+    assert tr.nodes["x"]["value"] is recorded.nodes["x"]["value"]
+
+
+def test_a_none_value_names_the_site_but_leaves_it_alone():
+    torch.manual_seed(0)
+    tr = handlers.trace(handlers.condition(chain, data={"z": None, "x": 0.25})).get_trace()
+    assert not tr.nodes["z"]["is_observed"] and tr.nodes["x"]["is_observed"]
+    tr = handlers.trace(handlers.do(chain, data={"z": None})).get_trace()
+    assert not tr.nodes["z"]["intervened"]
+    with pytest.raises(UnknownSiteError, match="'w'"):
+        handlers.condition(chain, data={"w": None})()  # still strict about the names
+
+
+def test_hiding_and_exposing_one_site_is_a_value_error_and_pyros_assertion_error():
+    with pytest.raises(ValueError, match="cannot both hide and expose"):
+        handlers.block(chain, hide=["z"], expose=["z"])
+    with pytest.raises(AssertionError):
+        handlers.block(chain, hide=["z"], expose=["z"])
+
+
+def guide_with_params():
+    loc = cp.param("loc", torch.zeros(2))
+    scale = cp.param("scale", torch.ones(2), constraint=cp.constraints.positive)
+    return cp.sample("z", cp.dist.Normal(loc, scale))
+
+
+def test_lift_calls_a_function_prior_with_the_params_init_and_records_it_from_a_dict():
+    cp.clear_param_store()
+    seen = []
+
+    def loc_prior(init, constraint):
+        seen.append((init.shape, constraint))
+        return torch.full(init.shape, 7.0)
+
+    tr = handlers.trace(handlers.lift(guide_with_params, prior={"loc": loc_prior})).get_trace()
+    assert seen == [(torch.Size([2]), cp.constraints.real)]
+    assert tr.nodes["loc"]["type"] == "sample" and tr.nodes["loc"]["fn"] is loc_prior
+    assert torch.equal(tr.nodes["loc"]["value"], torch.full((2,), 7.0))
+    assert tr.nodes["scale"]["type"] == "param"
+
+
+def test_lift_with_one_function_for_every_param_hides_the_lifted_sites():
+    cp.clear_param_store()
+    tr = handlers.trace(handlers.lift(guide_with_params, prior=lambda init, constraint: init + 1.0)).get_trace()
+    assert "loc" not in tr and "scale" not in tr and "z" in tr
+    assert torch.equal(tr.nodes["z"]["fn"].loc, torch.ones(2))  # the model read the lifted value
+
+
+def test_lift_warns_about_dict_keys_that_name_no_param():
+    cp.clear_param_store()
+    with pytest.warns(UserWarning, match="'nope'"):
+        handlers.lift(guide_with_params, prior={"nope": cp.dist.Normal(0.0, 1.0)})()
+
+
+# --- plates under replay: the rows a model's plate may take from a trace ----------------------
+
+
+def rows_of(subsample_size):
+    with cp.plate("rows", 10, subsample_size=subsample_size) as rows:
+        cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    return rows.tolist()
+
+
+@pytest.mark.parametrize("model_size, guide_size, ok", [
+    (None, 4, True), (4, 4, True), (10, None, True), (None, None, True),
+    (10, 4, False),  # an explicit full plate may not take a subsample
+    (4, 10, False), (4, None, False),  # a subsampling plate may not take every row
+])
+def test_replayed_plate_rows_must_match_an_explicit_subsample_size(model_size, guide_size, ok):
+    recorded = handlers.trace(rows_of)
+    expected = recorded(guide_size)
+    replayed = handlers.replay(rows_of, trace=recorded.trace)
+    if ok:
+        assert replayed(model_size) == expected
+    else:
+        with pytest.raises(ValueError, match="plate 'rows'"):
+            replayed(model_size)
+
+
+def test_a_plate_given_its_rows_as_a_list_returns_that_list():
+    with cp.plate("rows", 10, subsample=[1, 4, 6]) as rows:
+        x = cp.sample("x", cp.dist.Normal(torch.arange(10.0)[rows], 1e-6))
+    assert rows == [1, 4, 6] and x.shape == (3,)
+    assert [i for i in cp.plate("rows", 10, subsample=[2, 3])] == [2, 3]

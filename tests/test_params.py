@@ -264,3 +264,53 @@ def test_a_positive_param_is_read_through_exp_alone():
     value = store.get_param("s", torch.tensor(2.0), constraints.positive)
     assert type(store._transforms["s"]).__name__ == "ExpTransform"
     assert value.item() == pytest.approx(2.0) and torch.equal(value, store.leaf("s").exp())
+
+
+# --- nn.Module params under Pyro's names ("module$$$param") --------------------------------
+
+
+def test_module_param_names_follow_pyro_and_user_param_name_strips_the_module():
+    from causalppl.params import module_from_param_with_module_name, param_with_module_name, user_param_name
+
+    cp.clear_param_store()
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    cp.module("net", net)
+    names = cp.get_param_store().keys()
+    assert sorted(user_param_name(name) for name in names) == sorted(net.state_dict())
+    assert param_with_module_name("net", "0.weight") in names
+    assert module_from_param_with_module_name("net$$$0.weight") == "net"
+    assert cp.get_param_store()._params["net$$$0.weight"] is net[0].weight
+    assert cp.get_param_store()._param_to_name[net[2].bias] == "net$$$2.bias"
+
+
+def test_module_skips_frozen_params_and_warns_while_training():
+    cp.clear_param_store()
+    net = torch.nn.Linear(2, 1)
+    net.bias.requires_grad_(False)
+    with pytest.warns(UserWarning, match="bias was not registered"):
+        cp.module("net", net)
+    assert cp.get_param_store().keys() == ["net$$$weight"]
+
+
+def test_update_module_params_decides_whose_tensor_the_module_keeps():
+    cp.clear_param_store()
+    stored = cp.module("net", torch.nn.Linear(2, 1))
+    fresh = torch.nn.Linear(2, 1)
+    cp.module("net", fresh, update_module_params=False)
+    assert fresh.weight is not cp.param("net$$$weight")
+    assert not torch.equal(fresh.weight, stored.weight)
+    cp.module("net", fresh, update_module_params=True)
+    assert fresh.weight is cp.param("net$$$weight") and torch.equal(fresh.weight, stored.weight)
+
+
+def test_random_module_draws_each_param_from_the_prior_and_leaves_the_module_alone():
+    cp.clear_param_store()
+    net = torch.nn.Linear(2, 2)
+    before = net.weight.detach().clone()
+    with pytest.warns(FutureWarning, match="deprecated"):
+        draw = cp.random_module("net", net, cp.dist.Normal(3.0, 1e-4))
+    tr = cp.handlers.trace(draw).get_trace()
+    drawn = tr.nodes["_RETURN"]["value"]
+    assert tr.nodes["net$$$weight"]["type"] == "sample" and tr.nodes["net$$$bias"]["type"] == "sample"
+    assert torch.allclose(drawn.weight, torch.full((2, 2), 3.0), atol=1e-3)
+    assert torch.equal(net.weight.detach(), before) and len(cp.get_param_store()) == 0

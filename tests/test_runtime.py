@@ -31,7 +31,8 @@ def test_sample_draws_and_records_a_site():
 
 
 def test_sample_with_obs_returns_obs_as_a_tensor():
-    value = cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
+    with pytest.warns(RuntimeWarning, match="observe a value outside of inference at x"):
+        value = cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)  # no handler: nothing records it
     assert isinstance(value, torch.Tensor) and value.item() == 0.5
     tr = trace(lambda: cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)).get_trace()
     assert tr.nodes["x"]["is_observed"]
@@ -89,7 +90,8 @@ def test_fast_path_without_handlers_skips_the_stack(monkeypatch):
     assert not runtime.HANDLER_STACK
     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
     assert x.shape == ()
-    assert cp.sample("y", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(1.5)).item() == 1.5
+    with pytest.warns(RuntimeWarning, match="outside of inference"):
+        assert cp.sample("y", cp.dist.Normal(0.0, 1.0), obs=torch.tensor(1.5)).item() == 1.5
     assert cp.param("p", torch.tensor(0.25)).item() == 0.25
     with pytest.raises(AssertionError, match="apply_stack called for z"):
         with trace():
@@ -500,3 +502,45 @@ def test_pyro_util_helpers_are_importable_where_pyro_keeps_them():
         assert not torch.ones(1, requires_grad=True).mul(2).requires_grad
     with pytest.warns(UserWarning, match="Encountered NaN: loss"):
         warn_if_nan(torch.tensor(float("nan")), "loss")
+
+
+def test_warn_if_inf_allows_one_sign_and_watches_the_gradient():
+    import warnings
+
+    from causalppl.util import warn_if_inf, warn_if_nan
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert warn_if_inf(3, "x", allow_posinf=True, allow_neginf=True) == 3
+        warn_if_inf(torch.tensor([1.0, math.inf]), "x", allow_posinf=True)
+        assert caught == []
+        warn_if_inf(torch.tensor([1.0, math.inf]), "x", allow_neginf=True)
+        assert len(caught) == 1 and "+Inf: x" in str(caught[0].message)
+        leaf = torch.ones(2, requires_grad=True)
+        warn_if_nan(leaf, "leaf")
+        leaf.sum().backward(torch.tensor(math.nan))
+        assert len(caught) == 2 and "NaN: backward leaf" in str(caught[1].message)
+
+
+def test_pyro_runtime_names_read_the_one_handler_stack():
+    from causalppl.handlers.runtime import _DIM_ALLOCATOR, _PYRO_STACK, get_plates
+
+    assert _PYRO_STACK is cp.runtime.HANDLER_STACK and get_plates() == ()
+    with cp.plate("outer", 2), cp.plate("inner", 3, dim=-3):
+        assert [frame.name for frame in get_plates()] == ["outer", "inner"]
+        assert _DIM_ALLOCATOR._stack == ["outer", None, "inner"]
+    assert _DIM_ALLOCATOR._stack == []
+
+
+def test_a_plate_of_size_zero_names_the_plate_and_leaves_no_dims_behind():
+    from causalppl.handlers.runtime import _DIM_ALLOCATOR
+
+    def model():
+        with cp.plate("empty", 0):
+            pass
+
+    with pytest.raises(ZeroDivisionError, match="plate 'empty': size must be a positive integer"):
+        cp.handlers.trace(model)()
+    with pytest.raises(ValueError):
+        cp.plate("empty", 0)
+    assert _DIM_ALLOCATOR._stack == [] and not cp.runtime.HANDLER_STACK
