@@ -48,12 +48,13 @@ def _compute_downstream_costs(model_trace, guide_trace, non_reparam_nodes):
     costs, nodes = {}, {}
     for name in guide_sites:
         downstream = {n for n in _reachable(guide_trace, name) if n in stacks}
+        ordered = [name] + [n for n in guide_sites if n in downstream and n != name]  # the sum's order: the trace's
         costs[name] = MultiFrameTensor(*[
-            (stacks[n], model_trace.nodes[n]["log_prob"] - guide_trace.nodes[n]["log_prob"]) for n in downstream])
+            (stacks[n], model_trace.nodes[n]["log_prob"] - guide_trace.nodes[n]["log_prob"]) for n in ordered])
         nodes[name] = downstream
     for name in non_reparam_nodes:
         children = set().union(*(model_trace.successors(n) for n in nodes[name])) - nodes[name]
-        for child in children:
+        for child in (n for n in model_trace.nodes if n in children):
             costs[name].add((stacks[child], model_trace.nodes[child]["log_prob"]))
         nodes[name] = nodes[name] | children
         costs[name] = costs[name].sum_to(guide_trace.nodes[name]["cond_indep_stack"])
