@@ -228,4 +228,6 @@ class Importance:
         return {name: value.index_select(0, index.to(value.device)) for name, value in self.samples.items()}
 
 
-__all__ = ["Importance"]
+from causalppl.infer.psis import psis_diagnostic  # noqa: E402  (Pyro keeps it here)
+
+__all__ = ["Importance", "psis_diagnostic"]
