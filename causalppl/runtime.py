@@ -450,7 +450,8 @@ class plate(Messenger):
             while self.dim in taken:
                 self.dim -= 1
         elif self.dim in taken:
-            raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate")
+            raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate "
+                             f"(plates collide at dim={self.dim})")
         self.indices = self._rows()
         rows = self.size if self.indices is None else len(self.indices)
         self.frame = CondIndepStackFrame(self.name, self.dim, self.size, rows)
