@@ -135,12 +135,15 @@ def check_site_shape(role, site, max_plate_nesting=None):
     """
     shape = tuple(log_prob_of(site).shape)
     declared = {frame.dim: frame for frame in plate_frames(site)}
-    width = max([len(shape)] + [-dim for dim in declared])
+    deepest = max((-dim for dim in declared), default=0)
+    width = max(len(shape), deepest)
     padded = (1,) * (width - len(shape)) + shape
     for dim in range(-width, 0):
         if max_plate_nesting is not None and -dim > max_plate_nesting:
             continue
         frame = declared.get(dim)
+        if frame is None and -dim < deepest:
+            continue  # a dim between declared plate dims may broadcast (Pyro's rule)
         expected = 1 if frame is None else frame.subsample_size
         if expected == -1 or padded[dim] == expected:
             continue
