@@ -148,9 +148,9 @@ class EnumMessenger(Messenger):
         batch_shape = fn.batch_shape
         if len(batch_shape) >= -target_dim and batch_shape[target_dim] != 1:
             raise ValueError(
-                f"sample site '{msg['name']}': invalid log_prob shape: enumeration dim {target_dim} is already used "
-                f"by its distribution's batch shape {tuple(batch_shape)} (batch dims that no plate declares, or a "
-                "markov context shorter than the model's dependencies?)"
+                f"sample site '{msg['name']}': Enumeration dim conflict (invalid log_prob shape): dim {target_dim} "
+                f"is already used by its distribution's batch shape {tuple(batch_shape)} (batch dims that no "
+                "plate declares, or a markov context shorter than the model's dependencies?)"
             )
         event_shape = tuple(fn.event_shape)
         value = value.reshape((value.shape[0],) + (1,) * (-1 - target_dim) + event_shape)
