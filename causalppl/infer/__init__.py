@@ -12,11 +12,12 @@ from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
 from causalppl.infer.svi import SVI
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
+from causalppl.infer.tracetmc_elbo import TraceTMC_ELBO
 from causalppl.runtime import enable_validation, is_validation_enabled
 
 __all__ = [
     "ELBO", "HMC", "Importance", "MCMC", "NUTS", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
     "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "inspect", "mcmc", "reparam",
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
-    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
+    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "TraceTMC_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
 ]
