@@ -131,28 +131,34 @@ def sample_site(msg):
     for frame in msg["cond_indep_stack"]:
         if frame.dim is not None and -frame.dim <= len(batch_shape):
             target[frame.dim] = batch_shape[frame.dim]
-    index = [Ellipsis] + [slice(None)] * len(batch_shape) + [slice(None)] * len(fn.event_shape)
-    collapsed = []
+    collapsed = [axis for axis, size in enumerate(batch_shape) if size > 1 and target[axis] == 1]
+    if not collapsed:
+        return draws
+    # Index every batch axis by a tensor shaped (K, *target): plate axes by their positions, collapsed axes by
+    # the upstream value each draw uses (in every copy of the plates independently, for "mixture").
+    device = draws.device
+    shape = (num_samples,) + tuple(target)
+    index = [torch.arange(num_samples, device=device).reshape((-1,) + (1,) * len(target))]
     for axis, size in enumerate(batch_shape):
-        if size > 1 and target[axis] == 1:
+        if axis in collapsed:
             if strategy == "diagonal":
                 if size != num_samples:
                     raise ValueError(
                         f"sample site '{name}': the diagonal TMC strategy pairs draw k with upstream value k, but "
                         f"an upstream dim has {size} values and the site {num_samples} draws; use tmc='mixture'"
                     )
-                index[1 + axis] = torch.arange(size, device=draws.device)
+                chosen = torch.arange(size, device=device).reshape((-1,) + (1,) * len(target))
             else:
-                index[1 + axis] = torch.randint(size, (num_samples,), device=draws.device)
-            collapsed.append(1 + axis)
-    if not collapsed:
-        return draws
+                chosen = torch.randint(size, shape, device=device)
+        elif size > 1:
+            chosen = torch.arange(size, device=device).reshape((size,) + (1,) * (len(target) - 1 - axis))
+        else:
+            chosen = torch.zeros((), dtype=torch.long, device=device)
+        index.append(chosen)
+    index += [slice(None)] * len(fn.event_shape)
     from causalppl.ops.indexing import Vindex
 
-    thin = Vindex(draws)[tuple(index)]
-    for axis in collapsed:
-        thin = thin.unsqueeze(axis)
-    return thin
+    return Vindex(draws)[tuple(index)].reshape(shape + tuple(fn.event_shape))
 
 
 def _is_enumerable_site(msg):

@@ -11,11 +11,17 @@ combination of draws at once, by the plated sum-product contraction
 - ``log p`` of each model site (observed or latent);
 - ``-log q`` of each sampled guide site (and nothing for an exhaustively
   enumerated one, whose values are summed over);
-- for a model site drawn from its own prior, the proposal ``-log p``, which
-  cancels its ``log p``;
+- for a model site drawn from its own prior, the proposal ``-log q``;
 - ``-log K`` for each ``K``-sampled site, and for a non-reparameterised one
   the score term ``log q - log q.detach()`` (value 0), so that the gradient
   of the estimate is unbiased (DiCE).
+
+A ``K``-sampled site whose distribution depends on other sampled sites
+draws its ``k``-th value from upstream draw ``k`` (``tmc="diagonal"``) or
+from a uniformly chosen upstream draw (``"mixture"``); its proposal density
+``q`` is then the density of that draw: the diagonal ``p(x_k | parent_k)``,
+or the mixture ``mean_j p(x_k | parent_j)``. Either way the estimate of
+``p(data)`` is unbiased.
 
 The loss is minus the log of the estimate (Aitchison, "Tensor Monte Carlo:
 particle methods for the GPU era", 2018; Obermeyer et al., "Tensor variable
@@ -50,7 +56,7 @@ from causalppl.infer.traceenum import (
 )
 from causalppl.trace import contributes_log_prob, log_prob_of
 
-__all__ = ["TraceTMC_ELBO", "tmc_factors"]
+__all__ = ["TraceTMC_ELBO", "proposal_log_density", "tmc_factors"]
 
 
 def _num_samples(site):
@@ -67,6 +73,28 @@ def _score_term(site, log_density):
     return log_density - log_density.detach()
 
 
+def proposal_log_density(site, log_density):
+    """The log density of the draws of a ``K``-sampled site: ``log_density`` (over the site's own dim and
+    upstream dims) reduced over each upstream enumeration dim as the draws chose their upstream values --
+    its diagonal with the site's own dim (``"diagonal"``) or its log-mean (``"mixture"``)."""
+    own = site["infer"]["_enumerate_dim"]
+    upstream = [dim for dim in site["infer"].get("_dim_to_id", {})
+                if dim != own and log_density.dim() >= -dim and log_density.shape[dim] > 1]
+    if not upstream or site["infer"].get("expand", False):
+        return log_density
+    diagonal = site["infer"].get("tmc", "diagonal") == "diagonal"
+    n = log_density.dim()
+    for dim in upstream:
+        a, b = n + own, n + dim
+        if diagonal:
+            taken = torch.diagonal(log_density, dim1=a, dim2=b).unsqueeze(-1)  # (..rest.., diagonal, 1)
+            order = [axis for axis in range(n) if axis not in (a, b)] + [a, b]
+            log_density = taken.permute([order.index(axis) for axis in range(n)])
+        else:
+            log_density = torch.logsumexp(log_density, dim=b, keepdim=True) - math.log(log_density.shape[b])
+    return log_density
+
+
 def tmc_factors(model_trace, guide_trace):
     """The log factors of the TMC estimate of one model/guide run (see the module docstring), as
     :class:`~causalppl.contract.Factor` objects over enumeration and plate variables."""
@@ -81,27 +109,29 @@ def tmc_factors(model_trace, guide_trace):
         if "_enum_total" in infer:  # one branch of a sequentially enumerated site
             factors.append(site_factor(site, torch.full_like(log_q, -math.log(infer["_enum_total"])), "guide"))
             continue
+        num_samples = _num_samples(site)
+        unscaled = site["fn"].log_prob(site["value"])
+        if num_samples is not None:
+            log_q = proposal_log_density(site, log_q)
+            unscaled = proposal_log_density(site, unscaled)
+            factors.append(site_factor(site, torch.full_like(log_q, -math.log(num_samples)), "guide"))
         factors.append(site_factor(site, -log_q, "guide"))
-        score = _score_term(site, site["fn"].log_prob(site["value"]))
+        score = _score_term(site, unscaled)
         if score is not None:
             factors.append(site_factor(site, score, "guide"))
-        num_samples = _num_samples(site)
-        if num_samples is not None:
-            factors.append(site_factor(site, torch.full_like(log_q, -math.log(num_samples)), "guide"))
     for name, site in model_trace.nodes.items():
         if not contributes_log_prob(site):
             continue
         guided = name in guide_trace.nodes and _is_latent(guide_trace.nodes[name])
         num_samples = _num_samples(site)
         log_p = log_prob_of(site)
-        if _is_latent(site) and not guided and num_samples is not None:
-            # Drawn from its own prior: the proposal -log p cancels log p; what is left is 1/K and the score.
-            factors.append(site_factor(site, torch.full_like(log_p, -math.log(num_samples))))
-            score = _score_term(site, site["fn"].log_prob(site["value"]))
+        factors.append(site_factor(site, log_p))
+        if _is_latent(site) and not guided and num_samples is not None:  # drawn from its own prior
+            log_q = proposal_log_density(site, log_p)
+            factors.append(site_factor(site, -log_q - math.log(num_samples)))
+            score = _score_term(site, proposal_log_density(site, site["fn"].log_prob(site["value"])))
             if score is not None:
                 factors.append(site_factor(site, score))
-            continue
-        factors.append(site_factor(site, log_p))
     return factors
 
 
