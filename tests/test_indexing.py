@@ -33,6 +33,13 @@ def test_vindex_without_ellipsis_indexes_every_dim_and_keeps_slices_in_order():
     assert both.shape == (2, 1, 3, 4) and torch.equal(both[1, 0], x[0])
 
 
+def test_vindex_keeps_unindexed_trailing_dims_whole():
+    x = torch.arange(12.0).reshape(3, 4)
+    rows = torch.tensor([2, 0, 2, 1])
+    out = Vindex(x)[rows]
+    assert out.shape == (4, 4) and torch.equal(out, x[rows])
+
+
 def test_vindex_is_plain_indexing_without_tensor_indices_and_index_flattens():
     x = torch.randn(3, 4)
     assert torch.equal(Vindex(x)[1, :], x[1, :])
@@ -43,7 +50,7 @@ def test_vindex_is_plain_indexing_without_tensor_indices_and_index_flattens():
     ((slice(None), Ellipsis, torch.tensor([0])), "only come first"),
     ((torch.tensor([0]), slice(0, 2)), "full slices"),
     ((torch.tensor([0.5]), 0), "integers"),
-    ((torch.tensor([0]),), "start with '...'"),
+    ((torch.tensor([0]), 0, 0), "3 indices for a tensor of 2 dims"),
 ])
 def test_vindex_refuses_what_it_cannot_broadcast(args, match):
     with pytest.raises(ValueError, match=match):

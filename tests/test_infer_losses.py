@@ -1,4 +1,4 @@
-"""The less common losses and diagnostics: EnergyDistance, TraceTailAdaptive_ELBO, TraceTMC_ELBO, PSIS,
+"""The less common losses and diagnostics: EnergyDistance, TraceTailAdaptive_ELBO, PSIS,
 Stable with LatentStableReparam, and Pyro's module paths for them."""
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import causalppl as cp
-from causalppl.infer import EnergyDistance, TraceTailAdaptive_ELBO, TraceTMC_ELBO
+from causalppl.infer import EnergyDistance, TraceTailAdaptive_ELBO
 from causalppl.infer.psis import fit_generalized_pareto, psis_diagnostic
 from causalppl.infer.reparam import LatentStableReparam
 from causalppl.infer.tracegraph_elbo import _compute_downstream_costs
@@ -89,23 +89,6 @@ def test_tail_adaptive_surrogate_is_the_rank_weighted_log_weight():
     rank[log_w.argsort()] = torch.arange(1.0, 5.0)
     gamma = rank.reciprocal()  # tail_adaptive_beta = -1
     assert torch.allclose(surrogate, -(log_w * gamma).sum() / gamma.sum(), atol=1e-6)
-
-
-def test_tmc_without_guide_enumeration_is_minus_log_evidence_and_refuses_guide_enumeration():
-    @cp.infer.config_enumerate
-    def model():
-        z = cp.sample("z", cp.dist.Categorical(torch.tensor([0.2, 0.3, 0.5])))
-        cp.sample("x", cp.dist.Normal(z.float(), 1.0), obs=torch.tensor(1.5))
-
-    evidence = sum(p * cp.dist.Normal(float(k), 1.0).log_prob(torch.tensor(1.5)).exp()
-                   for k, p in enumerate((0.2, 0.3, 0.5)))
-    assert abs(TraceTMC_ELBO(max_plate_nesting=0).loss(model, lambda: None) + math.log(evidence)) < 1e-5
-
-    def guide():
-        cp.sample("z", cp.dist.Categorical(torch.ones(3) / 3), infer={"enumerate": "parallel"})
-
-    with pytest.raises(NotImplementedError, match="guide site 'z'"):
-        TraceTMC_ELBO(max_plate_nesting=0).loss(model, guide)
 
 
 def test_stable_at_stability_two_is_normal_and_has_no_density():

@@ -21,6 +21,6 @@ __all__ = [
     "ELBO", "HMC", "Importance", "MCMC", "NUTS", "NonFiniteLossError", "Predictive", "SVI", "TraceMeanField_ELBO",
     "TraceGraph_ELBO", "Trace_ELBO", "autoguide", "diagnostics", "inspect", "mcmc", "reparam",
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
-    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
-    "EnergyDistance", "TraceTailAdaptive_ELBO", "TraceTMC_ELBO",
+    "JitTraceEnum_ELBO", "TraceEnum_ELBO", "TraceTMC_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
+    "EnergyDistance", "TraceTailAdaptive_ELBO",
 ]

@@ -39,6 +39,7 @@ from causalppl.enumeration import EnumMessenger
 from causalppl.handlers import _ENUM_KEYS, block, replay, trace
 from causalppl.infer.predictive import max_plate_nesting
 from causalppl.infer.traceenum import (
+    TraceEnum_ELBO,
     _names,
     enum_var,
     is_plate_var,
@@ -87,6 +88,12 @@ def _enum_trace(model, first_available_dim, args, kwargs):
 
 def _sample_posterior(model, first_available_dim, temperature, strict, args, kwargs):
     enum_trace, first_available_dim = _enum_trace(model, first_available_dim, args, kwargs)
+    return _sample_posterior_from_trace(model, enum_trace, temperature, strict, args, kwargs)
+
+
+def _sample_posterior_from_trace(model, enum_trace, temperature, strict, args, kwargs):
+    """Draw the enumerated sites of ``enum_trace`` (a trace of ``model`` under ``EnumMessenger``) and replay
+    ``model`` with them, its other latent sites at their values in ``enum_trace``."""
     enumerated = model_enumerated(enum_trace, None)
     if not enumerated and strict:
         import warnings
@@ -223,3 +230,38 @@ def enumerated_marginals(model_trace, guide_trace):
 
 
 __all__ = ["infer_discrete"]
+
+
+class TraceEnumSample_ELBO(TraceEnum_ELBO):
+    """:class:`~causalppl.infer.TraceEnum_ELBO` that keeps its last model run, so that
+    :meth:`sample_saved` draws the model's enumerated sites from their posterior without enumerating again.
+
+    ``elbo.loss(model, guide, *args)`` then ``elbo.sample_saved()`` is
+    ``infer_discrete(replay(model, guide_trace), temperature=1)(*args)`` for
+    the guide trace that loss used.
+
+    >>> import torch, causalppl as cp
+    >>> @cp.infer.config_enumerate
+    ... def model():
+    ...     z = cp.sample("z", cp.dist.Bernoulli(0.5))
+    ...     cp.sample("x", cp.dist.Normal(10.0 * z, 1.0), obs=torch.tensor(9.0))
+    ...     return z
+    >>> elbo = TraceEnumSample_ELBO(max_plate_nesting=0)
+    >>> _ = elbo.loss(model, lambda: None)
+    >>> elbo.sample_saved().item()
+    1.0
+    """
+
+    def _particle_traces(self, model, guide, args, kwargs):
+        for model_trace, guide_trace, particle_dim in super()._particle_traces(model, guide, args, kwargs):
+            self._saved_state = model, model_trace, guide_trace, args, kwargs
+            yield model_trace, guide_trace, particle_dim
+
+    def sample_saved(self):
+        """Run the model of the last ``loss`` call once more, its enumerated sites drawn from their joint
+        posterior (its guided sites at the guide's values), and return what it returns."""
+        if getattr(self, "_saved_state", None) is None:
+            raise RuntimeError("TraceEnumSample_ELBO.sample_saved: call loss (or loss_and_grads, or SVI.step) first")
+        model, model_trace, guide_trace, args, kwargs = self._saved_state
+        return _sample_posterior_from_trace(replay(model, trace=guide_trace), model_trace, 1,
+                                            self.strict_enumeration_warning, args, kwargs)

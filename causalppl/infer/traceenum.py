@@ -455,6 +455,7 @@ class TraceEnum_ELBO(ELBO):
                     "enumeration)"
                 )
             if upstream:
+                cost = _masked_where_impossible(cost, upstream)
                 value = contract(upstream + [cost], keep=(), semiring=PROB)
             else:
                 value = cost.table.sum()
@@ -491,6 +492,21 @@ class TraceEnum_ELBO(ELBO):
             guide_trace = trace(guide).get_trace(*args, **kwargs)
         return infer_discrete(replay(model, trace=guide_trace), first_available_dim=-nesting - 1,
                               temperature=1)(*args, **kwargs)
+
+
+def _masked_where_impossible(cost, weights):
+    """``cost`` with 0 wherever an enumerated guide weight over a subset of its variables is 0.
+
+    Such a value has probability 0, so its cost (often ``-log 0 = inf``)
+    must contribute nothing rather than ``0 * inf = nan``.
+    """
+    table = cost.table
+    for weight in weights:
+        variables = set(weight.variables)
+        if variables <= set(cost.variables):
+            table = torch.where(align(weight, cost.variables) == 0, torch.zeros((), dtype=table.dtype,
+                                                                                 device=table.device), table)
+    return cost if table is cost.table else Factor(table, cost.variables)
 
 
 class JitTraceEnum_ELBO(TraceEnum_ELBO):

@@ -57,8 +57,9 @@ def vindex(tensor, args):
 
     ``args`` is a tuple of ``...`` (only first: ``tensor`` has batch dims on
     the left), ``:`` (keep the dim), ints and integer tensors, one per event
-    dim of ``tensor``. The result has shape ``broadcast(batch dims, index
-    shapes) + (sizes of the kept dims)``.
+    dim of ``tensor`` (without ``...``, missing trailing ones are ``:``).
+    The result has shape ``broadcast(batch dims, index shapes) + (sizes of
+    the kept dims)``.
     """
     args = args if isinstance(args, tuple) else (args,)
     if not any(isinstance(arg, torch.Tensor) and arg.dim() for arg in args):
@@ -74,11 +75,8 @@ def vindex(tensor, args):
             raise ValueError(f"Vindex: index tensors must hold integers, got dtype {arg.dtype}")
     if len(event_args) > tensor.dim():
         raise ValueError(f"Vindex: {len(event_args)} indices for a tensor of {tensor.dim()} dims")
-    if not batched and len(event_args) != tensor.dim():
-        raise ValueError(
-            f"Vindex: {len(event_args)} indices for a tensor of {tensor.dim()} dims; "
-            "start with '...' to index its rightmost dims"
-        )
+    if not batched:  # as in plain indexing, dims left unindexed on the right are kept whole
+        event_args = tuple(event_args) + (slice(None),) * (tensor.dim() - len(event_args))
     batch_dims = tensor.dim() - len(event_args)
     index_shapes = [arg.shape for arg in event_args if isinstance(arg, torch.Tensor)]
     batch_shape = torch.broadcast_shapes(tensor.shape[:batch_dims], *index_shapes)

@@ -1,5 +1,5 @@
-"""Distributions used by tests: :mod:`.fakes` (non-reparameterised stand-ins)."""
+"""Distributions used by tests: :mod:`.fakes` (non-reparameterised stand-ins), :mod:`.rejection_gamma`."""
 
-from causalppl.distributions.testing import fakes
+from causalppl.distributions.testing import fakes, rejection_gamma
 
-__all__ = ["fakes"]
+__all__ = ["fakes", "rejection_gamma"]
