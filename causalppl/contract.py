@@ -410,7 +410,8 @@ def sum_product_tree(factors, sum_vars, plates, semiring=LOG, scales=None, names
                     return ", ".join(sorted(str(names.get(v, v)) for v in variables))
                 where = "; ".join(f"{names.get(v, v)} is in plates [{shown(var_to_ordinal[v])}]" for v in remaining)
                 raise IntractableError(
-                    f"cannot sum out the variables in plates [{shown(leaf)}]: {where}, so they would have to be "
+                    f"Expected tree-structured plate nesting: cannot sum out the variables in plates "
+                    f"[{shown(leaf)}]: {where}, so they would have to be "
                     "summed jointly over every copy of those plates; restructure the model (a variable "
                     "outside a plate should not depend on one inside it) or enumerate fewer sites"
                 )

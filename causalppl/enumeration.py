@@ -81,7 +81,13 @@ _ENUM_ALLOCATOR = _EnumAllocator()
 
 def enumerate_site(msg):
     """The support of a site's distribution as a tensor ``(K, 1, ..., 1, *event_shape)``; a ``ValueError``
-    naming the site when the distribution has no finite support to enumerate."""
+    naming the site when the distribution has no finite support to enumerate.
+
+    A site with ``infer["num_samples"] = K`` gets ``K`` draws instead (any
+    distribution): see :func:`sample_site`.
+    """
+    if msg["infer"].get("num_samples") is not None:
+        return sample_site(msg)
     fn = msg["fn"]
     name = msg["name"]
     if not getattr(fn, "has_enumerate_support", False):
@@ -94,6 +100,65 @@ def enumerate_site(msg):
         return fn.enumerate_support(expand=False)
     except NotImplementedError as err:
         raise ValueError(f"sample site '{name}': {type(fn).__name__} cannot enumerate its support ({err})") from err
+
+
+def _draw(fn, sample_shape):
+    return fn.rsample(sample_shape) if fn.has_rsample else fn.sample(sample_shape)
+
+
+def sample_site(msg):
+    """``K = infer["num_samples"]`` draws of a site for Tensor Monte Carlo: ``(K, *batch, *event)``.
+
+    With ``infer["expand"]`` each draw has the distribution's whole batch
+    shape. Otherwise only the site's plate dims keep their size, and each
+    dim that comes from an upstream enumerated or sampled site is collapsed:
+    draw ``k`` uses that site's value ``k`` (``infer["tmc"] = "diagonal"``,
+    the default) or a value chosen uniformly at random (``"mixture"``), so
+    the site gets its own dim of ``K`` values (Aitchison 2018).
+    """
+    fn, infer, name = msg["fn"], msg["infer"], msg["name"]
+    num_samples = int(infer["num_samples"])
+    if num_samples < 1:
+        raise ValueError(f"sample site '{name}': infer['num_samples'] must be a positive integer, got {num_samples}")
+    strategy = infer.get("tmc", "diagonal")
+    if strategy not in ("diagonal", "mixture"):
+        raise ValueError(f"sample site '{name}': {strategy!r} is not a TMC strategy; use 'diagonal' or 'mixture'")
+    draws = _draw(fn, torch.Size([num_samples]))
+    if infer.get("expand", False):
+        return draws
+    batch_shape = fn.batch_shape
+    target = [1] * len(batch_shape)
+    for frame in msg["cond_indep_stack"]:
+        if frame.dim is not None and -frame.dim <= len(batch_shape):
+            target[frame.dim] = batch_shape[frame.dim]
+    collapsed = [axis for axis, size in enumerate(batch_shape) if size > 1 and target[axis] == 1]
+    if not collapsed:
+        return draws
+    # Index every batch axis by a tensor shaped (K, *target): plate axes by their positions, collapsed axes by
+    # the upstream value each draw uses (in every copy of the plates independently, for "mixture").
+    device = draws.device
+    shape = (num_samples,) + tuple(target)
+    index = [torch.arange(num_samples, device=device).reshape((-1,) + (1,) * len(target))]
+    for axis, size in enumerate(batch_shape):
+        if axis in collapsed:
+            if strategy == "diagonal":
+                if size != num_samples:
+                    raise ValueError(
+                        f"sample site '{name}': the diagonal TMC strategy pairs draw k with upstream value k, but "
+                        f"an upstream dim has {size} values and the site {num_samples} draws; use tmc='mixture'"
+                    )
+                chosen = torch.arange(size, device=device).reshape((-1,) + (1,) * len(target))
+            else:
+                chosen = torch.randint(size, shape, device=device)
+        elif size > 1:
+            chosen = torch.arange(size, device=device).reshape((size,) + (1,) * (len(target) - 1 - axis))
+        else:
+            chosen = torch.zeros((), dtype=torch.long, device=device)
+        index.append(chosen)
+    index += [slice(None)] * len(fn.event_shape)
+    from causalppl.ops.indexing import Vindex
+
+    return Vindex(draws)[tuple(index)].reshape(shape + tuple(fn.event_shape))
 
 
 def _is_enumerable_site(msg):
@@ -148,18 +213,37 @@ class EnumMessenger(Messenger):
         batch_shape = fn.batch_shape
         if len(batch_shape) >= -target_dim and batch_shape[target_dim] != 1:
             raise ValueError(
-                f"sample site '{msg['name']}': enumeration dim {target_dim} is already used by its distribution's "
-                f"batch shape {tuple(batch_shape)} (a markov context shorter than the model's dependencies?)"
+                f"sample site '{msg['name']}': Enumeration dim conflict (invalid log_prob shape): dim {target_dim} "
+                f"is already used by its distribution's batch shape {tuple(batch_shape)} (batch dims that no "
+                "plate declares, or a markov context shorter than the model's dependencies?)"
             )
         event_shape = tuple(fn.event_shape)
-        value = value.reshape((value.shape[0],) + (1,) * (-1 - target_dim) + event_shape)
-        if msg["infer"].get("expand", False):
+        if msg["infer"].get("num_samples") is not None:
+            value = self._place_draws(msg, value, target_dim)
+        else:
+            value = value.reshape((value.shape[0],) + (1,) * (-1 - target_dim) + event_shape)
+        if msg["infer"].get("expand", False) and msg["infer"].get("num_samples") is None:
             value = value.expand(torch.broadcast_shapes(value.shape, tuple(batch_shape) + event_shape))
         value_dims = {target_dim: id_}
         msg["infer"]["_enumerate_dim"] = target_dim
         msg["infer"]["_enumerate_id"] = id_
         msg["infer"]["_dim_to_id"] = value_dims
         msg["value"] = value
+
+    @staticmethod
+    def _place_draws(msg, value, target_dim):
+        """Put the draws' dim at ``target_dim``: ``(K, *batch, *event)`` with the batch right-aligned."""
+        event_dim = len(msg["fn"].event_shape)
+        batch = value.shape[1:value.dim() - event_dim]
+        room = -1 - target_dim  # dims between the draws' dim and the event dims
+        if len(batch) > room:
+            extra = batch[:len(batch) - room]
+            if any(size != 1 for size in extra):
+                raise ValueError(f"sample site '{msg['name']}': its draws of shape {tuple(value.shape)} vary along "
+                                 f"dims left of enumeration dim {target_dim}")
+            batch = batch[len(batch) - room:]
+        return value.reshape((value.shape[0],) + (1,) * (room - len(batch)) + tuple(batch)
+                             + tuple(value.shape[value.dim() - event_dim:]))
 
     def _check_plates(self, msg):
         first = self._first
@@ -287,15 +371,19 @@ def markov(fn=None, history=1, keep=False, dim=None, name=None):
 # -- configuring sites ----------------------------------------------------------------------------
 
 
-def _config_fn(default, expand, msg):
+def _config_fn(default, expand, num_samples, tmc, msg):
     if msg["type"] != "sample" or msg["is_observed"] or msg["infer"].get("_deterministic"):
         return {}
+    infer = msg["infer"]
+    if num_samples is not None:  # Monte Carlo draws: any distribution
+        return {"enumerate": infer.get("enumerate", default), "num_samples": infer.get("num_samples", num_samples),
+                "expand": infer.get("expand", expand), "tmc": infer.get("tmc", tmc)}
     if not getattr(msg["fn"], "has_enumerate_support", False):
         return {}
-    return {"enumerate": msg["infer"].get("enumerate", default), "expand": msg["infer"].get("expand", expand)}
+    return {"enumerate": infer.get("enumerate", default), "expand": infer.get("expand", expand)}
 
 
-def config_enumerate(guide=None, default="parallel", expand=False, num_samples=None, tmc=None):
+def config_enumerate(guide=None, default="parallel", expand=False, num_samples=None, tmc="diagonal"):
     """Mark every discrete sample site of ``guide`` (a model or a guide) for enumeration.
 
     Sites whose distribution has a finite support (``has_enumerate_support``:
@@ -304,7 +392,10 @@ def config_enumerate(guide=None, default="parallel", expand=False, num_samples=N
     ``default`` is ``"parallel"`` (a batch dim per site, summed out by
     :class:`~causalppl.infer.TraceEnum_ELBO`) or ``"sequential"`` (the guide is
     rerun once per value; guide sites only), or None. Usable as a decorator,
-    with or without arguments.
+    with or without arguments. With ``num_samples=K`` every latent site
+    (continuous ones too) is marked for ``K`` parallel draws instead, as
+    :class:`~causalppl.infer.TraceTMC_ELBO` uses them; ``tmc`` says how a
+    draw picks its upstream values (see :func:`sample_site`).
 
     >>> import causalppl as cp
     >>> @cp.infer.config_enumerate(default="sequential")
@@ -319,14 +410,16 @@ def config_enumerate(guide=None, default="parallel", expand=False, num_samples=N
         raise ValueError(f"config_enumerate: default must be 'sequential', 'parallel' or None, got {default!r}")
     if expand not in (True, False):
         raise ValueError(f"config_enumerate: expand must be True or False, got {expand!r}")
-    if num_samples is not None:
-        raise NotImplementedError("config_enumerate: num_samples (local Monte Carlo sampling, Tensor Monte "
-                                  "Carlo) is not implemented; enumerate exhaustively")
+    if num_samples is not None and (int(num_samples) != num_samples or num_samples < 1):
+        raise ValueError(f"config_enumerate: num_samples must be a positive integer or None, got {num_samples!r}")
+    if tmc not in ("diagonal", "mixture", None):
+        raise ValueError(f"config_enumerate: tmc must be 'diagonal' or 'mixture', got {tmc!r}")
     if guide is None:
-        return lambda fn: config_enumerate(fn, default=default, expand=expand)
+        return lambda fn: config_enumerate(fn, default=default, expand=expand, num_samples=num_samples, tmc=tmc)
     from causalppl.handlers import infer_config
 
-    return infer_config(guide, config_fn=lambda msg: _config_fn(default, expand, msg))
+    return infer_config(guide, config_fn=lambda msg: _config_fn(default, expand, num_samples, tmc, msg))
 
 
-__all__ = ["EnumMessenger", "MarkovMessenger", "config_enumerate", "enum", "enumerate_site", "markov"]
+__all__ = ["EnumMessenger", "MarkovMessenger", "config_enumerate", "enum", "enumerate_site", "markov",
+           "sample_site"]

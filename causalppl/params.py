@@ -78,12 +78,14 @@ class ParamStore:
             init = torch.as_tensor(init, dtype=torch.get_default_dtype())
         if not isinstance(constraint, constraints.Constraint):
             raise TypeError(f"param '{name}': constraint must be a torch Constraint, got {constraint!r}")
-        if not bool(constraint.check(init.detach()).all()):
-            raise ValueError(f"param '{name}': init value {init} does not satisfy constraint {constraint}")
         if isinstance(init, torch.nn.Parameter) and constraint is constraints.real:
             leaf = init  # an nn.Module's own parameter: share it, don't copy it
         else:
             leaf = transform_to(constraint).inv(init.detach()).clone().requires_grad_(True)
+            # As in Pyro, an init outside the constraint is mapped into it through the transform (an unnormalised
+            # simplex row, say); only one the transform cannot invert is an error.
+            if not bool(constraint.check(init.detach()).all()) and not bool(torch.isfinite(leaf).all()):
+                raise ValueError(f"param '{name}': init value {init} does not satisfy constraint {constraint}")
         self._store(name, leaf, constraint)
 
     def _store(self, name, leaf, constraint):

@@ -176,6 +176,22 @@ class CondIndepStackFrame(NamedTuple):
     def full_size(self):
         return self.size
 
+    def _key(self):
+        # A size given as a 0-dim tensor (traced code) is the same frame as that int.
+        name, dim, size, subsample_size, counter = self
+        if isinstance(size, torch.Tensor) or isinstance(subsample_size, torch.Tensor):
+            return name, dim, int(size), int(subsample_size), counter
+        return self[:]
+
+    def __eq__(self, other):
+        return isinstance(other, tuple) and self._key() == (other._key() if hasattr(other, "_key") else other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self._key())
+
 
 def new_message(type, name, fn, value, is_observed=False, infer=None, args=()):
     """The message dict every primitive hands to the stack (also the trace node)."""
@@ -450,7 +466,8 @@ class plate(Messenger):
             while self.dim in taken:
                 self.dim -= 1
         elif self.dim in taken:
-            raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate")
+            raise ValueError(f"plate '{self.name}': dim {self.dim} is already used by an enclosing plate "
+                             f"(plates collide at dim={self.dim})")
         self.indices = self._rows()
         rows = self.size if self.indices is None else len(self.indices)
         self.frame = CondIndepStackFrame(self.name, self.dim, self.size, rows)

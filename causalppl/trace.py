@@ -158,6 +158,8 @@ class Trace:
     def predecessors(self, name):
         return set(self._pred.get(name, ()))
 
+    neighbors = successors  # networkx's name, so nx.descendants(trace, name) works on a dense trace
+
     def _dfs(self, name, visited):
         """Yield ``name`` and every site reachable from it that is not in ``visited``."""
         stack = [name]

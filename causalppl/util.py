@@ -75,3 +75,21 @@ def _has(value, test):
 
 def _warn(what, msg):
     warnings.warn(f"Encountered {what}{': ' + msg if msg else '.'}", UserWarning, stacklevel=4)
+
+
+@contextlib.contextmanager
+def ignore_jit_warnings(filter=None):
+    """Silence ``torch.jit.TracerWarning`` (and the ``(message, category)`` pairs in ``filter``) for a block.
+
+    Usable as ``with ignore_jit_warnings():`` or as a decorator ``@ignore_jit_warnings()``.
+
+    >>> import warnings
+    >>> with ignore_jit_warnings([("ignore me", UserWarning)]):
+    ...     warnings.warn("ignore me")
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        for entry in filter or ():
+            message, category = (entry, Warning) if isinstance(entry, str) else entry
+            warnings.filterwarnings("ignore", message=message, category=category)
+        yield

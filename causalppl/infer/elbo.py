@@ -62,6 +62,10 @@ def _check_match(model_trace, guide_trace, max_plate_nesting=None):
         if extra_plates:
             raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
                              "that subsamples or scales the guide must scale the model too")
+    marked = [name for name in guide_trace.stochastic_nodes if guide_trace.nodes[name]["infer"].get("enumerate")]
+    if marked:
+        warnings.warn(f"guide site(s) {marked} are marked for enumeration, which this ELBO ignores (they are "
+                      "sampled); use TraceEnum_ELBO to sum them out", stacklevel=5)
     for name in guide_trace.stochastic_nodes:
         if guide_trace.nodes[name]["infer"].get("is_auxiliary"):
             continue  # e.g. an autoguide's joint latent: the guide's own business
@@ -131,12 +135,15 @@ def check_site_shape(role, site, max_plate_nesting=None):
     """
     shape = tuple(log_prob_of(site).shape)
     declared = {frame.dim: frame for frame in plate_frames(site)}
-    width = max([len(shape)] + [-dim for dim in declared])
+    deepest = max((-dim for dim in declared), default=0)
+    width = max(len(shape), deepest)
     padded = (1,) * (width - len(shape)) + shape
     for dim in range(-width, 0):
         if max_plate_nesting is not None and -dim > max_plate_nesting:
             continue
         frame = declared.get(dim)
+        if frame is None and -dim < deepest:
+            continue  # a dim between declared plate dims may broadcast (Pyro's rule)
         expected = 1 if frame is None else frame.subsample_size
         if expected == -1 or padded[dim] == expected:
             continue
@@ -386,6 +393,13 @@ class TraceMeanField_ELBO(Trace_ELBO):
     0.5
     """
 
+    def _run(self, model, guide, args, kwargs):
+        checked = self._checked
+        model_trace, guide_trace = super()._run(model, guide, args, kwargs)
+        if not checked and is_validation_enabled():
+            _check_mean_field_order(model_trace, guide_trace)
+        return model_trace, guide_trace
+
     def _particle_loss(self, model_trace, guide_trace, particle_dim):
         return self._loss_from_terms(self._mean_field_terms(model_trace, guide_trace), model_trace,
                                      guide_trace, particle_dim)
@@ -405,6 +419,23 @@ class TraceMeanField_ELBO(Trace_ELBO):
         # (downstream sites still saw its sample); the KL itself is pathwise.
         terms += [ElboTerm(name, "guide", guide_trace.nodes[name], -kl) for name, kl in analytic.items()]
         return terms
+
+
+def _check_mean_field_order(model_trace, guide_trace):
+    """Warn when the latents shared by model and guide are sampled in different orders.
+
+    The analytic KL of a site is taken at the model's distribution given the
+    sampled upstream values, which is exact only if no guide site depends on
+    a site sampled after it in the model; the same order is the simple check.
+    """
+    model_order = [n for n in model_trace.stochastic_nodes if n in guide_trace.nodes]
+    guide_order = [n for n in guide_trace.stochastic_nodes if n in model_trace.nodes]
+    if model_order != guide_order:
+        warnings.warn(
+            "Failed to verify mean field restriction on the guide: the model samples "
+            f"{model_order} and the guide {guide_order}; TraceMeanField_ELBO's analytic KLs assume each guide "
+            "site depends only on sites before it in the model (sample them in the same order)",
+            stacklevel=6)
 
 
 class TraceGraph_ELBO(Trace_ELBO):

@@ -228,4 +228,42 @@ class Importance:
         return {name: value.index_select(0, index.to(value.device)) for name, value in self.samples.items()}
 
 
-__all__ = ["Importance"]
+def vectorized_importance_weights(model, guide, *args, num_samples=1, max_plate_nesting=None, normalized=False,
+                                  **kwargs):
+    """``(log_weights, model_trace, guide_trace)``: ``num_samples`` importance weights ``log p - log q``
+    drawn in one vectorised run (a plate left of the model's ``max_plate_nesting`` plates), as Pyro's.
+
+    ``normalized=True`` makes the weights sum to one (in log space).
+
+    >>> import torch, causalppl as cp
+    >>> model = lambda: cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    >>> guide = lambda: cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    >>> w, _, _ = vectorized_importance_weights(model, guide, num_samples=5, max_plate_nesting=0)
+    >>> w.shape, bool((w.abs() < 1e-6).all())   # q = p: every weight is 1
+    (torch.Size([5]), True)
+    """
+    if max_plate_nesting is None:
+        raise ValueError("vectorized_importance_weights: max_plate_nesting must be given (the number of nested "
+                         "plates in the model), so the samples can go left of them")
+    particle_dim = -max_plate_nesting - 1
+    particles = plate("num_particles_vectorized", num_samples, dim=particle_dim)
+    guide_trace = trace(particles(guide)).get_trace(*args, **kwargs)
+    model_trace = trace(replay(particles(model), trace=guide_trace)).get_trace(*args, **kwargs)
+    log_weights = 0.0
+    for sign, tr in ((1.0, model_trace), (-1.0, guide_trace)):
+        for site in tr.nodes.values():
+            if contributes_log_prob(site) and not (sign < 0 and site["is_observed"]):
+                log_weights = log_weights + sign * _per_particle(log_prob_of(site), particle_dim if num_samples > 1
+                                                                 else None)
+    log_weights = torch.as_tensor(log_weights)
+    if num_samples > 1:
+        log_weights = log_weights.reshape(-1).expand(num_samples) if log_weights.numel() == 1 else \
+            log_weights.reshape(num_samples)
+    if normalized:
+        log_weights = log_weights - torch.logsumexp(log_weights, -1)
+    return log_weights, model_trace, guide_trace
+
+
+from causalppl.infer.psis import psis_diagnostic  # noqa: E402  (Pyro keeps it here)
+
+__all__ = ["Importance", "psis_diagnostic", "vectorized_importance_weights"]

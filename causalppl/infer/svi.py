@@ -60,7 +60,7 @@ class SVI:
                 value = self.loss(self.model, self.guide, *args, **kwargs)
                 if isinstance(value, torch.Tensor) and value.requires_grad:  # no params: nothing to learn
                     value.backward()
-            loss, sites = float(value), capture.trace.nodes
+            loss, sites = float(value.detach() if isinstance(value, torch.Tensor) else value), capture.trace.nodes
         # Params read as constants (a frozen param_scope) have no leaf to update.
         return loss, [site["value"].unconstrained() for site in sites.values()
                       if hasattr(site["value"], "unconstrained")]

@@ -48,6 +48,7 @@ from causalppl.contract import LOG, PROB, Factor, align, contract, sum_product, 
 from causalppl.enumeration import EnumMessenger, enumerate_site
 from causalppl.handlers import block, replay, trace
 from causalppl.infer.elbo import ELBO, _check_shapes_agree, check_site_shape
+from causalppl.infer.enum_requirements import check_traceenum_requirements
 from causalppl.infer.predictive import max_plate_nesting as _plate_nesting_of
 from causalppl.runtime import Messenger, is_validation_enabled, plate
 from causalppl.trace import contributes_log_prob, log_prob_of
@@ -183,6 +184,7 @@ def _common_scale(pool, scales):
     if values and any(not math.isclose(v, values[0], rel_tol=1e-6) for v in values):
         shown = ", ".join(f"'{name}': {scale:g}" for name, scale in found.items())
         raise ValueError(
+            "Expected all enumerated sample sites to share a common poutine.scale: "
             "the model sites that depend on enumerated sites must share one scale beyond their plates' "
             f"subsampling, but they have {shown}; apply cp.handlers.scale to all of them or none"
         )
@@ -332,6 +334,7 @@ class TraceEnum_ELBO(ELBO):
                 for site in tr.nodes.values():
                     if contributes_log_prob(site):
                         check_site_shape(role, site, self._nesting)
+            check_traceenum_requirements(model_trace, guide_trace)
             extra_plates = guide_trace.plate_names - model_trace.plate_names
             if extra_plates:
                 raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
@@ -452,6 +455,7 @@ class TraceEnum_ELBO(ELBO):
                     "enumeration)"
                 )
             if upstream:
+                cost = _masked_where_impossible(cost, upstream)
                 value = contract(upstream + [cost], keep=(), semiring=PROB)
             else:
                 value = cost.table.sum()
@@ -488,6 +492,21 @@ class TraceEnum_ELBO(ELBO):
             guide_trace = trace(guide).get_trace(*args, **kwargs)
         return infer_discrete(replay(model, trace=guide_trace), first_available_dim=-nesting - 1,
                               temperature=1)(*args, **kwargs)
+
+
+def _masked_where_impossible(cost, weights):
+    """``cost`` with 0 wherever an enumerated guide weight over a subset of its variables is 0.
+
+    Such a value has probability 0, so its cost (often ``-log 0 = inf``)
+    must contribute nothing rather than ``0 * inf = nan``.
+    """
+    table = cost.table
+    for weight in weights:
+        variables = set(weight.variables)
+        if variables <= set(cost.variables):
+            table = torch.where(align(weight, cost.variables) == 0, torch.zeros((), dtype=table.dtype,
+                                                                                 device=table.device), table)
+    return cost if table is cost.table else Factor(table, cost.variables)
 
 
 class JitTraceEnum_ELBO(TraceEnum_ELBO):
