@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -79,7 +78,7 @@ class PredictiveRun:
     vectorised :class:`Trace`, or a list of traces, one per sample, for a sequential pass)."""
 
     samples: dict
-    trace: Union[Trace, list]
+    trace: Trace | list
 
 
 def _reference_trace(model, given, args, kwargs):

@@ -21,7 +21,6 @@ Metropolis-Hastings, one accept/reject per draw and call.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Union
 
 import torch
 
@@ -72,7 +71,7 @@ class WeighedPredictiveResults(LogWeightsMixin, CloneMixin):
     """What :class:`WeighedPredictive` returns: ``samples`` and, per draw, ``log_weights`` =
     ``model_log_prob - guide_log_prob``."""
 
-    samples: Union[dict, tuple]
+    samples: dict | tuple
     log_weights: torch.Tensor
     guide_log_prob: torch.Tensor
     model_log_prob: torch.Tensor
