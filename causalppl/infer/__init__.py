@@ -5,6 +5,7 @@ import sys as _sys
 
 from causalppl.enumeration import config_enumerate
 from causalppl.infer import autoguide, autoguide_utils, diagnostics, initialization, inspect, mcmc, reparam
+from causalppl.infer.csis import CSIS
 from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.importance import Importance
@@ -12,6 +13,7 @@ from causalppl.infer.jit import JitTrace_ELBO, JitTraceGraph_ELBO, JitTraceMeanF
 from causalppl.infer.marginal import EmpiricalMarginal
 from causalppl.infer.mcmc import HMC, MCMC, NUTS
 from causalppl.infer.predictive import Predictive
+from causalppl.infer.renyi_elbo import RenyiELBO
 from causalppl.infer.svgd import SVGD, IMQSteinKernel, RBFSteinKernel
 from causalppl.infer.svi import SVI
 from causalppl.infer.traceenum import JitTraceEnum_ELBO, TraceEnum_ELBO
@@ -30,4 +32,5 @@ __all__ = [
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
     "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
     "MHResampler", "WeighedPredictive", "SVGD", "IMQSteinKernel", "RBFSteinKernel",
+    "RenyiELBO", "CSIS",
 ]
