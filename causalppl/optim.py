@@ -75,6 +75,10 @@ class PyroOptim:
         if not params:
             return  # nothing to learn this step (e.g. a fully observed model without params)
         self._add(params)
+        for p in params:
+            # torch's fused CPU update reads a non-contiguous grad as if it were contiguous (a wrong step).
+            if p.grad is not None and not p.grad.is_contiguous():
+                p.grad = p.grad.contiguous()
         if self.clip_args:
             torch.nn.utils.clip_grad_norm_(params, **self.clip_args)
         _step(self.optimizer)

@@ -162,3 +162,19 @@ def test_clipped_adam_decays_before_each_step_like_pyro():
     w.grad = torch.ones(1)
     cp.optim.ClippedAdam({"lr": 0.1, "lrd": 0.5})([w])
     assert w.item() == pytest.approx(-0.05, abs=1e-6)
+
+
+def test_a_non_contiguous_grad_gets_the_same_step_as_a_contiguous_one():
+    # torch's fused CPU Adam reads a transposed grad in memory order: the optimiser must hand it a contiguous one.
+    grad = torch.arange(6.0).reshape(3, 2).t()  # (2, 3), not contiguous
+    steps = []
+    for g in (grad, grad.contiguous()):
+        w = torch.zeros(2, 3, requires_grad=True)
+        opt = cp.optim.Adam({"lr": 0.1})
+        for _ in range(2):
+            w.grad = g.clone() if g.is_contiguous() else g
+            opt([w])
+        steps.append(w.detach().clone())
+    assert torch.equal(steps[0], steps[1])
+    # Adam's first steps move each entry by lr * sign(grad): zero grads stay put.
+    assert steps[0][0, 0] == 0 and torch.all(steps[0].flatten()[1:] < 0)

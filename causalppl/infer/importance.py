@@ -71,6 +71,7 @@ class Importance:
         self.vectorize = vectorize
         self.log_weights = None
         self.samples = {}
+        self.exec_traces = []
 
     # -- running -------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class Importance:
             self._traces(self.model, self.guide, args, kwargs) for _ in range(self.num_samples - 1)
         ]
         self.log_weights = torch.stack([self._log_weight(m, g) for m, g in runs])
+        self.exec_traces = [m for m, _ in runs]  # Pyro's name: the model trace of each draw
         self.samples = {
             name: torch.stack([m.nodes[name]["value"] for m, _ in runs])
             for name in _recorded_sites(reference[0])
