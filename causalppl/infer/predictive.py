@@ -62,7 +62,7 @@ def _sample_sites(tr):
     ]
 
 
-class Predictive:
+class Predictive(torch.nn.Module):
     """Draw ``num_samples`` joint samples of a model's sites.
 
     - ``guide`` given: each sample runs the guide and replays its latent
@@ -76,6 +76,8 @@ class Predictive:
     samples in one vectorised run (an outer plate); the model must then be
     batch-safe (plates for its batch dims, no reductions across them).
     The result is a dict name -> tensor with a leading ``num_samples`` dim.
+    As in Pyro it is an ``nn.Module`` (holding the model and guide), and
+    :meth:`call` gives the values as a tuple for ``torch.jit.trace_module``.
 
     >>> import torch, causalppl as cp
     >>> def model():
@@ -90,6 +92,7 @@ class Predictive:
 
     def __init__(self, model, guide=None, posterior_samples=None, num_samples=None,
                  return_sites=None, parallel=False):
+        super().__init__()
         if not callable(model):
             raise TypeError(f"Predictive: model must be callable, got {model!r}")
         posterior_samples = dict(posterior_samples or {})
@@ -158,7 +161,11 @@ class Predictive:
             return known
         return [name for name in known if name not in self.posterior_samples]
 
-    def __call__(self, *args, **kwargs):
+    def call(self, *args, **kwargs):
+        """The draws as a tuple, sorted by site name (what ``torch.jit.trace_module`` can trace)."""
+        return tuple(value for _, value in sorted(self(*args, **kwargs).items()))
+
+    def forward(self, *args, **kwargs):
         """Run the draws; return a dict name -> tensor of shape ``(num_samples, ...)``."""
         with torch.no_grad():
             reference, _ = self._one_run(0, args, kwargs, self.posterior_samples)
