@@ -15,6 +15,8 @@ parameters seen for the first time join the one underlying torch optimiser
 from __future__ import annotations
 
 import math
+import sys
+import types
 
 import torch
 import torch.optim.optimizer as _optimizer_module
@@ -39,6 +41,24 @@ class PyroOptim:
         self.optimizer = None
         self._known = set()
         self._last = []  # the parameters of the last call, all known
+        self._pending = {}  # per-param state loaded before the params were seen (Pyro's lazy load)
+
+    @property
+    def pt_optim_constructor(self):
+        """The ``torch.optim.Optimizer`` class (Pyro's name)."""
+        return self.optim_constructor
+
+    @property
+    def pt_optim_args(self):
+        return self.optim_args
+
+    @property
+    def optim_objs(self):
+        """Pyro's ``param -> torch optimiser`` map: here every param maps to the one shared optimiser."""
+        return {param: self._torch_object() for param in self._known}
+
+    def _torch_object(self):
+        return self.optimizer
 
     def _args_for(self, param):
         if isinstance(self.optim_args, dict):
@@ -47,6 +67,9 @@ class PyroOptim:
 
         store = get_param_store()
         name = next((n for n, leaf in store.named_parameters() if leaf is param), None)
+        if _num_args(self.optim_args) == 2:  # Pyro's older form: (module_name, param_name)
+            module, sep, rest = (name or "").partition("$$$")
+            return self.optim_args(module if sep else None, rest if sep else name)
         return self.optim_args(name)
 
     def _add(self, params):
@@ -68,6 +91,13 @@ class PyroOptim:
         else:
             for group in groups:
                 self.optimizer.add_param_group(group)
+        if self._pending:
+            names = _store_names()
+            for p in new:
+                saved = self._pending.pop(names.get(id(p)), None)
+                if saved and saved.get("state"):
+                    self.optimizer.state[p] = {k: v.clone() if torch.is_tensor(v) else v
+                                               for k, v in next(iter(saved["state"].values())).items()}
 
     def __call__(self, params):
         """Take one step on ``params`` (an iterable of leaf tensors with gradients)."""
@@ -80,7 +110,7 @@ class PyroOptim:
             if p.grad is not None and not p.grad.is_contiguous():
                 p.grad = p.grad.contiguous()
         if self.clip_args:
-            torch.nn.utils.clip_grad_norm_(params, **self.clip_args)
+            _clip(params, self.clip_args)
         _step(self.optimizer)
 
     def zero_grad(self):
@@ -88,12 +118,74 @@ class PyroOptim:
             self.optimizer.zero_grad(set_to_none=True)
 
     def get_state(self):
-        return {} if self.optimizer is None else self.optimizer.state_dict()
+        """The torch optimiser's ``state_dict()``, plus Pyro's view: each param-store name -> the state
+        dict of that param alone (``{"state": {0: ...}, "param_groups": [...]}``)."""
+        if self.optimizer is None:
+            return {}
+        full = self.optimizer.state_dict()
+        state = dict(full)
+        names = _store_names()
+        for group, saved_group in zip(self.optimizer.param_groups, full["param_groups"], strict=True):
+            for p, i in zip(group["params"], saved_group["params"], strict=True):
+                name = names.get(id(p))
+                if name is not None and name not in ("state", "param_groups"):
+                    one = {k: v for k, v in saved_group.items() if k != "params"}
+                    one["params"] = [0]
+                    state[name] = {"state": {0: full["state"][i]} if i in full["state"] else {},
+                                   "param_groups": [one]}
+        return state
 
     def set_state(self, state):
+        """Load :meth:`get_state`'s result; per-param entries for params not seen yet wait for them."""
+        per_param = {k: v for k, v in state.items() if k not in ("state", "param_groups")}
+        if "param_groups" not in state:
+            self._pending.update(per_param)
+            if self.optimizer is not None:
+                names = {name: p for p in self._known if (name := _store_names().get(id(p))) is not None}
+                for name in list(self._pending):
+                    p = names.get(name)
+                    saved = self._pending.pop(name) if p is not None else None
+                    if saved and saved.get("state"):
+                        self.optimizer.state[p] = dict(next(iter(saved["state"].values())))
+            return
         if self.optimizer is None:
             raise RuntimeError("the optimizer has no parameters yet; take one step before set_state")
-        self.optimizer.load_state_dict(state)
+        self.optimizer.load_state_dict({"state": state["state"], "param_groups": state["param_groups"]})
+
+    def save(self, filename):
+        """Write :meth:`get_state` to ``filename`` (``torch.save``)."""
+        torch.save(self.get_state(), filename)
+
+    def load(self, filename, map_location=None):
+        """Read a state written by :meth:`save` (per-param entries apply when their params join)."""
+        state = torch.load(filename, map_location=map_location, weights_only=False)
+        self.set_state({k: v for k, v in state.items() if k not in ("state", "param_groups")})
+
+
+def _num_args(fn):
+    import inspect
+
+    try:
+        return len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _store_names():
+    from causalppl.params import get_param_store
+
+    return {id(leaf): name for name, leaf in get_param_store().named_parameters()}
+
+
+def _clip(params, clip_args):
+    """Pyro's ``clip_args``: ``clip_norm`` (total gradient norm) and/or ``clip_value`` (each entry)."""
+    args = dict(clip_args)
+    if "clip_norm" in args:
+        torch.nn.utils.clip_grad_norm_(params, args.pop("clip_norm"))
+    if "clip_value" in args:
+        torch.nn.utils.clip_grad_value_(params, args.pop("clip_value"))
+    if args:
+        torch.nn.utils.clip_grad_norm_(params, **args)
 
 
 def _step(optimizer):
@@ -239,8 +331,8 @@ class _ClippedAdamOptimizer(torch.optim.Optimizer):
             raise ValueError(f"ClippedAdam: lr must be positive, got {lr}")
         if clip_norm <= 0:
             raise ValueError(f"ClippedAdam: clip_norm must be positive, got {clip_norm}")
-        if not 0 < lrd <= 1:
-            raise ValueError(f"ClippedAdam: lrd (lr decay per step) must be in (0, 1], got {lrd}")
+        if not lrd > 0:
+            raise ValueError(f"ClippedAdam: lrd (lr factor per step) must be positive, got {lrd}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         clip_norm=clip_norm, lrd=lrd)
         super().__init__(params, defaults)
@@ -310,6 +402,30 @@ def ClippedAdam(optim_args=None, clip_args=None):
     (1.0, -0.1)
     """
     return PyroOptim(_ClippedAdamOptimizer, optim_args, clip_args)
+
+
+# ``causalppl.optim.clipped_adam.ClippedAdam`` is the torch optimiser itself, as in Pyro.
+clipped_adam = types.ModuleType("causalppl.optim.clipped_adam", "The ClippedAdam torch optimiser.")
+_ClippedAdamOptimizer.__name__ = _ClippedAdamOptimizer.__qualname__ = "ClippedAdam"
+_ClippedAdamOptimizer.__module__ = clipped_adam.__name__
+clipped_adam.ClippedAdam = _ClippedAdamOptimizer
+sys.modules[clipped_adam.__name__] = clipped_adam
+
+
+def DCTAdam(optim_args=None, clip_args=None):
+    """Adam with a frequency-domain view of time-series params (see :mod:`causalppl.optim_dct_adam`).
+
+    ``optim_args`` as :func:`ClippedAdam`'s, plus ``subsample_aware`` (False).
+
+    >>> import torch, causalppl as cp
+    >>> opt = cp.optim.DCTAdam({"lr": 0.1})
+    >>> w = torch.tensor([0.0, 0.0], requires_grad=True)
+    >>> w.sum().backward(); opt([w]); [round(v, 2) for v in w.tolist()]
+    [-0.1, -0.1]
+    """
+    from causalppl.optim_dct_adam import DCTAdam as _DCTAdam
+
+    return PyroOptim(_DCTAdam, optim_args, clip_args)
 
 
 # ---------------------------------------------------------------------------
@@ -386,6 +502,14 @@ class PyroLRScheduler(PyroOptim):
                 if isinstance(values, list) and values:
                     values.append(values[0])
 
+    @property
+    def pt_scheduler_constructor(self):
+        """The ``torch.optim.lr_scheduler`` class (Pyro's name)."""
+        return self.scheduler_constructor
+
+    def _torch_object(self):
+        return self.scheduler
+
     def step(self, *args, **kwargs):
         """Advance the schedule (``ReduceLROnPlateau``: pass the loss)."""
         if self.scheduler is not None:
@@ -433,3 +557,7 @@ MultiStepLR = _scheduler(_lr.MultiStepLR, "'milestones': [100, 200], 'gamma': 0.
 CosineAnnealingLR = _scheduler(_lr.CosineAnnealingLR, "'T_max': 1000")
 ReduceLROnPlateau = _scheduler(_lr.ReduceLROnPlateau, "'factor': 0.5, 'patience': 10")
 OneCycleLR = _scheduler(_lr.OneCycleLR, "'max_lr': 0.1, 'total_steps': 1000")
+LambdaLR = _scheduler(_lr.LambdaLR, "'lr_lambda': lambda epoch: 0.99 ** epoch")
+MultiplicativeLR = _scheduler(_lr.MultiplicativeLR, "'lr_lambda': lambda epoch: 0.99")
+CosineAnnealingWarmRestarts = _scheduler(_lr.CosineAnnealingWarmRestarts, "'T_0': 100")
+CyclicLR = _scheduler(_lr.CyclicLR, "'base_lr': 0.01, 'max_lr': 0.1")

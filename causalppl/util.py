@@ -93,3 +93,40 @@ def ignore_jit_warnings(filter=None):
             message, category = (entry, Warning) if isinstance(entry, str) else entry
             warnings.filterwarnings("ignore", message=message, category=category)
         yield
+
+
+def check_model_guide_match(model_trace, guide_trace, max_plate_nesting=float("inf")):
+    """Check that a guide's trace fits its model's: warn about latent sites only one side has, and raise
+    ``ValueError`` naming the site where both have it with different event dims or value shapes.
+
+    >>> import causalppl as cp
+    >>> model = cp.handlers.trace(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0))).get_trace()
+    >>> guide = cp.handlers.trace(lambda: cp.sample("z", cp.dist.Normal(1.0, 1.0))).get_trace()
+    >>> check_model_guide_match(model, guide)
+    """
+    def latent(tr):
+        return {name for name, site in tr.nodes.items()
+                if site["type"] == "sample" and not site["is_observed"] and type(site["fn"]).__name__ != "_Subsample"}
+
+    guide_vars = latent(guide_trace)
+    aux_vars = {name for name in guide_vars if guide_trace.nodes[name]["infer"].get("is_auxiliary")}
+    model_vars = latent(model_trace)
+    enum_vars = {name for name in model_vars - guide_vars
+                 if model_trace.nodes[name]["infer"].get("_enumerate_dim") is not None}
+    if aux_vars & model_vars:
+        warnings.warn(f"Found auxiliary vars in the model: {aux_vars & model_vars}", stacklevel=2)
+    if not guide_vars <= model_vars | aux_vars:
+        warnings.warn("Found non-auxiliary vars in guide but not model, consider marking these "
+                      f"infer={{'is_auxiliary': True}}:\n{guide_vars - aux_vars - model_vars}", stacklevel=2)
+    bad = model_vars - guide_vars - enum_vars
+    if bad:
+        warnings.warn(f"Found vars in model but not guide: {bad}", stacklevel=2)
+    for name in model_vars & guide_vars:
+        model_fn, guide_fn = model_trace.nodes[name]["fn"], guide_trace.nodes[name]["fn"]
+        model_dim, guide_dim = len(model_fn.event_shape), len(guide_fn.event_shape)
+        if model_dim != guide_dim:
+            raise ValueError(f"Model and guide event_dims disagree at site '{name}': {model_dim} vs {guide_dim}")
+        model_shape = model_trace.nodes[name]["value"].shape
+        guide_shape = guide_trace.nodes[name]["value"].shape
+        if model_shape != guide_shape and max_plate_nesting == float("inf"):
+            raise ValueError(f"Model and guide shapes disagree at site '{name}': {model_shape} vs {guide_shape}")

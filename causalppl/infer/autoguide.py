@@ -31,14 +31,16 @@ instead give plates with explicit ``subsample=`` indices.
 from __future__ import annotations
 
 import functools
+import weakref
 from contextlib import ExitStack
 
 import torch
-from torch.distributions import biject_to, constraints
+from torch.distributions import biject_to, constraints, transform_to
 from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
 from causalppl.distributions import Delta, LowRankMultivariateNormal, MultivariateNormal, Normal
-from causalppl.handlers import block, replay, trace
+from causalppl.handlers import block, get_mask, replay, trace
+from causalppl.nn.module import PyroModule
 from causalppl.params import get_param_store, simplify_transform
 from causalppl.runtime import param, plate, sample
 
@@ -211,26 +213,107 @@ def _subsample(value, info, indices):
     return value
 
 
-class AutoGuide:
+def _sum_rightmost(value, dims):
+    return value.reshape(value.shape[: value.dim() - dims] + (-1,)).sum(-1) if dims > 0 else value
+
+
+class AutoGuide(PyroModule):
     """Base class of the automatic guides (see the module docstring).
 
-    Subclasses fill ``self._sites`` in :meth:`_setup_sites` and sample them in
-    :meth:`_sample_sites`. ``self._sites[name]`` holds ``fn`` (the model's
-    distribution), ``transform`` (unconstrained -> support), ``frames`` (the
-    model site's plates), ``event_dim`` (of the unconstrained value), ``shape``
-    (full unconstrained shape) and ``init`` (initial unconstrained value).
+    An autoguide is a :class:`~causalppl.nn.PyroModule` (so a torch
+    ``nn.Module``): ``named_parameters()``, ``state_dict()``, ``.to(device)``
+    and ``torch.save`` see its params, which are also the active param
+    store's entries ``{prefix}.*`` (the store's leaf wins where both have one,
+    as in Pyro). Subclasses fill ``self._sites`` in :meth:`_setup_sites` and
+    sample them in :meth:`_sample_sites`. ``self._sites[name]`` holds ``fn``
+    (the model's distribution), ``transform`` (unconstrained -> support),
+    ``frames`` (the model site's plates), ``event_dim`` (of the unconstrained
+    value), ``shape`` (full unconstrained shape) and ``init`` (initial
+    unconstrained value).
+
+    >>> import causalppl as cp
+    >>> cp.clear_param_store()
+    >>> guide = AutoNormal(lambda: cp.sample("z", cp.dist.Normal(0.0, 1.0)))
+    >>> _ = guide()
+    >>> sorted(name for name, _ in guide.named_parameters())
+    ['locs.z_unconstrained', 'scales.z_unconstrained']
     """
 
-    def __init__(self, model, init_loc_fn=init_to_median, create_plates=None, prefix=None):
+    def __init__(self, model, init_loc_fn=init_to_median, *, create_plates=None, prefix=None):
         if not callable(model):
             raise TypeError(f"{type(self).__name__}: model must be callable, got {model!r}")
-        self.model = model
+        super().__init__(name=type(self).__name__ if prefix is None else prefix)
+        self.master = None
+        self._model = (model,)  # a tuple, so that a PyroModule model is not a submodule of its guide
         self.init_loc_fn = init_loc_fn
         self.create_plates = create_plates
-        self.prefix = type(self).__name__ if prefix is None else prefix
         self.prototype_trace = None
         self._sites = {}
         self._frames = {}
+        self._containers = {}
+
+    @property
+    def model(self):
+        """The model this guide was made for."""
+        return self._model[0]
+
+    @property
+    def prefix(self):
+        """The guide's name: its params are ``{prefix}.*`` in the param store (Pyro's ``_pyro_name``)."""
+        return self._pyro_name
+
+    @prefix.setter
+    def prefix(self, value):
+        self._pyro_name = value
+
+    def __setattr__(self, name, value):
+        if isinstance(value, AutoGuide):
+            # A guide held by a guide (an AutoGuideList's part): all of them answer to the outermost.
+            value._update_master(self.master if self.master is not None else weakref.ref(self))
+        super().__setattr__(name, value)
+
+    def _update_master(self, master_ref):
+        self.master = master_ref
+        for module in self.modules():
+            if module is not self and isinstance(module, AutoGuide):
+                module.master = master_ref
+
+    # -- params: module attributes that are also param-store entries ----------
+
+    def _container(self, path):
+        """The submodule that holds param ``path`` (dotted, as Pyro's ``_deep_setattr``) and its last name."""
+        found = self._containers.get(path)
+        if found is not None:
+            return found
+        module = self
+        *parents, leaf_name = path.split(".")
+        for part in parents:
+            child = module._modules.get(part)
+            if child is None:
+                child = PyroModule()
+                setattr(module, part, child)
+            module = child
+        self._containers[path] = module, leaf_name
+        return module, leaf_name
+
+    def _guide_param(self, path, init, constraint=constraints.real):
+        """The constrained param ``{prefix}.{path}`` (a ``param`` site), kept as attribute ``path`` too."""
+        fullname = f"{self._pyro_name}.{path}"
+        store = get_param_store()
+        module, leaf_name = self._container(path)
+        key = leaf_name + "_unconstrained"
+        leaf = store._leaves.get(fullname)
+        if leaf is None:
+            leaf = module._parameters.get(key)
+            if leaf is None:  # new: made from init, in the unconstrained space of transform_to(constraint)
+                with torch.no_grad():
+                    value = init() if callable(init) else init
+                    leaf = transform_to(constraint).inv(torch.as_tensor(value).detach()).clone().requires_grad_(True)
+            store._store(fullname, leaf, constraint)  # an attribute loaded with the module enters the store
+        if module._parameters.get(key) is not leaf:
+            module._parameters[key] = leaf  # the store's leaf wins (loaded, replaced or packed by a fit)
+            module._pyro_params[leaf_name] = (constraint, None)
+        return param(fullname)
 
     # -- setting up from one run of the model ---------------------------------
 
@@ -246,6 +329,8 @@ class AutoGuide:
                 continue
             support = site["fn"].support
             if support.is_discrete:
+                if self._skip_discrete(name, site):
+                    continue
                 raise ValueError(
                     f"{type(self).__name__}: latent site '{name}' has discrete support {support}; "
                     "autoguides handle continuous latent sites only (write a guide for it, observe it, or "
@@ -285,10 +370,14 @@ class AutoGuide:
         self._check_subsampling()
         self._setup_sites()
 
+    def _skip_discrete(self, name, site):
+        """Whether a discrete latent site is left to another guide (only :class:`AutoDiscreteParallel` guides them)."""
+        return False
+
     def _check_subsampling(self):
         for frame in self._frames.values():
             drawn_by_model = frame.name in self.prototype_trace.nodes  # a replayable "plate" site
-            if frame.subsample_size < frame.size and not drawn_by_model and self.create_plates is None:
+            if frame.subsample_size < frame.size and not drawn_by_model and self._create_plates_fn() is None:
                 raise ValueError(
                     f"{type(self).__name__}: the model subsamples plate '{frame.name}' "
                     f"({frame.subsample_size} of {frame.size} rows) with indices it was given; pass "
@@ -301,10 +390,17 @@ class AutoGuide:
 
     # -- plates ----------------------------------------------------------------
 
+    def _create_plates_fn(self):
+        if self.create_plates is not None:
+            return self.create_plates
+        master = self.master() if self.master is not None else None
+        return None if master is None else master.create_plates  # parts use their list's plates
+
     def _user_plates(self, args, kwargs):
-        if self.create_plates is None:
+        create_plates = self._create_plates_fn()
+        if create_plates is None:
             return {}
-        plates = self.create_plates(*args, **kwargs)
+        plates = create_plates(*args, **kwargs)
         if plates is None:
             return {}
         if isinstance(plates, plate):
@@ -347,12 +443,24 @@ class AutoGuide:
 
     # -- running ---------------------------------------------------------------
 
-    def __call__(self, *args, **kwargs):
+    def forward(self, *args, **kwargs):
         """Sample every latent site; return a dict name -> constrained value."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         indices = self._plate_indices(args, kwargs)
         return self._sample_sites(indices)
+
+    def call(self, *args, **kwargs):
+        """The guide's values as a tuple, sorted by site name (what ``torch.jit.trace_module`` can trace).
+
+        >>> import causalppl as cp
+        >>> cp.clear_param_store()
+        >>> guide = AutoDelta(lambda: cp.sample("z", cp.dist.Normal(2.0, 1.0)), init_loc_fn=init_to_mean)
+        >>> guide.call()
+        (tensor(2., grad_fn=<...>),)
+        """
+        result = self(*args, **kwargs)
+        return tuple(value for _, value in sorted(result.items()))
 
     def _sample_sites(self, indices):
         raise NotImplementedError
@@ -377,6 +485,8 @@ class AutoGuide:
         for name, leaf in get_param_store().named_parameters():
             if name.startswith(self.prefix + "."):
                 leaf.requires_grad_(requires_grad)
+        for leaf in self.parameters():
+            leaf.requires_grad_(requires_grad)
         return self
 
     def _ensure_setup(self, args, kwargs):
@@ -427,9 +537,12 @@ class AutoNormal(AutoGuide):
     """Mean-field guide: each unconstrained latent entry is an independent Normal.
 
     Params ``{prefix}.locs.{site}`` and ``{prefix}.scales.{site}`` (positive),
-    with the full plate sizes; a site's value is
-    ``biject_to(support)(Normal(loc, scale))``, and its log density is that of
-    the constrained value (Jacobian included). As in Pyro, the locs start at
+    with the full plate sizes (module attributes ``guide.locs.{site}`` and
+    ``guide.scales.{site}``). As in Pyro, each site is drawn in two steps: an
+    auxiliary site ``{site}_unconstrained`` from ``Normal(loc, scale)``, then
+    the model's site as a point mass at its image under
+    ``biject_to(support)``, carrying the log-Jacobian, so that the guide's
+    density is that of the constrained value. The locs start at
     :func:`init_to_feasible` (unconstrained zero) unless ``init_loc_fn`` says
     otherwise.
 
@@ -442,9 +555,11 @@ class AutoNormal(AutoGuide):
     >>> svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": 0.01}), cp.infer.Trace_ELBO())
     >>> isinstance(svi.step(), float), bool(guide()["s"] > 0)
     (True, True)
+    >>> [name for name in cp.handlers.trace(guide).get_trace().stochastic_nodes]
+    ['s_unconstrained', 's']
     """
 
-    def __init__(self, model, init_loc_fn=init_to_feasible, init_scale=0.1, create_plates=None, prefix=None):
+    def __init__(self, model, init_loc_fn=init_to_feasible, init_scale=0.1, *, create_plates=None, prefix=None):
         if init_scale <= 0:
             raise ValueError(f"AutoNormal: init_scale must be positive, got {init_scale}")
         super().__init__(model, init_loc_fn=init_loc_fn, create_plates=create_plates, prefix=prefix)
@@ -460,16 +575,19 @@ class AutoNormal(AutoGuide):
 
     def _params(self, name):
         info = self._sites[name]
-        loc = param(f"{self.prefix}.locs.{name}", lambda: info["init"])
-        scale = param(
-            f"{self.prefix}.scales.{name}",
-            lambda: torch.full_like(info["init"], self.init_scale),
-            constraints.positive,
+        loc = self._guide_param(f"locs.{name}", lambda: info["init"])
+        scale = self._guide_param(
+            f"scales.{name}", lambda: torch.full_like(info["init"], self.init_scale), constraints.positive
         )
         return loc, scale
 
+    def _get_loc_and_scale(self, name):
+        """Site ``name``'s unconstrained loc and scale (Pyro's name for it)."""
+        return self._params(name)
+
     def _sample_sites(self, indices):
         values = {}
+        masked = get_mask() is False
         for name, info in self._sites.items():
             loc, scale = self._params(name)
             if info["frames"]:
@@ -477,14 +595,21 @@ class AutoNormal(AutoGuide):
             fn = Normal(loc, scale)  # causalppl's: torch's density with fewer ops per step
             if info["event_dim"]:
                 fn = torch.distributions.Independent(fn, info["event_dim"])
-            if not info["identity"]:
-                fn = torch.distributions.TransformedDistribution(fn, [info["transform"].with_cache()])
-            if not info["frames"]:
-                values[name] = sample(name, fn)
-                continue
             with ExitStack() as stack:
-                self._plates_for(info, indices, stack)
-                values[name] = sample(name, fn)
+                if info["frames"]:
+                    self._plates_for(info, indices, stack)
+                unconstrained = sample(f"{name}_unconstrained", fn, infer={"is_auxiliary": True})
+                if info["identity"]:
+                    value, log_density = unconstrained, 0.0
+                else:
+                    value = info["transform"](unconstrained)
+                    log_density = 0.0
+                    if not masked:
+                        ldj = info["transform"].log_abs_det_jacobian(unconstrained, value)
+                        log_density = -_sum_rightmost(ldj, ldj.dim() - (value.dim() - info["site_event_dim"]))
+                values[name] = sample(
+                    name, Delta(value, log_density=log_density, event_dim=info["site_event_dim"])
+                )
         return values
 
     def _marginals(self):
@@ -495,8 +620,8 @@ class AutoNormal(AutoGuide):
 class AutoDelta(AutoGuide):
     """Point-mass guide: maximising the ELBO with it is MAP estimation.
 
-    One param ``{prefix}.{site}`` per latent site, constrained to the site's
-    support; the site is sampled as ``Delta(value)``.
+    One param ``{prefix}.{site}`` per latent site (attribute ``guide.{site}``),
+    constrained to the site's support; the site is sampled as ``Delta(value)``.
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
@@ -504,6 +629,9 @@ class AutoDelta(AutoGuide):
     >>> guide()["z"].item()
     2.0
     """
+
+    def __init__(self, model, init_loc_fn=init_to_median, *, create_plates=None, prefix=None):
+        super().__init__(model, init_loc_fn=init_loc_fn, create_plates=create_plates, prefix=prefix)
 
     def _setup_sites(self):
         for name in self._sites:
@@ -515,11 +643,7 @@ class AutoDelta(AutoGuide):
 
     def _param(self, name):
         info = self._sites[name]
-        return param(
-            f"{self.prefix}.{name}",
-            lambda: info["transform"](info["init"]).detach(),
-            info["fn"].support,
-        )
+        return self._guide_param(name, lambda: info["transform"](info["init"]).detach(), info["fn"].support)
 
     def _sample_sites(self, indices):
         values = {}
@@ -563,7 +687,7 @@ class AutoContinuous(AutoGuide):
     not supported (the joint couples all rows).
     """
 
-    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, prefix=None):
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, *, prefix=None):
         if init_scale <= 0:
             raise ValueError(f"{type(self).__name__}: init_scale must be positive, got {init_scale}")
         super().__init__(model, init_loc_fn=init_loc_fn, prefix=prefix)
@@ -682,9 +806,9 @@ class AutoMultivariateNormal(AutoContinuous):
     """
 
     def _params(self):
-        loc = param(f"{self.prefix}.loc", self._init_loc)
-        scale_tril = param(
-            f"{self.prefix}.scale_tril",
+        loc = self._guide_param("loc", self._init_loc)
+        scale_tril = self._guide_param(
+            "scale_tril",
             lambda: torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device) * self.init_scale,
             constraints.lower_cholesky,
         )
@@ -724,8 +848,8 @@ class AutoDiagonalNormal(AutoContinuous):
     """
 
     def _params(self):
-        loc = param(f"{self.prefix}.loc", self._init_loc)
-        scale = param(f"{self.prefix}.scale", lambda: torch.full_like(loc, self.init_scale), constraints.positive)
+        loc = self._guide_param("loc", self._init_loc)
+        scale = self._guide_param("scale", lambda: torch.full_like(loc, self.init_scale), constraints.positive)
         return loc, scale
 
     def _loc_scale(self):
@@ -755,7 +879,7 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
     ((4,), (4, 2))
     """
 
-    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, rank=None, prefix=None):
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, rank=None, *, prefix=None):
         if rank is not None and (not isinstance(rank, int) or rank < 1):
             raise ValueError(f"AutoLowRankMultivariateNormal: rank must be a positive int, got {rank!r}")
         super().__init__(model, init_loc_fn=init_loc_fn, init_scale=init_scale, prefix=prefix)
@@ -767,12 +891,12 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
         super()._setup_sites()
 
     def _params(self):
-        loc = param(f"{self.prefix}.loc", self._init_loc)
-        cov_factor = param(
-            f"{self.prefix}.cov_factor",
+        loc = self._guide_param("loc", self._init_loc)
+        cov_factor = self._guide_param(
+            "cov_factor",
             lambda: loc.new_empty(loc.numel(), self.rank).normal_(0.0, self.rank ** -0.5).detach(),
         )
-        scale = param(f"{self.prefix}.scale", lambda: torch.full_like(loc, self.init_scale), constraints.positive)
+        scale = self._guide_param("scale", lambda: torch.full_like(loc, self.init_scale), constraints.positive)
         return loc, cov_factor, scale
 
     def _loc_scale(self):
@@ -807,7 +931,7 @@ class AutoLaplaceApproximation(AutoContinuous):
     """
 
     def _params(self):
-        return (param(f"{self.prefix}.loc", self._init_loc),)
+        return (self._guide_param("loc", self._init_loc),)
 
     def _loc_scale(self):
         return self._params()[0].detach(), None
@@ -858,8 +982,10 @@ class AutoGuideList(AutoGuide):
     Append autoguides (or guide functions) built on blocked copies of the
     model, e.g. ``AutoDelta(cp.handlers.block(model, expose=["scale"]))``;
     calling the list runs every part and returns their values together.
-    Each appended autoguide's params are named ``{prefix}.{i}...`` (``i``
-    its position), as in Pyro, unless it was given its own prefix.
+    As in Pyro (the list is an ``nn.Module`` holding its parts), the part
+    appended ``i``-th is the submodule ``str(i)`` and its params are named
+    ``{prefix}.{i}...``; ``guide.name = part`` adds a part under ``name``.
+    The parts use the list's ``create_plates``.
 
     >>> import torch, causalppl as cp
     >>> cp.clear_param_store()
@@ -875,9 +1001,8 @@ class AutoGuideList(AutoGuide):
     ['AutoGuideList.0.scale', 'AutoGuideList.1.locs.loc', 'AutoGuideList.1.scales.loc']
     """
 
-    def __init__(self, model, create_plates=None, prefix=None):
+    def __init__(self, model, *, create_plates=None, prefix=None):
         super().__init__(model, create_plates=create_plates, prefix=prefix)
-        self.parts = []
 
     def append(self, part):
         """Add a part: an :class:`AutoGuide`, or a guide function (wrapped in :class:`AutoCallable`)."""
@@ -885,22 +1010,19 @@ class AutoGuideList(AutoGuide):
             raise TypeError(f"AutoGuideList.append expects an AutoGuide or a callable guide, got {part!r}")
         if not isinstance(part, AutoGuide):
             part = AutoCallable(self.model, part)
-        if part.prototype_trace is None and part.prefix == type(part).__name__:
-            part.prefix = f"{self.prefix}.{len(self.parts)}"
-        self.parts.append(part)
+        if part.master is not None:
+            raise RuntimeError(f"The module `{part._pyro_name}` is already added.")
+        setattr(self, str(len(self)), part)
 
     add = append
 
-    def __setattr__(self, name, value):
-        # ``guide.custom = AutoNormal(...)``: as in Pyro (an nn.ModuleList), a part set by name.
-        if isinstance(value, AutoGuide) and not name.startswith("_") and "parts" in self.__dict__:
-            if value.prototype_trace is None and value.prefix == type(value).__name__:
-                value.prefix = f"{self.prefix}.{name}"
-            self.parts.append(value)
-        object.__setattr__(self, name, value)
+    @property
+    def parts(self):
+        """The parts, in the order they were added."""
+        return list(self._modules.values())
 
     def __len__(self):
-        return len(self.parts)
+        return len(self._modules)
 
     def __getitem__(self, index):
         return self.parts[index]
@@ -915,9 +1037,9 @@ class AutoGuideList(AutoGuide):
             block(tracer)(*args, **kwargs)
         self.prototype_trace = tracer.trace
 
-    def __call__(self, *args, **kwargs):
+    def forward(self, *args, **kwargs):
         """Run every part; return a dict name -> value of everything they sampled."""
-        if not self.parts:
+        if not self._modules:
             raise ValueError("AutoGuideList: append at least one guide before calling it")
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
@@ -953,10 +1075,14 @@ class AutoCallable(AutoGuide):
         super().__init__(model)
         if not callable(guide):
             raise TypeError(f"AutoCallable: guide must be callable, got {guide!r}")
-        self.guide = guide
+        self._guide = (guide,)
         self._median = median
 
-    def __call__(self, *args, **kwargs):
+    @property
+    def guide(self):
+        return self._guide[0]
+
+    def forward(self, *args, **kwargs):
         values = self.guide(*args, **kwargs)
         return values if isinstance(values, dict) else {}
 
@@ -967,9 +1093,12 @@ class AutoCallable(AutoGuide):
         raise NotImplementedError(f"AutoCallable: the guide {self.guide!r} has no quantiles")
 
 
+from causalppl.infer.autoguide_discrete import AutoDiscreteParallel  # noqa: E402
+from causalppl.infer.autoguide_flows import AutoIAFNormal, AutoNormalizingFlow  # noqa: E402
+
 __all__ = [
-    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoGuideList",
-    "AutoLaplaceApproximation", "AutoLowRankMultivariateNormal", "AutoMultivariateNormal", "AutoNormal",
-    "NoLatentSitesError", "init_to_feasible", "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample",
-    "init_to_uniform", "init_to_value",
+    "AutoCallable", "AutoContinuous", "AutoDelta", "AutoDiagonalNormal", "AutoDiscreteParallel", "AutoGuide",
+    "AutoGuideList", "AutoIAFNormal", "AutoLaplaceApproximation", "AutoLowRankMultivariateNormal",
+    "AutoMultivariateNormal", "AutoNormal", "AutoNormalizingFlow", "NoLatentSitesError", "init_to_feasible",
+    "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample", "init_to_uniform", "init_to_value",
 ]

@@ -216,7 +216,10 @@ class ELBO:
 
     def __call__(self, model, guide, *args, **kwargs):
         """The loss as a float, so ``svi.loss(model, guide, *args)`` works as in Pyro (whose ``svi.loss``
-        is the ELBO's ``loss`` method)."""
+        is the ELBO's ``loss`` method); ``elbo(model, guide)`` with two ``nn.Module`` s and nothing else
+        is Pyro's :class:`ELBOModule` (the differentiable loss as an ``nn.Module``)."""
+        if not args and not kwargs and isinstance(model, torch.nn.Module) and isinstance(guide, torch.nn.Module):
+            return ELBOModule(model, guide, self)
         return self.loss(model, guide, *args, **kwargs)
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
@@ -295,6 +298,29 @@ def _per_particle(log_prob, particle_dim):
     if keep < 0:
         return log_prob.sum()  # the site does not vary across particles
     return log_prob.sum(tuple(range(keep + 1, log_prob.dim()))) if keep + 1 < log_prob.dim() else log_prob
+
+
+class ELBOModule(torch.nn.Module):
+    """``elbo(model, guide)`` for module model and guide: ``module(*args)`` is the differentiable loss, and
+    ``module.parameters()`` are the model's and guide's (``model.*``, ``guide.*``), for a plain torch optimiser.
+
+    >>> import torch, causalppl as cp
+    >>> cp.clear_param_store()
+    >>> model = cp.nn.PyroModule[torch.nn.Linear](1, 1)
+    >>> guide = cp.infer.autoguide.AutoNormal(model)
+    >>> loss = cp.infer.Trace_ELBO()(model, guide)
+    >>> isinstance(loss(torch.ones(1)), torch.Tensor)
+    True
+    """
+
+    def __init__(self, model, guide, elbo):
+        super().__init__()
+        self.model = model
+        self.guide = guide
+        self.elbo = elbo
+
+    def forward(self, *args, **kwargs):
+        return self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
 
 
 class Trace_ELBO(ELBO):
