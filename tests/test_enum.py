@@ -643,6 +643,60 @@ def test_no_enumerated_site_warns_and_bad_arguments_are_refused():
         config_enumerate(model, default="everything")
 
 
+def test_iter_discrete_traces_yields_one_trace_per_sequential_assignment():
+    from causalppl.infer.enum import iter_discrete_traces
+
+    def model():
+        cp.sample("a", cp.dist.Bernoulli(0.3), infer={"enumerate": "sequential"})
+        cp.sample("b", cp.dist.Categorical(torch.ones(3) / 3), infer={"enumerate": "sequential"})
+        cp.sample("c", cp.dist.Bernoulli(0.5), infer={"enumerate": "parallel"})  # left to the handlers
+
+    traces = list(iter_discrete_traces("flat", model))
+    assert sorted((int(t.nodes["a"]["value"]), int(t.nodes["b"]["value"])) for t in traces) == \
+        sorted(itertools.product(range(2), range(3)))
+
+
+def test_trace_enum_sample_elbo_draws_from_the_posterior_of_its_last_run():
+    from causalppl.infer.discrete import TraceEnumSample_ELBO
+
+    data = torch.tensor([0.3, 1.1, 0.8])
+
+    @config_enumerate
+    def model():
+        z = cp.sample("z", cp.dist.Bernoulli(0.4))
+        with cp.plate("rows", 3):
+            cp.sample("x", cp.dist.Normal(z, 1.0), obs=data)
+        return z
+
+    elbo = TraceEnumSample_ELBO(max_plate_nesting=1)
+    loss = elbo.loss(model, lambda: None)
+    assert loss == pytest.approx(TraceEnum_ELBO(max_plate_nesting=1).loss(model, lambda: None), abs=1e-9)
+    draws = torch.stack([elbo.sample_saved() for _ in range(4000)])
+    like = [cp.dist.Normal(float(v), 1.0).log_prob(data).sum().exp() for v in (0, 1)]
+    posterior = 0.4 * like[1] / (0.4 * like[1] + 0.6 * like[0])
+    assert abs(draws.mean() - posterior) < 4 * math.sqrt(posterior * (1 - posterior) / 4000)
+    with pytest.raises(RuntimeError, match="call loss"):
+        TraceEnumSample_ELBO().sample_saved()
+
+
+@pytest.mark.parametrize("enumerate_", ["parallel", "sequential"])
+def test_guide_values_of_probability_zero_cost_nothing(enumerate_):
+    # q(z=1) = 0 in the first row and q(z=0) = 0 in the last: their -log q = inf is weighted by 0, not nan.
+    probs = torch.tensor([0.0, 0.5, 1.0])
+
+    def model():
+        with cp.plate("rows", 3):
+            cp.sample("z", cp.dist.Bernoulli(probs))
+
+    def guide():
+        with cp.plate("rows", 3):
+            cp.sample("z", cp.dist.Bernoulli(cp.param("q", probs.clone(), constraint=C.unit_interval)),
+                      infer={"enumerate": enumerate_})
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide)
+    assert loss == pytest.approx(0.0, abs=1e-9)   # q = p: the KL is 0
+
+
 # -- Pyro's tutorial ----------------------------------------------------------------------------------
 
 
