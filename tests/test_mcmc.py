@@ -388,6 +388,50 @@ def test_a_model_without_latent_sites_and_the_hook(kernel):
     assert calls == [("Warmup", i) for i in range(3)] + [("Sample", i) for i in range(4)]
 
 
+def test_random_walk_kernel_matches_the_beta_posterior():
+    from causalppl.infer.mcmc import RandomWalkKernel
+
+    cp.set_rng_seed(21)
+    data = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+
+    def model():
+        p = cp.sample("p", cp.dist.Beta(2.0, 2.0))
+        with cp.plate("data", 6):
+            cp.sample("obs", cp.dist.Bernoulli(p), obs=data)
+
+    kernel = RandomWalkKernel(model, init_step_size=0.5)
+    mcmc = cp.infer.MCMC(kernel, num_samples=3000, warmup_steps=500)
+    mcmc.run()
+    p = mcmc.get_samples()["p"]
+    # Beta(2 + 5, 2 + 1): mean 0.7, sd sqrt(0.7 * 0.3 / 11) = 0.138; the walk's ESS is a few hundred.
+    assert abs(float(p.mean()) - 0.7) < 0.04 and abs(float(p.std()) - math.sqrt(0.21 / 11)) < 0.03
+    assert 0.1 < mcmc.diagnostics()["acceptance rate"]["chain 0"] < 0.5  # near the 0.234 target
+    with pytest.raises(ValueError, match="init_step_size must be a positive float"):
+        RandomWalkKernel(model, init_step_size=-1.0)
+    with pytest.raises(ValueError, match="target_accept_prob must be a float in the interval"):
+        RandomWalkKernel(model, target_accept_prob=1.5)
+
+
+def test_chains_run_in_worker_processes_when_the_cpus_allow(monkeypatch):
+    from causalppl.infer.mcmc.api import _MultiSampler, _UnarySampler
+
+    cp.set_rng_seed(22)
+    monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: 3)
+    mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model), num_samples=150, warmup_steps=100, num_chains=2)
+    assert isinstance(mcmc.sampler, _MultiSampler)
+    mcmc.run(torch.tensor(9.5))
+    grouped = mcmc.get_samples(group_by_chain=True)["weight"]
+    assert tuple(grouped.shape) == (2, 150)
+    assert not torch.equal(grouped[0], grouped[1])  # each worker has its own seed
+    assert abs(float(grouped.mean()) - 9.14) < 0.25
+    assert set(mcmc.diagnostics()["divergences"]) == {"chain 0", "chain 1"}
+    # More chains than CPUs (but one): drawn one after another here, with Pyro's warning.
+    monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: 2)
+    with pytest.warns(UserWarning, match="num_chains=2 is more than available_cpu=1"):
+        mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model), num_samples=10, warmup_steps=10, num_chains=2)
+    assert isinstance(mcmc.sampler, _UnarySampler) and mcmc.num_chains == 2
+
+
 def test_predictive_from_posterior_samples():
     cp.set_rng_seed(14)
     mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model, jit_compile=True), num_samples=200, warmup_steps=100)
