@@ -442,13 +442,73 @@ def test_predictive_from_posterior_samples():
     assert abs(float(measurement.mean()) - 9.14) < 0.3
 
 
-def test_discrete_latent_sites_are_refused_by_name():
+def test_discrete_latent_sites_without_a_finite_support_are_refused_by_name():
     def model():
-        c = cp.sample("cluster", cp.dist.Bernoulli(0.3))
+        c = cp.sample("count", cp.dist.Poisson(3.0))
         cp.sample("y", cp.dist.Normal(c, 1.0), obs=torch.tensor(0.5))
 
-    with pytest.raises(ValueError, match="latent site 'cluster' is discrete"):
+    with pytest.raises(ValueError, match="latent site 'count' is discrete"):
         cp.infer.MCMC(cp.infer.NUTS(model), num_samples=5).run()
+
+
+def normal_density(x, loc):
+    return math.exp(-0.5 * (x - loc) ** 2) / math.sqrt(2 * math.pi)
+
+
+def test_enumerated_discrete_sites_are_summed_out_of_the_potential():
+    data = torch.tensor([0.2, 2.9, 3.4])
+
+    def model():
+        mu = cp.sample("mu", cp.dist.Normal(0.0, 2.0))
+        with cp.plate("rows", 3):
+            z = cp.sample("z", cp.dist.Bernoulli(0.4))
+            cp.sample("x", cp.dist.Normal(mu * z, 1.0), obs=data)
+
+    potential = ModelPotential(model)
+    assert list(potential.sites) == ["mu"] and potential.enumerated == ["z"] and potential.max_plate_nesting == 1
+    mu = 2.5
+    energy, grad, values = potential.evaluate(torch.tensor([mu]))
+    exact = -(torch.distributions.Normal(0.0, 2.0).log_prob(torch.tensor(mu)).item()
+              + sum(math.log(0.6 * normal_density(x, 0.0) + 0.4 * normal_density(x, mu)) for x in data.tolist()))
+    assert float(energy) == pytest.approx(exact, abs=1e-5)
+    assert float(values["mu"]) == mu
+    # A discrete site outside every plate, with a continuous parent.
+    x = 1.5
+
+    def mixture():
+        p = cp.sample("p", cp.dist.Beta(2.0, 2.0))
+        z = cp.sample("z", cp.dist.Bernoulli(p))
+        cp.sample("x", cp.dist.Normal(2.0 * z, 1.0), obs=torch.tensor(x))
+
+    potential = ModelPotential(mixture)
+    u = 0.3  # unconstrained: p = sigmoid(u), log|dp/du| = log p(1-p)
+    p = 1 / (1 + math.exp(-u))
+    energy, _, _ = potential.evaluate(torch.tensor([u]))
+    beta = math.log(6 * p * (1 - p))  # Beta(2, 2) density
+    exact = -(beta + math.log(p * (1 - p)) + math.log(p * normal_density(x, 2.0) + (1 - p) * normal_density(x, 0.0)))
+    assert float(energy) == pytest.approx(exact, abs=1e-5)
+
+
+def test_nuts_samples_the_continuous_sites_and_then_the_discrete_ones():
+    cp.set_rng_seed(23)
+    x = 1.5
+
+    def mixture():
+        p = cp.sample("p", cp.dist.Beta(2.0, 2.0))
+        z = cp.sample("z", cp.dist.Bernoulli(p))
+        cp.sample("x", cp.dist.Normal(2.0 * z, 1.0), obs=torch.tensor(x))
+
+    mcmc = cp.infer.MCMC(cp.infer.NUTS(mixture), num_samples=600, warmup_steps=200)
+    mcmc.run()
+    samples = mcmc.get_samples()
+    a1, a0 = normal_density(x, 2.0), normal_density(x, 0.0)
+    # E[p | x] and P(z = 1 | x) under Beta(2, 2): E p = 0.5, E p^2 = 0.3, E p(1 - p) = 0.2.
+    mean_p = (0.3 * a1 + 0.2 * a0) / (0.5 * a1 + 0.5 * a0)
+    prob_z = a1 / (a1 + a0)
+    assert abs(float(samples["p"].mean()) - mean_p) < 0.05  # sd 0.2, a few hundred effective draws
+    assert abs(float(samples["z"].mean()) - prob_z) < 0.08  # Bernoulli(0.6): sd 0.02 per 600 draws, plus p's error
+    assert samples["z"].shape == (600,) and set(samples["z"].unique().tolist()) <= {0.0, 1.0}
+    assert sorted(mcmc.get_samples(include_discrete=False)) == ["p"]
 
 
 def test_subsampled_plates_are_refused():

@@ -165,6 +165,7 @@ class MCMC:
             kernel.setup(self.warmup_steps, *args, **kwargs)
             draws, raw = self._run_chain(kernel, chain)
             unconstrained = torch.stack(raw) if raw else None
+            draws.update(_discrete_draws(kernel, draws, self.num_samples))
         else:
             draws = self._run_generic_chain(kernel, chain, args, kwargs)
         diagnostics = kernel.diagnostics()
@@ -227,14 +228,20 @@ class MCMC:
         if self._samples is None:
             raise RuntimeError("MCMC: call run(...) first")
 
-    def get_samples(self, num_samples=None, group_by_chain=False):
+    def get_samples(self, num_samples=None, group_by_chain=False, include_discrete=True):
         """Draws of each latent site: ``(num_chains * num_samples, *shape)``, or
         ``(num_chains, num_samples, *shape)`` with ``group_by_chain=True``.
 
         ``num_samples`` picks that many draws at random (without replacement when there are enough).
+        Discrete sites that HMC and NUTS summed out are drawn from their posterior given each draw
+        of the others; ``include_discrete=False`` leaves them out.
         """
         self._check_run()
         samples = self._samples
+        if not include_discrete:
+            discrete = set(getattr(self.kernel.potential, "enumerated", ()) if hasattr(self.kernel, "potential")
+                           else ())
+            samples = {name: value for name, value in samples.items() if name not in discrete}
         if num_samples is None:
             if group_by_chain:
                 return dict(samples)
@@ -270,6 +277,20 @@ class MCMC:
         print(text)
         print(f"Number of divergences: {divergences}")
         return sample_summary(self._samples, prob=prob)
+
+
+def _discrete_draws(kernel, draws, num_samples):
+    """For a model with enumerated discrete sites: one posterior draw of them per kept draw of the rest."""
+    potential = kernel.potential
+    names = getattr(potential, "enumerated", ())
+    if not names:
+        return {}
+    out = {name: [] for name in names}
+    for i in range(num_samples):
+        values = potential.sample_discrete({name: value[i] for name, value in draws.items()})
+        for name in names:
+            out[name].append(values[name])
+    return out
 
 
 class _UnarySampler:
