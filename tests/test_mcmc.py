@@ -432,6 +432,23 @@ def test_chains_run_in_worker_processes_when_the_cpus_allow(monkeypatch):
     assert isinstance(mcmc.sampler, _UnarySampler) and mcmc.num_chains == 2
 
 
+def test_select_samples_and_the_predictive_function():
+    from causalppl.infer.mcmc.util import predictive, select_samples
+
+    grouped = {"w": torch.arange(12.0).reshape(2, 6)}
+    assert torch.equal(select_samples(grouped)["w"], torch.arange(12.0))
+    assert torch.equal(select_samples(grouped, group_by_chain=True)["w"], grouped["w"])
+    cp.set_rng_seed(24)
+    picked = select_samples(grouped, num_samples=50)["w"]
+    assert picked.shape == (50,) and bool(((picked >= 0) & (picked < 12)).all())
+    with pytest.raises(ValueError, match="no samples"):
+        select_samples({}, num_samples=3)
+    draws = {"weight": torch.full((40,), 9.0)}
+    with pytest.warns(FutureWarning, match="deprecated"):
+        out = predictive(scale_model, draws, None)
+    assert out["measurement"].shape == (40,) and abs(float(out["measurement"].mean()) - 9.0) < 0.4
+
+
 def test_predictive_from_posterior_samples():
     cp.set_rng_seed(14)
     mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model, jit_compile=True), num_samples=200, warmup_steps=100)

@@ -55,7 +55,8 @@ from causalppl.runtime import Messenger
 from causalppl.trace import contributes_log_prob, log_prob_of
 
 __all__ = [
-    "ModelPotential", "diagnostics", "init_to_uniform", "initialize_model", "print_summary", "summary",
+    "ModelPotential", "diagnostics", "init_to_uniform", "initialize_model", "predictive", "print_summary",
+    "select_samples", "summary",
 ]
 
 
@@ -473,6 +474,44 @@ def initialize_model(model, model_args=(), model_kwargs=None, transforms=None, m
         else:
             initial_params = {name: torch.stack([p[name] for p in points]) for name in potential.sites}
     return initial_params, potential.potential_fn, potential.transforms, potential.prototype_trace
+
+
+def select_samples(samples, num_samples=None, group_by_chain=False):
+    """Pyro's ``select_samples``: draws grouped by chain (``site -> (chains, draws, ...)``), flattened over
+    the chains unless ``group_by_chain``, and ``num_samples`` of them picked at random with replacement.
+
+    >>> grouped = {"x": torch.arange(6.0).reshape(2, 3)}
+    >>> select_samples(grouped)["x"]
+    tensor([0., 1., 2., 3., 4., 5.])
+    >>> select_samples(grouped, num_samples=4, group_by_chain=True)["x"].shape
+    torch.Size([2, 4])
+    """
+    if not group_by_chain:
+        samples = {name: value.reshape((-1,) + value.shape[2:]) for name, value in samples.items()}
+    if num_samples is None:
+        return dict(samples)
+    if not samples:
+        raise ValueError("select_samples: no samples to select from (did the MCMC run have latent sites?)")
+    dim = 1 if group_by_chain else 0
+    first = next(iter(samples.values()))
+    index = torch.randint(first.shape[dim], (num_samples,), device=first.device)
+    return {name: value.index_select(dim, index) for name, value in samples.items()}
+
+
+def predictive(model, posterior_samples, *args, **kwargs):
+    """Pyro's deprecated ``predictive`` function: :class:`~causalppl.infer.Predictive` run once.
+
+    Keywords ``num_samples``, ``return_sites`` and ``parallel`` go to ``Predictive``; the rest to the model.
+    """
+    from causalppl.infer.predictive import Predictive
+
+    warnings.warn("The `mcmc.predictive` function is deprecated; use causalppl.infer.Predictive instead.",
+                  FutureWarning, stacklevel=2)
+    if kwargs.pop("return_trace", False):
+        raise NotImplementedError("predictive: return_trace is not supported; use causalppl.infer.Predictive "
+                                  "with cp.trace")
+    options = {key: kwargs.pop(key) for key in ("num_samples", "return_sites", "parallel") if key in kwargs}
+    return Predictive(model, posterior_samples=posterior_samples, **options)(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------
