@@ -307,6 +307,7 @@ def _chain_worker(mcmc, chain, seed, args, kwargs, queue):
     """A worker process's job: draw one chain (seeded for it) and send it back."""
     try:
         torch.manual_seed(seed)
+        torch.set_num_threads(1)  # one chain per CPU: intra-op threads would only contend with the other chains
         with contextlib.ExitStack() as stack:
             stack.enter_context(block())
             if mcmc.disable_validation:
