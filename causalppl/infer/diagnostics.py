@@ -79,7 +79,7 @@ def autocorrelation(input, dim=0):
     sequence has autocorrelation 1 at every lag.
 
     >>> autocorrelation(torch.tensor([1.0, -1.0, 1.0, -1.0]))
-    tensor([ 1., -1.,  1., -1.])
+    tensor([ 1.0000, -1.0000,  1.0000, -1.0000])
     """
     n = input.size(dim)
     x = input.movedim(dim, -1)
