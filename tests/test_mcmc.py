@@ -388,6 +388,67 @@ def test_a_model_without_latent_sites_and_the_hook(kernel):
     assert calls == [("Warmup", i) for i in range(3)] + [("Sample", i) for i in range(4)]
 
 
+def test_random_walk_kernel_matches_the_beta_posterior():
+    from causalppl.infer.mcmc import RandomWalkKernel
+
+    cp.set_rng_seed(21)
+    data = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+
+    def model():
+        p = cp.sample("p", cp.dist.Beta(2.0, 2.0))
+        with cp.plate("data", 6):
+            cp.sample("obs", cp.dist.Bernoulli(p), obs=data)
+
+    kernel = RandomWalkKernel(model, init_step_size=0.5)
+    mcmc = cp.infer.MCMC(kernel, num_samples=3000, warmup_steps=500)
+    mcmc.run()
+    p = mcmc.get_samples()["p"]
+    # Beta(2 + 5, 2 + 1): mean 0.7, sd sqrt(0.7 * 0.3 / 11) = 0.138; the walk's ESS is a few hundred.
+    assert abs(float(p.mean()) - 0.7) < 0.04 and abs(float(p.std()) - math.sqrt(0.21 / 11)) < 0.03
+    assert 0.1 < mcmc.diagnostics()["acceptance rate"]["chain 0"] < 0.5  # near the 0.234 target
+    with pytest.raises(ValueError, match="init_step_size must be a positive float"):
+        RandomWalkKernel(model, init_step_size=-1.0)
+    with pytest.raises(ValueError, match="target_accept_prob must be a float in the interval"):
+        RandomWalkKernel(model, target_accept_prob=1.5)
+
+
+def test_chains_run_in_worker_processes_when_the_cpus_allow(monkeypatch):
+    from causalppl.infer.mcmc.api import _MultiSampler, _UnarySampler
+
+    cp.set_rng_seed(22)
+    monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: 3)
+    mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model), num_samples=150, warmup_steps=100, num_chains=2)
+    assert isinstance(mcmc.sampler, _MultiSampler)
+    mcmc.run(torch.tensor(9.5))
+    grouped = mcmc.get_samples(group_by_chain=True)["weight"]
+    assert tuple(grouped.shape) == (2, 150)
+    assert not torch.equal(grouped[0], grouped[1])  # each worker has its own seed
+    assert abs(float(grouped.mean()) - 9.14) < 0.25
+    assert set(mcmc.diagnostics()["divergences"]) == {"chain 0", "chain 1"}
+    # More chains than CPUs (but one): drawn one after another here, with Pyro's warning.
+    monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: 2)
+    with pytest.warns(UserWarning, match="num_chains=2 is more than available_cpu=1"):
+        mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model), num_samples=10, warmup_steps=10, num_chains=2)
+    assert isinstance(mcmc.sampler, _UnarySampler) and mcmc.num_chains == 2
+
+
+def test_select_samples_and_the_predictive_function():
+    from causalppl.infer.mcmc.util import predictive, select_samples
+
+    grouped = {"w": torch.arange(12.0).reshape(2, 6)}
+    assert torch.equal(select_samples(grouped)["w"], torch.arange(12.0))
+    assert torch.equal(select_samples(grouped, group_by_chain=True)["w"], grouped["w"])
+    cp.set_rng_seed(24)
+    picked = select_samples(grouped, num_samples=50)["w"]
+    assert picked.shape == (50,) and bool(((picked >= 0) & (picked < 12)).all())
+    with pytest.raises(ValueError, match="no samples"):
+        select_samples({}, num_samples=3)
+    draws = {"weight": torch.full((40,), 9.0)}
+    with pytest.warns(FutureWarning, match="deprecated"):
+        out = predictive(scale_model, draws, None)
+    assert out["measurement"].shape == (40,) and abs(float(out["measurement"].mean()) - 9.0) < 0.4
+
+
 def test_predictive_from_posterior_samples():
     cp.set_rng_seed(14)
     mcmc = cp.infer.MCMC(cp.infer.NUTS(scale_model, jit_compile=True), num_samples=200, warmup_steps=100)
@@ -398,13 +459,73 @@ def test_predictive_from_posterior_samples():
     assert abs(float(measurement.mean()) - 9.14) < 0.3
 
 
-def test_discrete_latent_sites_are_refused_by_name():
+def test_discrete_latent_sites_without_a_finite_support_are_refused_by_name():
     def model():
-        c = cp.sample("cluster", cp.dist.Bernoulli(0.3))
+        c = cp.sample("count", cp.dist.Poisson(3.0))
         cp.sample("y", cp.dist.Normal(c, 1.0), obs=torch.tensor(0.5))
 
-    with pytest.raises(ValueError, match="latent site 'cluster' is discrete"):
+    with pytest.raises(ValueError, match="latent site 'count' is discrete"):
         cp.infer.MCMC(cp.infer.NUTS(model), num_samples=5).run()
+
+
+def normal_density(x, loc):
+    return math.exp(-0.5 * (x - loc) ** 2) / math.sqrt(2 * math.pi)
+
+
+def test_enumerated_discrete_sites_are_summed_out_of_the_potential():
+    data = torch.tensor([0.2, 2.9, 3.4])
+
+    def model():
+        mu = cp.sample("mu", cp.dist.Normal(0.0, 2.0))
+        with cp.plate("rows", 3):
+            z = cp.sample("z", cp.dist.Bernoulli(0.4))
+            cp.sample("x", cp.dist.Normal(mu * z, 1.0), obs=data)
+
+    potential = ModelPotential(model)
+    assert list(potential.sites) == ["mu"] and potential.enumerated == ["z"] and potential.max_plate_nesting == 1
+    mu = 2.5
+    energy, grad, values = potential.evaluate(torch.tensor([mu]))
+    exact = -(torch.distributions.Normal(0.0, 2.0).log_prob(torch.tensor(mu)).item()
+              + sum(math.log(0.6 * normal_density(x, 0.0) + 0.4 * normal_density(x, mu)) for x in data.tolist()))
+    assert float(energy) == pytest.approx(exact, abs=1e-5)
+    assert float(values["mu"]) == mu
+    # A discrete site outside every plate, with a continuous parent.
+    x = 1.5
+
+    def mixture():
+        p = cp.sample("p", cp.dist.Beta(2.0, 2.0))
+        z = cp.sample("z", cp.dist.Bernoulli(p))
+        cp.sample("x", cp.dist.Normal(2.0 * z, 1.0), obs=torch.tensor(x))
+
+    potential = ModelPotential(mixture)
+    u = 0.3  # unconstrained: p = sigmoid(u), log|dp/du| = log p(1-p)
+    p = 1 / (1 + math.exp(-u))
+    energy, _, _ = potential.evaluate(torch.tensor([u]))
+    beta = math.log(6 * p * (1 - p))  # Beta(2, 2) density
+    exact = -(beta + math.log(p * (1 - p)) + math.log(p * normal_density(x, 2.0) + (1 - p) * normal_density(x, 0.0)))
+    assert float(energy) == pytest.approx(exact, abs=1e-5)
+
+
+def test_nuts_samples_the_continuous_sites_and_then_the_discrete_ones():
+    cp.set_rng_seed(23)
+    x = 1.5
+
+    def mixture():
+        p = cp.sample("p", cp.dist.Beta(2.0, 2.0))
+        z = cp.sample("z", cp.dist.Bernoulli(p))
+        cp.sample("x", cp.dist.Normal(2.0 * z, 1.0), obs=torch.tensor(x))
+
+    mcmc = cp.infer.MCMC(cp.infer.NUTS(mixture), num_samples=600, warmup_steps=200)
+    mcmc.run()
+    samples = mcmc.get_samples()
+    a1, a0 = normal_density(x, 2.0), normal_density(x, 0.0)
+    # E[p | x] and P(z = 1 | x) under Beta(2, 2): E p = 0.5, E p^2 = 0.3, E p(1 - p) = 0.2.
+    mean_p = (0.3 * a1 + 0.2 * a0) / (0.5 * a1 + 0.5 * a0)
+    prob_z = a1 / (a1 + a0)
+    assert abs(float(samples["p"].mean()) - mean_p) < 0.05  # sd 0.2, a few hundred effective draws
+    assert abs(float(samples["z"].mean()) - prob_z) < 0.08  # Bernoulli(0.6): sd 0.02 per 600 draws, plus p's error
+    assert samples["z"].shape == (600,) and set(samples["z"].unique().tolist()) <= {0.0, 1.0}
+    assert sorted(mcmc.get_samples(include_discrete=False)) == ["p"]
 
 
 def test_subsampled_plates_are_refused():
@@ -617,6 +738,6 @@ def test_fit_nuts_refuses_what_it_cannot_do():
         scm.fit(data, method="nuts", guide="mvn", progress=False)
     with pytest.raises(ValueError, match="num_samples"):
         scm.fit(data, method="nuts", num_samples=0, progress=False)
-    latent = cp.SCM().add("u", "Bernoulli(0.5)").add("y", "Normal(u, 1)")
-    with pytest.raises(ValueError, match="'u' is discrete"):
+    latent = cp.SCM().add("u", "Poisson(2.0)").add("y", "Normal(u, 1)")
+    with pytest.raises(ValueError, match="'u' is discrete"):  # no finite support to sum over
         latent.fit({"y": torch.randn(5)}, method="nuts", progress=False)

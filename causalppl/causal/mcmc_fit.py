@@ -219,8 +219,8 @@ def _run_nuts(target, nuts_options, progress, scm):
         mcmc.run()
     except ValueError as err:
         if "discrete" in str(err):
-            raise ValueError(f"fit(method='nuts'): {err}. A latent discrete node cannot be sampled by NUTS; "
-                             "observe it, or use method='svi'") from err
+            raise ValueError(f"fit(method='nuts'): {err}. A latent discrete node without a finite support "
+                             "cannot be summed out by NUTS; observe it, or use method='svi'") from err
         raise
     return mcmc
 

@@ -22,6 +22,7 @@ from causalppl.infer.mcmc.api import MCMC
 from causalppl.infer.mcmc.hmc import HMC
 from causalppl.infer.mcmc.mcmc_kernel import MCMCKernel
 from causalppl.infer.mcmc.nuts import NUTS
+from causalppl.infer.mcmc.rwkernel import RandomWalkKernel
 from causalppl.infer.mcmc.util import init_to_uniform, initialize_model
 
-__all__ = ["HMC", "MCMC", "MCMCKernel", "NUTS", "init_to_uniform", "initialize_model"]
+__all__ = ["HMC", "MCMC", "MCMCKernel", "NUTS", "RandomWalkKernel", "init_to_uniform", "initialize_model"]

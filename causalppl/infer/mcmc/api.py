@@ -19,6 +19,9 @@ True
 from __future__ import annotations
 
 import contextlib
+import io
+import multiprocessing
+import warnings
 
 import torch
 
@@ -52,7 +55,9 @@ class MCMC:
     warmup_steps : int, optional
         Warmup (adaptation) iterations per chain, discarded; default ``num_samples``.
     num_chains : int
-        Chains run one after another, each from its own initial point.
+        Chains, each from its own initial point: drawn in parallel worker
+        processes (``mp_context``) when they fit on the CPUs but one, else one
+        after another here (with a warning), as in Pyro.
     initial_params : dict, optional
         Unconstrained starting values, site -> tensor; with ``num_chains > 1``
         a leading dim of ``num_chains`` gives each chain its own (a tensor
@@ -91,8 +96,18 @@ class MCMC:
         self.disable_validation = disable_validation
         self.transforms = transforms
         self.save_params = None if save_params is None else list(save_params)
-        if getattr(kernel, "potential_fn", None) is not None and kernel.model is None and initial_params is None:
+        if getattr(kernel, "potential_fn", None) is not None and getattr(kernel, "model", None) is None \
+                and initial_params is None:
             raise ValueError("MCMC: a kernel built from potential_fn needs initial_params (unconstrained values)")
+        self.mp_context = mp_context
+        self.sampler = _UnarySampler(self)
+        if num_chains > 1:
+            available_cpu = max(torch.multiprocessing.cpu_count() - 1, 1)  # one CPU for this process
+            if num_chains <= available_cpu:
+                self.sampler = _MultiSampler(self)
+            else:
+                warnings.warn(f"num_chains={num_chains} is more than available_cpu={available_cpu}. "
+                              "Chains will be drawn sequentially.", UserWarning, stacklevel=2)
         self._samples = None
         self._unconstrained = None
         self._diagnostics = []
@@ -118,36 +133,45 @@ class MCMC:
     def run(self, *args, **kwargs):
         """Run every chain: ``warmup_steps`` adaptation iterations, then ``num_samples`` kept draws."""
         self._args, self._kwargs = args, kwargs
-        kernel = self.kernel
-        per_chain, raw, self._diagnostics = [], [], []
+        args = tuple(arg.detach() if isinstance(arg, torch.Tensor) else arg for arg in args)
         with contextlib.ExitStack() as stack:
             stack.enter_context(block())
             if self.disable_validation:
                 stack.enter_context(runtime.validation_enabled(False))
-            for chain in range(self.num_chains):
-                initial = self._chain_initial_params(chain)
-                if initial is not None or isinstance(kernel, HMCKernelBase):
-                    kernel.initial_params = initial
-                if isinstance(kernel, HMCKernelBase):
-                    kernel._reuse_potential = chain > 0
-                    kernel.setup(self.warmup_steps, *args, **kwargs)
-                    draws, unconstrained = self._run_chain(kernel, chain)
-                    raw.append(unconstrained)
-                else:
-                    draws = self._run_generic_chain(kernel, chain, args, kwargs)
-                per_chain.append(draws)
-                self._diagnostics.append(kernel.diagnostics())
-                if not isinstance(kernel, HMCKernelBase):
-                    kernel.cleanup()
+            results = self.sampler.run(args, kwargs)
+        per_chain = [draws for draws, _, _ in results]
+        raw = [unconstrained for _, unconstrained, _ in results]
+        self._diagnostics = [diagnostics for _, _, diagnostics in results]
         names = list(per_chain[0]) if per_chain else []
-        self._samples = {name: torch.stack([torch.stack(chain[name]) for chain in per_chain]) for name in names}
-        self._unconstrained = torch.stack([torch.stack(chain) for chain in raw]) if raw and raw[0] else None
+        self._samples = {name: torch.stack([chain[name] for chain in per_chain]) for name in names}
+        self._unconstrained = torch.stack(raw) if raw and raw[0] is not None else None
+        kernel = self.kernel
         transforms = self.transforms
         if transforms is None and not isinstance(kernel, HMCKernelBase):
             transforms = getattr(kernel, "transforms", None)  # a kernel's own samples are unconstrained
         if transforms:
             self._samples = {name: transforms[name].inv(value) if name in transforms else value
                              for name, value in self._samples.items()}
+
+    def _draw_chain(self, chain, args, kwargs):
+        """One chain: ``(draws: site -> stacked tensor, unconstrained draws or None, kernel diagnostics)``."""
+        kernel = self.kernel
+        initial = self._chain_initial_params(chain)
+        if initial is not None or isinstance(kernel, HMCKernelBase):
+            kernel.initial_params = initial
+        unconstrained = None
+        if isinstance(kernel, HMCKernelBase):
+            kernel._reuse_potential = chain > 0
+            kernel.setup(self.warmup_steps, *args, **kwargs)
+            draws, raw = self._run_chain(kernel, chain)
+            unconstrained = torch.stack(raw) if raw else None
+            draws.update(_discrete_draws(kernel, draws, self.num_samples))
+        else:
+            draws = self._run_generic_chain(kernel, chain, args, kwargs)
+        diagnostics = kernel.diagnostics()
+        if not isinstance(kernel, HMCKernelBase):
+            kernel.cleanup()
+        return {name: torch.stack(values) for name, values in draws.items()}, unconstrained, diagnostics
 
     def _stage(self, stage, chain):
         return stage if self.num_chains == 1 else f"{stage} [{chain}]"
@@ -204,14 +228,20 @@ class MCMC:
         if self._samples is None:
             raise RuntimeError("MCMC: call run(...) first")
 
-    def get_samples(self, num_samples=None, group_by_chain=False):
+    def get_samples(self, num_samples=None, group_by_chain=False, include_discrete=True):
         """Draws of each latent site: ``(num_chains * num_samples, *shape)``, or
         ``(num_chains, num_samples, *shape)`` with ``group_by_chain=True``.
 
         ``num_samples`` picks that many draws at random (without replacement when there are enough).
+        Discrete sites that HMC and NUTS summed out are drawn from their posterior given each draw
+        of the others; ``include_discrete=False`` leaves them out.
         """
         self._check_run()
         samples = self._samples
+        if not include_discrete:
+            discrete = set(getattr(self.kernel.potential, "enumerated", ()) if hasattr(self.kernel, "potential")
+                           else ())
+            samples = {name: value for name, value in samples.items() if name not in discrete}
         if num_samples is None:
             if group_by_chain:
                 return dict(samples)
@@ -247,6 +277,83 @@ class MCMC:
         print(text)
         print(f"Number of divergences: {divergences}")
         return sample_summary(self._samples, prob=prob)
+
+
+def _discrete_draws(kernel, draws, num_samples):
+    """For a model with enumerated discrete sites: one posterior draw of them per kept draw of the rest."""
+    potential = kernel.potential
+    names = getattr(potential, "enumerated", ())
+    if not names:
+        return {}
+    out = {name: [] for name in names}
+    for i in range(num_samples):
+        values = potential.sample_discrete({name: value[i] for name, value in draws.items()})
+        for name in names:
+            out[name].append(values[name])
+    return out
+
+
+class _UnarySampler:
+    """Draws the chains of an :class:`MCMC` one after another, in this process (Pyro's runner of that name)."""
+
+    def __init__(self, mcmc):
+        self.mcmc = mcmc
+
+    def run(self, args, kwargs):
+        return [self.mcmc._draw_chain(chain, args, kwargs) for chain in range(self.mcmc.num_chains)]
+
+
+def _chain_worker(mcmc, chain, seed, args, kwargs, queue):
+    """A worker process's job: draw one chain (seeded for it) and send it back."""
+    try:
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)  # one chain per CPU: intra-op threads would only contend with the other chains
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(block())
+            if mcmc.disable_validation:
+                stack.enter_context(runtime.validation_enabled(False))
+            result = mcmc._draw_chain(chain, args, kwargs)
+        buffer = io.BytesIO()
+        torch.save(result, buffer)  # plain bytes: no shared memory that would die with this process
+        queue.put((chain, buffer.getvalue()))
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises it
+        queue.put((chain, err))
+
+
+class _MultiSampler(_UnarySampler):
+    """Draws the chains of an :class:`MCMC` at the same time, one worker process each (Pyro's runner).
+
+    The processes start with ``mp_context`` (default ``"fork"`` where the
+    platform has it; with ``"spawn"`` the kernel and model must pickle),
+    each seeded from this process's generator; a chain that fails raises
+    its error here.
+    """
+
+    def run(self, args, kwargs):
+        mcmc = self.mcmc
+        methods = multiprocessing.get_all_start_methods()
+        method = mcmc.mp_context or ("fork" if "fork" in methods else methods[0])
+        context = multiprocessing.get_context(method)
+        queue = context.Queue()
+        seeds = torch.randint(2**62, (mcmc.num_chains,)).tolist()
+        workers = [context.Process(target=_chain_worker, args=(mcmc, chain, seeds[chain], args, kwargs, queue),
+                                   daemon=True)
+                   for chain in range(mcmc.num_chains)]
+        for worker in workers:
+            worker.start()
+        results = {}
+        try:
+            while len(results) < len(workers):
+                chain, result = queue.get()
+                if isinstance(result, BaseException):
+                    raise result
+                results[chain] = torch.load(io.BytesIO(result), weights_only=False)
+        finally:
+            for worker in workers:
+                worker.join(timeout=1)
+                if worker.is_alive():
+                    worker.terminate()
+        return [results[chain] for chain in range(mcmc.num_chains)]
 
 
 def _choose(total, num):

@@ -196,7 +196,7 @@ class HMCKernelBase(MCMCKernel):
         self._potential_key = key
         if self.model is not None:
             potential = ModelPotential(self.model, args, kwargs, self.transforms, kernel=self.kernel_name,
-                                       jit_compile=self.jit_compile)
+                                       jit_compile=self.jit_compile, max_plate_nesting=self.max_plate_nesting)
             if self.transforms is None:
                 self.transforms = potential.transforms
             return potential

@@ -44,13 +44,19 @@ from torch.distributions import biject_to
 from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
 from causalppl import runtime
-from causalppl.handlers import block, trace
+from causalppl.contract import LOG, sum_product
+from causalppl.enumeration import EnumMessenger, config_enumerate
+from causalppl.handlers import block, condition, trace
 from causalppl.infer import diagnostics as stats
+from causalppl.infer.discrete import infer_discrete
+from causalppl.infer.predictive import max_plate_nesting as _plate_nesting_of
+from causalppl.infer.traceenum import _common_scale, _names, is_plate_var, model_enumerated, model_factors, plate_scales
 from causalppl.runtime import Messenger
 from causalppl.trace import contributes_log_prob, log_prob_of
 
 __all__ = [
-    "ModelPotential", "diagnostics", "init_to_uniform", "initialize_model", "print_summary", "summary",
+    "ModelPotential", "diagnostics", "init_to_uniform", "initialize_model", "predictive", "print_summary",
+    "select_samples", "summary",
 ]
 
 
@@ -108,10 +114,11 @@ class SubsampleError(NotImplementedError, ValueError):
 class _Evaluate(Messenger):
     """Sets each latent site from its unconstrained value and sums the joint log density."""
 
-    def __init__(self, pieces, transforms):
+    def __init__(self, pieces, transforms, enumerated=frozenset()):
         super().__init__()
         self.pieces = pieces  # name -> unconstrained tensor
         self.transforms = transforms  # user-given name -> (constrained -> unconstrained) transform
+        self.enumerated = enumerated  # discrete sites summed out: scored from the trace, not here
         self.values = {}
         self.terms = []
 
@@ -119,6 +126,8 @@ class _Evaluate(Messenger):
         if msg["type"] != "sample" or msg["is_observed"] or msg["intervened"]:
             return
         name = msg["name"]
+        if name in self.enumerated:
+            return
         piece = self.pieces.get(name)
         if piece is None:
             if contributes_log_prob(msg):
@@ -137,7 +146,7 @@ class _Evaluate(Messenger):
         msg["value"] = value
 
     def postprocess_message(self, msg):
-        if msg["type"] == "sample" and contributes_log_prob(msg):
+        if msg["type"] == "sample" and contributes_log_prob(msg) and not self.enumerated:
             self.terms.append(log_prob_of(msg).sum())
         elif msg["type"] == "param" and isinstance(msg["value"], torch.Tensor):
             msg["value"] = msg["value"].detach()  # params are constants here: no gradient through them
@@ -167,7 +176,8 @@ class ModelPotential:
     convention), overriding ``biject_to``.
     """
 
-    def __init__(self, model, model_args=(), model_kwargs=None, transforms=None, kernel="MCMC", jit_compile=False):
+    def __init__(self, model, model_args=(), model_kwargs=None, transforms=None, kernel="MCMC", jit_compile=False,
+                 max_plate_nesting=None):
         if not callable(model):
             raise TypeError(f"{kernel}: model must be callable, got {model!r}")
         self.model = model
@@ -181,9 +191,13 @@ class ModelPotential:
         self.prototype_trace = tracer.trace
         self.sites = OrderedDict()
         self.transforms = {}
+        self.enumerated = []  # discrete latent sites, summed out of the potential (see _enumerated_log_joint)
         offset = 0
         for name, site in self.prototype_trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or not contributes_log_prob(site):
+                continue
+            if _enumerable(site):
+                self.enumerated.append(name)
                 continue
             self._check_site(name, site)
             value = site["value"]
@@ -202,6 +216,11 @@ class ModelPotential:
             for site in self.sites.values():
                 self.dtype = torch.promote_types(self.dtype, site.dtype)
         self.device = first.device if first is not None else torch.get_default_device()
+        self.max_plate_nesting = max_plate_nesting
+        if self.enumerated:
+            if self.max_plate_nesting is None:
+                self.max_plate_nesting = _plate_nesting_of(self.prototype_trace)
+            self._enum_model = config_enumerate(self.model, default="parallel")
         single = len(self.sites) == 1 and first.unconstrained_shape == (first.numel,)
         self._whole = first.name if single else None
         self._traced = None
@@ -307,9 +326,15 @@ class ModelPotential:
     # -- evaluation -------------------------------------------------------------------
 
     def _run(self, pieces):
-        handler = _Evaluate(pieces, self.user_transforms)
-        with handler:
-            self.model(*self.args, **self.kwargs)
+        handler = _Evaluate(pieces, self.user_transforms, frozenset(self.enumerated))
+        if self.enumerated:
+            enumerating = EnumMessenger(self._enum_model, first_available_dim=-self.max_plate_nesting - 1)
+            with handler:
+                model_trace = trace(enumerating).get_trace(*self.args, **self.kwargs)
+            handler.terms.append(_enumerated_log_joint(model_trace))
+        else:
+            with handler:
+                self.model(*self.args, **self.kwargs)
         if len(handler.values) != len(self.sites):
             missing = [name for name in self.sites if name not in handler.values]
             raise SiteSetError(
@@ -351,6 +376,16 @@ class ModelPotential:
         """Pyro's ``potential_fn``: a dict site -> unconstrained tensor -> the potential energy."""
         return self._run(dict(params))[0]
 
+    def sample_discrete(self, values):
+        """The enumerated sites drawn from their posterior given the continuous sites' constrained ``values``."""
+        if not self.enumerated:
+            return {}
+        conditioned = condition(self._enum_model, data=dict(values))
+        sampler = infer_discrete(conditioned, first_available_dim=-self.max_plate_nesting - 1, temperature=1)
+        with torch.no_grad(), block():
+            drawn = trace(sampler).get_trace(*self.args, **self.kwargs)
+        return {name: drawn.nodes[name]["value"].detach() for name in self.enumerated}
+
     def initial_point(self, init_strategy, max_tries=100):
         """A flat ``z`` whose potential and gradient are finite, drawn by ``init_strategy`` (site -> value)."""
         for _ in range(max_tries):
@@ -371,6 +406,27 @@ class ModelPotential:
             raise SiteSetError(f"MCMC: latent site(s) {', '.join(map(repr, missing))} were not visited when "
                                "choosing the initial point")
         return self.join(chooser.pieces)
+
+
+def _enumerable(site):
+    """A discrete latent site HMC and NUTS can sum out: a finite support they can enumerate."""
+    fn = site["fn"]
+    return fn.support.is_discrete and getattr(fn, "has_enumerate_support", False) \
+        and site["infer"].get("enumerate") != "sequential"
+
+
+def _enumerated_log_joint(model_trace):
+    """The log density of an enumerated run with its enumerated sites summed out (plates multiplied out)."""
+    enumerated = model_enumerated(model_trace, None)
+    pool, costs = model_factors(model_trace, enumerated)
+    total = sum((factor.table.sum() for factor, _ in costs), torch.zeros(()))
+    if pool:
+        scales = plate_scales((model_trace,))
+        extra = _common_scale(pool, scales)
+        plates = {v for factor, _ in pool for v in factor.variables if is_plate_var(v)}
+        total = total + extra * sum_product([factor for factor, _ in pool], set(enumerated.values()), plates, LOG,
+                                            scales, _names((model_trace,)))
+    return total
 
 
 def _inf_like(z):
@@ -410,7 +466,7 @@ def initialize_model(model, model_args=(), model_kwargs=None, transforms=None, m
     leading dim of ``num_chains`` when ``num_chains > 1``; ``potential_fn``
     takes such a dict (of one chain) to the potential energy.
     """
-    potential = ModelPotential(model, model_args, model_kwargs, transforms)
+    potential = ModelPotential(model, model_args, model_kwargs, transforms, max_plate_nesting=max_plate_nesting)
     if initial_params is None:
         points = [potential.split(potential.initial_point(init_strategy)) for _ in range(num_chains)]
         if num_chains == 1:
@@ -418,6 +474,44 @@ def initialize_model(model, model_args=(), model_kwargs=None, transforms=None, m
         else:
             initial_params = {name: torch.stack([p[name] for p in points]) for name in potential.sites}
     return initial_params, potential.potential_fn, potential.transforms, potential.prototype_trace
+
+
+def select_samples(samples, num_samples=None, group_by_chain=False):
+    """Pyro's ``select_samples``: draws grouped by chain (``site -> (chains, draws, ...)``), flattened over
+    the chains unless ``group_by_chain``, and ``num_samples`` of them picked at random with replacement.
+
+    >>> grouped = {"x": torch.arange(6.0).reshape(2, 3)}
+    >>> select_samples(grouped)["x"]
+    tensor([0., 1., 2., 3., 4., 5.])
+    >>> select_samples(grouped, num_samples=4, group_by_chain=True)["x"].shape
+    torch.Size([2, 4])
+    """
+    if not group_by_chain:
+        samples = {name: value.reshape((-1,) + value.shape[2:]) for name, value in samples.items()}
+    if num_samples is None:
+        return dict(samples)
+    if not samples:
+        raise ValueError("select_samples: no samples to select from (did the MCMC run have latent sites?)")
+    dim = 1 if group_by_chain else 0
+    first = next(iter(samples.values()))
+    index = torch.randint(first.shape[dim], (num_samples,), device=first.device)
+    return {name: value.index_select(dim, index) for name, value in samples.items()}
+
+
+def predictive(model, posterior_samples, *args, **kwargs):
+    """Pyro's deprecated ``predictive`` function: :class:`~causalppl.infer.Predictive` run once.
+
+    Keywords ``num_samples``, ``return_sites`` and ``parallel`` go to ``Predictive``; the rest to the model.
+    """
+    from causalppl.infer.predictive import Predictive
+
+    warnings.warn("The `mcmc.predictive` function is deprecated; use causalppl.infer.Predictive instead.",
+                  FutureWarning, stacklevel=2)
+    if kwargs.pop("return_trace", False):
+        raise NotImplementedError("predictive: return_trace is not supported; use causalppl.infer.Predictive "
+                                  "with cp.trace")
+    options = {key: kwargs.pop(key) for key in ("num_samples", "return_sites", "parallel") if key in kwargs}
+    return Predictive(model, posterior_samples=posterior_samples, **options)(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------
