@@ -248,7 +248,12 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
             self._validate_sample(value)
         number = self._scale_number
         if number is not None:  # one positive number: its log is a float, no tensor op
-            z = (value - self.loc) * (1.0 / number)
+            loc = self.loc
+            if type(value) is torch.Tensor and value.shape == loc.shape and value.dtype == loc.dtype:
+                # (value - loc)**2 in one op whose backward is one op too
+                square = torch._C._nn.mse_loss(value, loc, 0)
+                return square.mul_(-0.5 / (number * number)).sub_(math.log(number) + _HALF_LOG_SQRT_2PI)
+            z = (value - loc) * (1.0 / number)
             return torch.square(z).mul_(-0.5).sub_(math.log(number) + _HALF_LOG_SQRT_2PI)
         scale = _compact(self.scale)
         z = (value - self.loc) / scale
@@ -272,7 +277,17 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
         if number is not None:
             return half_square.sub_(math.log(number) + _HALF_LOG_SQRT_2PI)
         scale = _compact(self.scale)
-        return half_square - (scale.log() + _HALF_LOG_SQRT_2PI)
+        return half_square.sub_(_HALF_LOG_SQRT_2PI) - _log_of_positive(scale)
+
+
+def _log_of_positive(tensor):
+    """``tensor.log()``; for ``exp(leaf)`` (a positive param's value) the leaf itself, with no pass over it."""
+    grad_fn = tensor.grad_fn
+    if grad_fn is not None and type(grad_fn).__name__ == "ExpBackward0":
+        leaf = getattr(grad_fn.next_functions[0][0], "variable", None)
+        if leaf is not None and leaf.shape == tensor.shape:
+            return leaf
+    return tensor.log()
 
 
 _HALF_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
