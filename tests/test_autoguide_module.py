@@ -137,3 +137,28 @@ def test_discrete_parallel_guide_enumerates_and_its_loss_is_exact():
     cp.get_param_store()["AutoDiscreteParallel.c_probs"] = posterior[1]
     loss = cp.infer.TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
     assert loss == pytest.approx(-joint.logsumexp(0).item(), abs=1e-5)
+
+
+def test_unit_jacobian_reparam_keeps_the_density_and_honours_an_enclosing_initialiser():
+    from torch.distributions.transforms import AffineTransform
+
+    from causalppl.infer.autoguide import InitMessenger, init_to_value
+    from causalppl.infer.reparam import UnitJacobianReparam
+
+    loc = torch.tensor([1.0, -2.0, 0.5])
+
+    def model():
+        return cp.sample("x", cp.dist.Normal(loc, 1.0).to_event(1))
+
+    flip = UnitJacobianReparam(AffineTransform(0.0, -1.0, event_dim=1))
+    tr = cp.handlers.trace(cp.handlers.reparam(model, {"x": flip})).get_trace()
+    x, y = tr.nodes["x"]["value"], tr.nodes["x_transformed"]["value"]
+    assert torch.equal(x, -y) and tr.nodes["x"]["is_observed"]
+    # Same density as the original site: the flipped Normal's log prob at y is that of x.
+    expected = torch.distributions.Normal(loc, 1.0).log_prob(x).sum()
+    assert torch.allclose(tr.nodes["x_transformed"]["fn"].log_prob(y), expected)
+    start = torch.tensor([0.1, 0.2, 0.3])
+    with InitMessenger(init_to_value(values={"x": start})):
+        assert torch.equal(model(), start)
+        with cp.handlers.reparam(config={"x": flip}):
+            assert torch.allclose(model(), start)
