@@ -1131,7 +1131,10 @@ class AutoCallable(AutoGuide):
         raise NotImplementedError(f"AutoCallable: the guide {self.guide!r} has no quantiles")
 
 
+from causalppl.infer import autoguide_utils as utils  # noqa: E402  (Pyro's ``autoguide.utils``)
 from causalppl.infer.autoguide_discrete import AutoDiscreteParallel  # noqa: E402
+
+sys.modules.setdefault(__name__ + ".utils", utils)
 from causalppl.infer.autoguide_flows import AutoIAFNormal, AutoNormalizingFlow  # noqa: E402
 
 __all__ = [
