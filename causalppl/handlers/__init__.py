@@ -904,6 +904,13 @@ class reparam(Messenger):
         if strategy is None:
             return
         observed = msg["value"] if msg["is_observed"] else None
+        if observed is None and getattr(strategy, "uses_init", False):
+            # As Pyro: enclosing InitMessengers act first, so the model and its initialiser are
+            # reparameterised together (the strategy maps the initial value to its own sites).
+            for handler in HANDLER_STACK:
+                if msg["value"] is None and hasattr(handler, "init_site"):
+                    handler.init_site(msg)
+            observed = msg["value"]
         self._applying = True
         try:
             new = strategy.apply({"name": msg["name"], "fn": msg["fn"], "value": observed,

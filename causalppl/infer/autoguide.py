@@ -31,6 +31,8 @@ instead give plates with explicit ``subsample=`` indices.
 from __future__ import annotations
 
 import functools
+import sys
+import types
 import weakref
 from contextlib import ExitStack
 
@@ -42,7 +44,7 @@ from causalppl.distributions import Delta, LowRankMultivariateNormal, Multivaria
 from causalppl.handlers import block, get_mask, replay, trace
 from causalppl.nn.module import PyroModule
 from causalppl.params import get_param_store, simplify_transform
-from causalppl.runtime import param, plate, sample
+from causalppl.runtime import Messenger, draw, param, plate, sample
 
 # ---------------------------------------------------------------------------
 # Initialisation strategies: site -> constrained initial value
@@ -181,6 +183,42 @@ def init_to_generated(site=None, generate=lambda: init_to_uniform):
     """
     init = _InitToGenerated(generate)
     return init if site is None else init(site)
+
+
+class InitMessenger(Messenger):
+    """A handler that gives each latent sample site the value of an init strategy instead of a draw.
+
+    ``init_fn(site)`` sees the site with a prior draw as its ``value`` (for shape and dtype).
+
+    >>> import torch, causalppl as cp
+    >>> with InitMessenger(init_to_value(values={"w": torch.tensor(2.5)})):
+    ...     cp.sample("w", cp.dist.Normal(0.0, 1.0))
+    tensor(2.5000)
+    """
+
+    def __init__(self, init_fn):
+        super().__init__()
+        self.init_fn = init_fn
+
+    def _pyro_sample(self, msg):
+        self.init_site(msg)
+
+    def init_site(self, msg):
+        """Set ``msg``'s value from the strategy (a latent site without one only)."""
+        if msg["value"] is not None or msg["is_observed"] or type(msg["fn"]).__name__ == "_Subsample":
+            return
+        site = dict(msg)
+        with torch.no_grad():
+            site["value"] = draw(msg["fn"], msg["name"]).detach()
+            msg["value"] = torch.as_tensor(self.init_fn(site))
+
+
+# Pyro's module path ``pyro.infer.autoguide.initialization``.
+initialization = types.ModuleType(__name__ + ".initialization", "Initialisation strategies and InitMessenger.")
+for _name in ("init_to_feasible", "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample",
+              "init_to_uniform", "init_to_value", "InitMessenger"):
+    setattr(initialization, _name, globals()[_name])
+sys.modules.setdefault(initialization.__name__, initialization)
 
 
 # ---------------------------------------------------------------------------
@@ -1093,7 +1131,10 @@ class AutoCallable(AutoGuide):
         raise NotImplementedError(f"AutoCallable: the guide {self.guide!r} has no quantiles")
 
 
+from causalppl.infer import autoguide_utils as utils  # noqa: E402  (Pyro's ``autoguide.utils``)
 from causalppl.infer.autoguide_discrete import AutoDiscreteParallel  # noqa: E402
+
+sys.modules.setdefault(__name__ + ".utils", utils)
 from causalppl.infer.autoguide_flows import AutoIAFNormal, AutoNormalizingFlow  # noqa: E402
 
 __all__ = [
@@ -1101,4 +1142,5 @@ __all__ = [
     "AutoGuideList", "AutoIAFNormal", "AutoLaplaceApproximation", "AutoLowRankMultivariateNormal",
     "AutoMultivariateNormal", "AutoNormal", "AutoNormalizingFlow", "NoLatentSitesError", "init_to_feasible",
     "init_to_generated", "init_to_mean", "init_to_median", "init_to_sample", "init_to_uniform", "init_to_value",
+    "InitMessenger",
 ]

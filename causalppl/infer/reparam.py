@@ -12,6 +12,8 @@ what a guide (or MCMC) sees is the auxiliary site.
   learnable by default) interpolates.
 - :class:`TransformReparam`: for a ``TransformedDistribution``, draw its base
   at ``{name}_base`` and push it through the transforms.
+- :class:`UnitJacobianReparam`: draw ``transform(x)`` at ``{name}_transformed``
+  (a volume-preserving transform such as a permutation or a DCT) and map back.
 
 >>> import torch, causalppl as cp
 >>> def model():
@@ -24,10 +26,12 @@ what a guide (or MCMC) sees is the auxiliary site.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch.distributions import constraints
 
-from causalppl.distributions import Delta
+from causalppl.distributions import Delta, TransformedDistribution
 from causalppl.runtime import param, sample
 
 
@@ -128,9 +132,6 @@ class TransformReparam(Reparam):
         return self._deterministic(x, event_dim)
 
 
-__all__ = ["LocScaleReparam", "Reparam", "TransformReparam"]
-
-
 class LatentStableReparam(Reparam):
     """For a latent ``Stable`` site: draw ``{name}_uniform ~ U(-pi/2, pi/2)`` and ``{name}_exponential ~ Exp(1)``
     and map them through Chambers-Mallows-Stuck, so the site needs no density (which ``Stable`` lacks).
@@ -163,3 +164,50 @@ class LatentStableReparam(Reparam):
                              self._wrap(torch.distributions.Exponential(proto.new_ones(proto.shape)), event_dim))
         value = fn.loc + fn.scale * standard_stable(fn.stability, fn.skew, uniform, exponential)
         return self._deterministic(value, event_dim)
+
+
+class UnitJacobianReparam(Reparam):
+    """Draw ``y = transform(x)`` at ``{name}_{suffix}``, then ``x = transform.inv(y)``.
+
+    ``transform`` must have a unit Jacobian (a permutation, an orthonormal
+    map), so the density is unchanged; it acts on the site's event dims.
+
+    >>> import torch, causalppl as cp
+    >>> from torch.distributions.transforms import AffineTransform
+    >>> flip = AffineTransform(0.0, -1.0)
+    >>> tr = cp.trace(cp.handlers.reparam(lambda: cp.sample("x", cp.dist.Normal(1.0, 1.0)),
+    ...                                   {"x": UnitJacobianReparam(flip)})).get_trace()
+    >>> bool(tr.nodes["x"]["value"] == -tr.nodes["x_transformed"]["value"])
+    True
+    """
+
+    uses_init = True  # a latent site's initial value (from an enclosing InitMessenger) maps to the new site
+
+    def __init__(self, transform, suffix="transformed", *, experimental_allow_batch=False):
+        self.transform = transform.with_cache() if hasattr(transform, "with_cache") else transform
+        self.suffix = suffix
+        self.experimental_allow_batch = experimental_allow_batch
+
+    def apply(self, msg):
+        name, fn, value = msg["name"], msg["fn"], msg["value"]
+        event_dim = len(fn.event_shape)
+        if self.transform.domain.event_dim > event_dim:
+            raise ValueError(f"UnitJacobianReparam: site '{name}': cannot transform along batch dimension; "
+                             "try converting a batch dimension to an event dimension")
+        transformed = TransformedDistribution(fn, [self.transform])
+        mapped = None if value is None else self.transform(value)
+        if msg["is_observed"] or mapped is None:
+            y = sample(f"{name}_{self.suffix}", transformed, obs=mapped)
+        else:  # an initial value: the new site starts at its image, and stays latent
+            from causalppl.infer.autoguide import InitMessenger
+
+            with InitMessenger(lambda site: mapped):
+                y = sample(f"{name}_{self.suffix}", transformed)
+        x = self.transform.inv(y)
+        return {"fn": Delta(x, event_dim=event_dim), "value": x, "is_observed": True}
+
+
+__all__ = ["LatentStableReparam", "LocScaleReparam", "Reparam", "TransformReparam", "UnitJacobianReparam"]
+
+# Pyro's module path ``pyro.infer.reparam.reparam`` (the base class lives there).
+sys.modules.setdefault(__name__ + ".reparam", sys.modules[__name__])

@@ -30,19 +30,27 @@ class MaskedLinear(nn.Linear):
         return nn.functional.linear(x, self.mask * self.weight, self.bias)
 
 
-def create_mask(input_dim, hidden_dims, permutation, output_dim_multiplier):
+def create_mask(input_dim, context_dim, hidden_dims, permutation, output_dim_multiplier):
     """The masks ``[input->hidden1, ..., hiddenK->output]`` and the input->output skip mask.
 
-    Entry ``permutation[k]`` gets degree ``k + 1``; a hidden unit of degree
-    ``d`` sees inputs of degree ``<= d``; an output of degree ``d`` sees
-    hidden units of degree ``< d``, so it never depends on its own input.
+    The network's inputs are ``context_dim`` context entries (degree 0: every
+    output may see them) followed by the ``input_dim`` entries; entry
+    ``permutation[k]`` gets degree ``k + 1``. A hidden unit of degree ``d``
+    sees inputs of degree ``<= d``; an output of degree ``d`` sees hidden
+    units of degree ``< d``, so it never depends on its own entry or later ones.
+
+    >>> import torch
+    >>> masks, skip = create_mask(2, 0, [4], torch.tensor([1, 0]), 1)
+    >>> skip.tolist()   # entry 0 comes second: it may see entry 1
+    [[0.0, 1.0], [0.0, 0.0]]
     """
     degree = torch.empty(input_dim, dtype=torch.long)
-    degree[permutation] = torch.arange(1, input_dim + 1)
-    hidden_degrees = [torch.linspace(1, max(input_dim - 1, 1), h).round().long() for h in hidden_dims]
-    out_degree = degree.repeat(output_dim_multiplier)
+    degree[torch.as_tensor(permutation, dtype=torch.long)] = torch.arange(1, input_dim + 1)
+    degree = torch.cat([torch.zeros(context_dim, dtype=torch.long), degree])
+    hidden_degrees = [torch.linspace(0, input_dim - 1, h).round().long() for h in hidden_dims]
+    out_degree = degree[context_dim:].repeat(output_dim_multiplier)
     masks = [(hidden_degrees[0].unsqueeze(-1) >= degree.unsqueeze(0))]
-    for lower, upper in zip(hidden_degrees, hidden_degrees[1:]):
+    for lower, upper in zip(hidden_degrees, hidden_degrees[1:], strict=False):
         masks.append(upper.unsqueeze(-1) >= lower.unsqueeze(0))
     masks.append(out_degree.unsqueeze(-1) > hidden_degrees[-1].unsqueeze(0))
     skip = out_degree.unsqueeze(-1) > degree.unsqueeze(0)
@@ -82,7 +90,7 @@ class AutoRegressiveNN(nn.Module):
         if permutation is None:
             permutation = torch.randperm(input_dim)
         self.register_buffer("permutation", torch.as_tensor(permutation, dtype=torch.long))
-        masks, skip_mask = create_mask(input_dim, self.hidden_dims, self.permutation, self.output_multiplier)
+        masks, skip_mask = create_mask(input_dim, 0, self.hidden_dims, self.permutation, self.output_multiplier)
         sizes = [input_dim] + self.hidden_dims + [input_dim * self.output_multiplier]
         self.layers = nn.ModuleList(
             MaskedLinear(sizes[i], sizes[i + 1], masks[i]) for i in range(len(sizes) - 1))
