@@ -253,6 +253,9 @@ class _SequentialEnum(Messenger):
         if msg["name"] not in self.fixed:
             raise _NewSequentialSite(msg)
         value, total = self.fixed[msg["name"]]
+        if msg["infer"].get("expand", False):  # Pyro's expand=True: the value fills the site's batch shape
+            fn = msg["fn"]
+            value = value.expand(torch.broadcast_shapes(value.shape, tuple(fn.batch_shape) + tuple(fn.event_shape)))
         msg["value"] = value
         msg["infer"] = {**msg["infer"], "_enum_total": total}
 
