@@ -5,6 +5,7 @@ import sys as _sys
 
 from causalppl.enumeration import config_enumerate
 from causalppl.infer import autoguide, autoguide_utils, diagnostics, initialization, inspect, mcmc, reparam
+from causalppl.infer.abstract_infer import TracePosterior
 from causalppl.infer.csis import CSIS
 from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
@@ -32,5 +33,5 @@ __all__ = [
     "JitTrace_ELBO", "JitTraceGraph_ELBO", "JitTraceMeanField_ELBO", "enable_validation", "is_validation_enabled",
     "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
     "MHResampler", "WeighedPredictive", "SVGD", "IMQSteinKernel", "RBFSteinKernel",
-    "RenyiELBO", "CSIS",
+    "RenyiELBO", "CSIS", "TracePosterior",
 ]

@@ -19,6 +19,35 @@ from causalppl.infer.diagnostics import (  # noqa: F401
 )
 
 
+def waic(input, log_weights=None, pointwise=False, dim=0):
+    """The widely applicable information criterion and its effective number of parameters ``(waic, p_waic)``.
+
+    ``input`` holds log likelihoods, draws along ``dim``; ``log_weights`` weighs the draws (equal by default).
+    ``lpd`` = log of the (weighted) mean likelihood, ``p_waic`` = the (weighted, unbiased) variance of the log
+    likelihood, ``waic = -2 (lpd - p_waic)`` (Vehtari & Gelman, formulas 3, 4, 6); summed over the other dims
+    unless ``pointwise``.
+
+    >>> import torch
+    >>> w, p = waic(torch.tensor([[-1.0], [-1.0]]))
+    >>> w.item(), p.item()
+    (2.0, 0.0)
+    """
+    import torch
+
+    dim = input.dim() + dim if dim < 0 else dim
+    n = input.size(dim)
+    if log_weights is None:
+        log_weights = torch.zeros(n, dtype=input.dtype, device=input.device)
+    log_w = torch.as_tensor(log_weights, dtype=input.dtype, device=input.device).reshape(
+        [-1] + [1] * (input.dim() - dim - 1))
+    lpd = torch.logsumexp(input + log_w, dim=dim) - torch.logsumexp(log_w.reshape(-1), 0)
+    weights = torch.softmax(log_w, dim=0) if dim == 0 else torch.softmax(log_w.reshape(-1), 0).reshape(log_w.shape)
+    mean = (weights * input).sum(dim, keepdim=True)
+    p_waic = (weights * (input - mean).pow(2)).sum(dim) * (n / (n - 1.0))
+    value = -2 * (lpd - p_waic)
+    return (value, p_waic) if pointwise else (value.sum(), p_waic.sum())
+
+
 def weighed_quantile(input, probs, log_weights, dim=0):
     """Quantiles of weighted draws: the smallest draw along ``dim`` whose cumulative normalised weight
     reaches each of ``probs`` (``log_weights`` has one unnormalised log weight per draw).
@@ -41,4 +70,4 @@ def weighed_quantile(input, probs, log_weights, dim=0):
     return torch.stack(rows).movedim(0, dim) if dim else torch.stack(rows)
 
 __all__ = ["autocorrelation", "autocovariance", "effective_sample_size", "gelman_rubin", "hpdi", "pi", "quantile",
-           "split_gelman_rubin", "weighed_quantile"]
+           "split_gelman_rubin", "waic", "weighed_quantile"]
