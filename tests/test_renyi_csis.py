@@ -51,11 +51,13 @@ def test_iwae_bound_tightens_with_more_particles():
 
 
 def test_csis_learns_the_posterior_mean_of_a_linear_gaussian_model():
-    def joint(observations={"y": 0.0}):
+    def joint(observations=None):
+        observations = observations or {"y": 0.0}
         x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
         cp.sample("y", cp.dist.Normal(x, 1.0), obs=observations["y"])
 
-    def guide(observations={"y": 0.0}):
+    def guide(observations=None):
+        observations = observations or {"y": 0.0}
         w = cp.param("w", torch.tensor(0.0))
         cp.sample("x", cp.dist.Normal(w * torch.as_tensor(observations["y"]), math.sqrt(0.5)))
 

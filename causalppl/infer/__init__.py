@@ -5,6 +5,7 @@ import sys as _sys
 
 from causalppl.enumeration import config_enumerate
 from causalppl.infer import autoguide, autoguide_utils, diagnostics, initialization, inspect, mcmc, reparam
+from causalppl.infer.abstract_infer import TracePosterior
 from causalppl.infer.csis import CSIS
 from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.elbo import ELBO, NonFiniteLossError, Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
@@ -36,5 +37,5 @@ __all__ = [
     "JitTraceEnum_ELBO", "TraceEnum_ELBO", "config_enumerate", "infer_discrete", "EmpiricalMarginal",
     "EnergyDistance", "TraceTailAdaptive_ELBO", "TraceTMC_ELBO",
     "MHResampler", "WeighedPredictive", "SVGD", "IMQSteinKernel", "RBFSteinKernel",
-    "RenyiELBO", "CSIS",
+    "RenyiELBO", "CSIS", "TracePosterior",
 ]

@@ -38,6 +38,10 @@ class SVI:
         self.optim = optim
         self.loss = loss
         self.num_steps = 0
+        # Pyro's deprecated TracePosterior side of SVI: ``run()`` takes ``num_steps`` steps, then draws
+        # ``num_samples`` guide traces (a :class:`~causalppl.infer.abstract_infer.GuidePosterior`).
+        self.num_samples = num_samples
+        self.run_steps = num_steps
         # Pyro's public hook: ``svi.loss_and_grads(model, guide, *args)`` backpropagates
         # (accumulating ``.grad``) without an optimiser step.
         if loss_and_grads is not None:
@@ -98,6 +102,20 @@ class SVI:
             f"SVI step {self.num_steps}: the loss is {loss}{where}. "
             "Parameters were left as they were before this step."
         )
+
+    def run(self, *args, **kwargs):
+        """``run_steps`` (Pyro's ``num_steps``) steps, then ``num_samples`` posterior traces (Pyro's old API).
+
+        Returns a :class:`~causalppl.infer.abstract_infer.GuidePosterior` (``exec_traces``,
+        ``information_criterion()``); :class:`~causalppl.infer.Predictive` is the modern way.
+        """
+        from causalppl.infer.abstract_infer import GuidePosterior
+
+        for _ in range(self.run_steps):
+            self.step(*args, **kwargs)
+        if not self.num_samples:
+            raise ValueError("SVI.run: give SVI(..., num_samples=N) to draw posterior traces")
+        return GuidePosterior(self.model, self.guide, self.num_samples).run(*args, **kwargs)
 
     def evaluate_loss(self, *args, **kwargs):
         """The loss at the current parameters, without taking a step."""
