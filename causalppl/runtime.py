@@ -244,11 +244,14 @@ def _default_value(msg):
         if subsample_size == size:
             return all_rows(size, device)
         return torch.randperm(size, device=device)[:subsample_size]
+    if callable(msg["fn"]):  # any other effect (Pyro's ``effectful``): the value is the function's result
+        return msg["fn"](*msg["args"], **msg["kwargs"])
     raise ValueError(f"site '{msg['name']}' of type {msg['type']!r} has no value")
 
 
 def draw(fn, name):
     """One draw from ``fn``: reparameterised when the distribution allows it."""
+    _check_distribution(name, fn)
     try:
         return fn.rsample() if fn.has_rsample else fn.sample()
     except (ValueError, RuntimeError) as err:
@@ -290,7 +293,8 @@ def sample(name, fn, obs=None, infer=None, obs_mask=None):
     ...     cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
     tensor(0.5000)
     """
-    _check_distribution(name, fn)
+    if obs is not None or not HANDLER_STACK:
+        _check_distribution(name, fn)  # else when it is drawn from: a handler may answer the site itself
     if obs_mask is not None:
         return _masked_observe(name, fn, obs, obs_mask, infer)
     if obs is not None:

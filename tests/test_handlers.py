@@ -726,3 +726,60 @@ def test_a_plate_given_its_rows_as_a_list_returns_that_list():
         x = cp.sample("x", cp.dist.Normal(torch.arange(10.0)[rows], 1e-6))
     assert rows == [1, 4, 6] and x.shape == (3,)
     assert [i for i in cp.plate("rows", 10, subsample=[2, 3])] == [2, 3]
+
+
+def test_pyro_messenger_module_paths_hold_our_handlers():
+    from causalppl.handlers.block_messenger import BlockMessenger
+    from causalppl.handlers.condition_messenger import ConditionMessenger
+    from causalppl.handlers.messenger import Messenger as PyroMessenger
+    from causalppl.handlers.trace_messenger import TraceMessenger
+    from causalppl.handlers.trace_struct import Trace as PyroTrace
+
+    assert (BlockMessenger, ConditionMessenger, TraceMessenger) == (
+        cp.handlers.block, cp.handlers.condition, cp.handlers.trace)
+    assert PyroMessenger is cp.handlers.Messenger and PyroTrace is cp.handlers.Trace
+    with TraceMessenger() as tracer, ConditionMessenger(data={"x": torch.tensor(1.0)}):
+        cp.sample("x", cp.dist.Normal(0.0, 1.0))
+    assert tracer.trace.nodes["x"]["is_observed"]
+
+
+def test_effectful_functions_are_messages_a_handler_can_answer():
+    from causalppl.handlers.runtime import effectful
+
+    @effectful(type="apply")
+    def add(x, y):
+        return x + y
+
+    class Deferred(cp.handlers.Messenger):
+        def __init__(self):  # Pyro's tutorials skip Messenger.__init__
+            self.seen = []
+
+        def _process_message(self, msg):
+            if msg["type"] == "apply":
+                self.seen.append(msg["args"])
+                msg["value"] = ("deferred", msg["args"])
+                msg["done"] = True
+
+    assert add(1, 2) == 3  # no handler: it just runs
+    with cp.trace() as tracer:
+        assert add(torch.tensor(1.0), 2.0, name="s").item() == 3.0
+    assert tracer.trace.nodes["s"]["type"] == "apply"
+    with Deferred() as deferred:
+        assert add(1, 2) == ("deferred", (1, 2))
+    assert deferred.seen == [(1, 2)]
+    with pytest.raises(ValueError, match="message type"):
+        effectful(lambda: None)
+
+
+def test_a_handler_may_answer_a_sample_site_whose_fn_is_not_a_distribution():
+    class Answer(cp.handlers.Messenger):
+        def _process_message(self, msg):
+            msg["value"] = "answered"
+            msg["done"] = True
+
+    with Answer():
+        assert cp.sample("x", "not a distribution") == "answered"
+    with cp.trace(), pytest.raises(TypeError, match="sample site 'x': expected a torch Distribution"):
+        cp.sample("x", "not a distribution")
+    with pytest.raises(TypeError, match="sample site 'x': expected a torch Distribution"):
+        cp.sample("x", 3.0)

@@ -11,6 +11,8 @@ True
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from causalppl import interventions as _interventions
@@ -1029,3 +1031,7 @@ def unwrap(fn):
 enable_validation = _runtime.enable_validation
 is_validation_enabled = _runtime.is_validation_enabled
 __all__ += ["broadcast", "enable_validation", "get_mask", "is_validation_enabled", "unwrap"]
+
+from causalppl.handlers import pyro_paths as _pyro_paths  # noqa: E402
+
+_pyro_paths.register(sys.modules[__name__])

@@ -14,6 +14,8 @@ stack, so it can never get out of step with it.
 
 from __future__ import annotations
 
+import functools
+
 from causalppl.handlers import get_mask
 from causalppl.handlers.escape import NonlocalExit
 from causalppl.runtime import (
@@ -50,7 +52,41 @@ class _DimAllocator:
 
 _DIM_ALLOCATOR = _DimAllocator()
 
+
+def am_i_wrapped():
+    """Whether any handler is active (so effects are seen by handlers)."""
+    return bool(HANDLER_STACK)
+
+
+def effectful(fn=None, type=None):
+    """Make ``fn`` an effect of message type ``type``: called inside handlers, each call is a message
+    (``name``, ``args``, ``kwargs``) that the handlers may answer; with no handler active it just runs.
+
+    >>> import torch, causalppl as cp
+    >>> add = effectful(lambda x, y: x + y, type="apply")
+    >>> add(1, 2)
+    3
+    >>> with cp.trace() as tr:
+    ...     _ = add(torch.tensor(1.0), 2.0, name="total")
+    >>> tr.trace.nodes["total"]["type"], tr.trace.nodes["total"]["value"].item()
+    ('apply', 3.0)
+    """
+    if fn is None:
+        return functools.partial(effectful, type=type)
+    if type is None:
+        raise ValueError(f"effectful({fn!r}): give the message type, e.g. effectful(fn, type='apply')")
+
+    @functools.wraps(fn)
+    def effect(*args, name=None, infer=None, obs=None, **kwargs):
+        if not HANDLER_STACK:
+            return fn(*args, **kwargs)
+        msg = new_message(type, name, fn, obs, is_observed=obs is not None, infer=infer, args=args)
+        msg["kwargs"] = kwargs
+        return apply_stack(msg)
+
+    return effect
+
 __all__ = [
     "_DIM_ALLOCATOR", "_PYRO_STACK", "CondIndepStackFrame", "Messenger", "NonlocalExit",
-    "apply_stack", "get_mask", "get_plates", "new_message",
+    "am_i_wrapped", "apply_stack", "effectful", "get_mask", "get_plates", "new_message",
 ]

