@@ -125,3 +125,16 @@ def test_fused_update_follows_torch_step_for_step(make, cls, args):
                 group["lr"] *= 0.5
     for a, b in zip(ours, ref, strict=True):
         assert torch.allclose(a, b, atol=1e-7, rtol=0)
+
+
+def test_delta_at_its_own_point_skips_the_comparison_and_agrees_with_it():
+    v = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    for density in (0.0, torch.tensor([0.5, -1.0])):
+        delta = cp.dist.Delta(v, log_density=density, event_dim=1)
+        drawn = delta.rsample()
+        assert drawn is v  # the point itself, so log_prob needs no comparison
+        compared = delta.log_prob(v.clone())
+        assert torch.equal(delta.log_prob(drawn), compared)
+        assert delta.log_density.shape == (2,)
+    off = cp.dist.Delta(v, event_dim=1).log_prob(v + 1.0)
+    assert torch.equal(off, torch.full((2,), -math.inf))

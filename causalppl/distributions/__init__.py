@@ -451,8 +451,18 @@ class Delta(TorchDistribution):
         batch_dims = v.dim() - event_dim
         batch_shape, event_shape = v.shape[:batch_dims], v.shape[batch_dims:]
         self.v = v
-        self.log_density = torch.as_tensor(log_density, dtype=v.dtype, device=v.device).expand(batch_shape)
+        # A number log density (an autoguide's identity-support site: 0.0) stays a number until read.
+        self._log_density = log_density
         super().__init__(batch_shape, event_shape, validate_args=False)
+
+    @property
+    def log_density(self):
+        """The log density at ``v``, one per batch element."""
+        density = self._log_density
+        if not isinstance(density, torch.Tensor) or density.shape != self.batch_shape:
+            density = torch.as_tensor(density, dtype=self.v.dtype, device=self.v.device).expand(self.batch_shape)
+            self._log_density = density
+        return density
 
     @property
     def support(self):
@@ -475,9 +485,16 @@ class Delta(TorchDistribution):
         )
 
     def rsample(self, sample_shape=torch.Size()):
+        if not sample_shape:
+            return self.v  # the point itself, so log_prob knows it without comparing
         return self.v.expand(torch.Size(sample_shape) + self.v.shape)
 
     def log_prob(self, value):
+        if value is self.v:  # the point itself (a guide's draw replayed): no comparison to make
+            density = self._log_density
+            if isinstance(density, (int, float)):
+                return self.v.new_full(self.batch_shape, float(density))
+            return self.log_density
         hit = (value == self.v).to(self.v.dtype).log()
         return _sum_rightmost(hit, len(self.event_shape)) + self.log_density
 
