@@ -494,8 +494,8 @@ class AutoGuide(PyroModule):
         >>> import causalppl as cp
         >>> cp.clear_param_store()
         >>> guide = AutoDelta(lambda: cp.sample("z", cp.dist.Normal(2.0, 1.0)), init_loc_fn=init_to_mean)
-        >>> guide.call()
-        (tensor(2., grad_fn=<...>),)
+        >>> [value.item() for value in guide.call()]
+        [2.0]
         """
         result = self(*args, **kwargs)
         return tuple(value for _, value in sorted(result.items()))
