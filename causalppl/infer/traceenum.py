@@ -538,6 +538,11 @@ def enumerated_log_joint(model, args=(), kwargs=None, max_plate_nesting=None):
         with torch.no_grad(), block():
             max_plate_nesting = _plate_nesting_of(trace(model).get_trace(*args, **kwargs))
     model_trace = trace(EnumMessenger(model, first_available_dim=-max_plate_nesting - 1)).get_trace(*args, **kwargs)
+    return trace_enumerated_log_joint(model_trace)
+
+
+def trace_enumerated_log_joint(model_trace):
+    """:func:`enumerated_log_joint` of a model trace already run under enumeration."""
     enumerated = model_enumerated(model_trace, None)
     pool, costs = model_factors(model_trace, enumerated)
     total = sum((factor.table.sum() for factor, _ in costs), torch.zeros(()))

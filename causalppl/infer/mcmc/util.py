@@ -44,13 +44,12 @@ from torch.distributions import biject_to
 from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
 from causalppl import runtime
-from causalppl.contract import LOG, sum_product
 from causalppl.enumeration import EnumMessenger, config_enumerate
 from causalppl.handlers import block, condition, trace
 from causalppl.infer import diagnostics as stats
 from causalppl.infer.discrete import infer_discrete
 from causalppl.infer.predictive import max_plate_nesting as _plate_nesting_of
-from causalppl.infer.traceenum import _common_scale, _names, is_plate_var, model_enumerated, model_factors, plate_scales
+from causalppl.infer.traceenum import trace_enumerated_log_joint
 from causalppl.runtime import Messenger
 from causalppl.trace import contributes_log_prob, log_prob_of
 
@@ -191,7 +190,7 @@ class ModelPotential:
         self.prototype_trace = tracer.trace
         self.sites = OrderedDict()
         self.transforms = {}
-        self.enumerated = []  # discrete latent sites, summed out of the potential (see _enumerated_log_joint)
+        self.enumerated = []  # discrete latent sites, summed out of the potential (see trace_enumerated_log_joint)
         offset = 0
         for name, site in self.prototype_trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or not contributes_log_prob(site):
@@ -331,7 +330,7 @@ class ModelPotential:
             enumerating = EnumMessenger(self._enum_model, first_available_dim=-self.max_plate_nesting - 1)
             with handler:
                 model_trace = trace(enumerating).get_trace(*self.args, **self.kwargs)
-            handler.terms.append(_enumerated_log_joint(model_trace))
+            handler.terms.append(trace_enumerated_log_joint(model_trace))
         else:
             with handler:
                 self.model(*self.args, **self.kwargs)
@@ -413,20 +412,6 @@ def _enumerable(site):
     fn = site["fn"]
     return fn.support.is_discrete and getattr(fn, "has_enumerate_support", False) \
         and site["infer"].get("enumerate") != "sequential"
-
-
-def _enumerated_log_joint(model_trace):
-    """The log density of an enumerated run with its enumerated sites summed out (plates multiplied out)."""
-    enumerated = model_enumerated(model_trace, None)
-    pool, costs = model_factors(model_trace, enumerated)
-    total = sum((factor.table.sum() for factor, _ in costs), torch.zeros(()))
-    if pool:
-        scales = plate_scales((model_trace,))
-        extra = _common_scale(pool, scales)
-        plates = {v for factor, _ in pool for v in factor.variables if is_plate_var(v)}
-        total = total + extra * sum_product([factor for factor, _ in pool], set(enumerated.values()), plates, LOG,
-                                            scales, _names((model_trace,)))
-    return total
 
 
 def _inf_like(z):
