@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import torch
 
+from causalppl.ops.special import log_bounded_grad
+
 __all__ = [
     "LOG", "MAX", "PROB", "Factor", "IntractableError", "align", "contract", "eliminate", "elimination_order",
     "min_fill", "posterior_marginal", "sum_product", "sum_product_tree",
@@ -105,22 +107,9 @@ def _common(factors):
     return [Factor(f.table.to(dtype), f.variables) for f in factors]
 
 
-class _SafeLog(torch.autograd.Function):
-    """``log`` whose gradient at 0 is large and finite instead of ``inf`` (``0 * inf`` would be NaN)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.log()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad / x.clamp(min=torch.finfo(x.dtype).tiny)
-
-
 def _safe_log(x):
-    return _SafeLog.apply(x) if x.requires_grad else x.log()
+    """``log`` whose gradient at 0 is large and finite instead of ``inf`` (``0 * inf`` would be NaN)."""
+    return log_bounded_grad(x, torch.finfo(x.dtype).tiny) if x.requires_grad else x.log()
 
 
 class Semiring:

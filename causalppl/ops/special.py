@@ -21,21 +21,27 @@ __all__ = ["log_beta", "log_binomial", "safe_log"]
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
-class _SafeLog(torch.autograd.Function):
+class _BoundedGradLog(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, floor):
         ctx.save_for_backward(x)
+        ctx.floor = floor
         return x.log()
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad / x.clamp(min=torch.finfo(x.dtype).eps)
+        return grad / x.clamp(min=ctx.floor), None
+
+
+def log_bounded_grad(x, floor):
+    """``x.log()`` whose gradient ``1 / x`` is capped at ``1 / floor`` (finite at ``x = 0``)."""
+    return _BoundedGradLog.apply(x, floor)
 
 
 def safe_log(x):
     """``x.log()`` whose gradient ``1 / x`` is capped at ``1 / eps`` (finite at ``x = 0``)."""
-    return _SafeLog.apply(x)
+    return log_bounded_grad(x, torch.finfo(x.dtype).eps)
 
 
 def _stirling_lgamma(z):
