@@ -352,22 +352,8 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
     checkpoints = Checkpoints(checkpoint, checkpoint_every, resume, parallel)
     device_context = torch.device(device) if device is not None else contextlib.nullcontext()
     with device_context:
-        if data is not None:
-            data = {name: value.to(device) if device is not None else value
-                    for name, value in scm.model.check_data(data).items()}
-            data, _ = parallel.shard(data, seed)
-        inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
-                  for name, value in inputs.items()}
-        if device is not None:
-            scm = scm.to(device)
-        model = _DataModel(scm, data, subsample_size, inputs)
-        if not model.observed:
-            raise ValueError("nothing to fit: give data or condition the SCM on observed values first")
-        # Latent nodes that nothing observed depends on keep their own mechanism
-        # as their (exact) posterior: hidden from the ELBO, never guided.
-        guided = set(guided_nodes(scm, model.observed))
-        free = [node for node in scm.nodes
-                if node not in guided and node not in model.observed and node not in scm.interventions]
+        scm, data, inputs, model, free = data_model(scm, data, inputs, device, subsample_size,
+                                                    shard=lambda rows: parallel.shard(rows, seed)[0])
         svi_model = block(model, hide=free) if free else model
         if learn_params:
             standardize_from_data(scm, data, parallel.column_stats if distributed else None)
@@ -413,6 +399,32 @@ def _number(name, value, positive):
     if not ok or (value <= 0 if positive else value < 0):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"fit: {name} must be a finite number {bound}, got {value!r}")
+
+
+def data_model(scm, data, inputs, device, subsample_size=None, shard=None):
+    """What a fit runs on: ``(scm, data, inputs, model, free)``.
+
+    ``data`` is checked (and sharded by ``shard(data)`` when given), data,
+    inputs and the SCM are moved to ``device``, ``model`` feeds the data in,
+    and ``free`` lists the latent nodes that nothing observed depends on: they
+    keep their own mechanism as their (exact) posterior, never guided.
+    """
+    if data is not None:
+        data = {name: value.to(device) if device is not None else value
+                for name, value in scm.model.check_data(data).items()}
+        if shard is not None:
+            data = shard(data)
+    inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
+              for name, value in inputs.items()}
+    if device is not None:
+        scm = scm.to(device)
+    model = _DataModel(scm, data, subsample_size, inputs)
+    if not model.observed:
+        raise ValueError("nothing to fit: give data or condition the SCM on observed values first")
+    guided = set(guided_nodes(scm, model.observed))
+    free = [node for node in scm.nodes
+            if node not in guided and node not in model.observed and node not in scm.interventions]
+    return scm, data, inputs, model, free
 
 
 def check_options(method="auto", steps=1000, lr=0.01, num_particles=1, subsample_size=None,

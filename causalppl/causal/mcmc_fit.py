@@ -49,14 +49,13 @@ from causalppl.causal.fit import (
     LEARNABLE,
     ConvergenceWarning,
     FitResult,
-    _DataModel,
     _exact_estimates,
     _known_values,
     _NoGuide,
     _record_fit,
     _run_svi,
     check_options,
-    guided_nodes,
+    data_model,
     standardize_from_data,
 )
 from causalppl.distributions import Delta
@@ -163,19 +162,7 @@ def fit_nuts(options):
         set_rng_seed(options["seed"])
     device_context = torch.device(device) if device is not None else contextlib.nullcontext()
     with device_context:
-        if data is not None:
-            data = {name: value.to(device) if device is not None else value
-                    for name, value in scm.model.check_data(data).items()}
-        inputs = {name: torch.as_tensor(value, device=device) if device is not None else value
-                  for name, value in inputs.items()}
-        if device is not None:
-            scm = scm.to(device)
-        model = _DataModel(scm, data, None, inputs)
-        if not model.observed:
-            raise ValueError("nothing to fit: give data or condition the SCM on observed values first")
-        guided = set(guided_nodes(scm, model.observed))
-        free = [node for node in scm.nodes
-                if node not in guided and node not in model.observed and node not in scm.interventions]
+        scm, data, inputs, model, free = data_model(scm, data, inputs, device)
         target = block(model, hide=free) if free else model
         if learn_params:
             standardize_from_data(scm, data)
