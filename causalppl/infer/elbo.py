@@ -53,15 +53,7 @@ def _check_match(model_trace, guide_trace, max_plate_nesting=None):
     and log densities with batch dims no plate declares, raise ``ValueError``.
     """
     if is_validation_enabled():
-        _check_shapes_agree(model_trace, guide_trace, max_plate_nesting)
-        for role, tr in (("model", model_trace), ("guide", guide_trace)):
-            for site in tr.nodes.values():
-                if contributes_log_prob(site):
-                    check_site_shape(role, site, max_plate_nesting)
-        extra_plates = guide_trace.plate_names - model_trace.plate_names
-        if extra_plates:
-            raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
-                             "that subsamples or scales the guide must scale the model too")
+        check_pair_shapes(model_trace, guide_trace, max_plate_nesting)
     marked = [name for name in guide_trace.stochastic_nodes if guide_trace.nodes[name]["infer"].get("enumerate")]
     if marked:
         warnings.warn(f"guide site(s) {marked} are marked for enumeration, which this ELBO ignores (they are "
@@ -76,9 +68,31 @@ def _check_match(model_trace, guide_trace, max_plate_nesting=None):
         message = (f"Found vars in model but not guide: model samples latent site(s) {missing}, which the guide "
                    "does not; they would be drawn from their prior and scored, so the loss is not an ELBO "
                    "(guide them, or hide them with block)")
-        if is_validation_enabled():
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=5)
+        refuse_or_warn(message, stacklevel=5)
+
+
+def check_pair_shapes(model_trace, guide_trace, max_plate_nesting, more_checks=None):
+    """Under validation: model and guide shapes agree, every log density's batch dims are declared by
+    plates, ``more_checks(model_trace, guide_trace)`` (if given) passes, and the guide has no plate the
+    model lacks; each failure a ``ValueError`` naming the site or plate."""
+    _check_shapes_agree(model_trace, guide_trace, max_plate_nesting)
+    for role, tr in (("model", model_trace), ("guide", guide_trace)):
+        for site in tr.nodes.values():
+            if contributes_log_prob(site):
+                check_site_shape(role, site, max_plate_nesting)
+    if more_checks is not None:
+        more_checks(model_trace, guide_trace)
+    extra_plates = guide_trace.plate_names - model_trace.plate_names
+    if extra_plates:
+        raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
+                         "that subsamples or scales the guide must scale the model too")
+
+
+def refuse_or_warn(message, stacklevel):
+    """A ``ValueError`` under validation (Pyro's tests run warnings as errors), else a warning."""
+    if is_validation_enabled():
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=stacklevel + 1)
 
 
 def _event_and_shape(site):

@@ -47,7 +47,7 @@ import torch
 from causalppl.contract import LOG, PROB, Factor, align, contract, sum_product, sum_product_tree
 from causalppl.enumeration import EnumMessenger, enumerate_site
 from causalppl.handlers import block, replay, trace
-from causalppl.infer.elbo import ELBO, _check_shapes_agree, check_site_shape
+from causalppl.infer.elbo import ELBO, check_pair_shapes, refuse_or_warn
 from causalppl.infer.enum_requirements import check_traceenum_requirements
 from causalppl.infer.predictive import max_plate_nesting as _plate_nesting_of
 from causalppl.runtime import Messenger, is_validation_enabled, plate
@@ -332,16 +332,7 @@ class TraceEnum_ELBO(ELBO):
     def _check(self, model_trace, guide_trace):
         """Pyro's checks, once: shapes, sites in one trace only, something enumerated at all."""
         if is_validation_enabled():
-            _check_shapes_agree(model_trace, guide_trace, self._nesting)
-            for role, tr in (("model", model_trace), ("guide", guide_trace)):
-                for site in tr.nodes.values():
-                    if contributes_log_prob(site):
-                        check_site_shape(role, site, self._nesting)
-            check_traceenum_requirements(model_trace, guide_trace)
-            extra_plates = guide_trace.plate_names - model_trace.plate_names
-            if extra_plates:
-                raise ValueError(f"Found plate statements in guide but not model: {sorted(extra_plates)}; a plate "
-                                 "that subsamples or scales the guide must scale the model too")
+            check_pair_shapes(model_trace, guide_trace, self._nesting, check_traceenum_requirements)
         enumerated = model_enumerated(model_trace, guide_trace)
         for name, site in model_trace.nodes.items():
             if not _is_latent(site) or name in enumerated:
@@ -356,9 +347,7 @@ class TraceEnum_ELBO(ELBO):
             message = (f"Found vars in model but not guide: model samples latent site '{name}', which the guide "
                        "does not and which is not enumerated; it would be drawn from its prior and scored, so the "
                        "loss is not an ELBO (guide it, or enumerate it)")
-            if is_validation_enabled():
-                raise ValueError(message)
-            warnings.warn(message, stacklevel=5)
+            refuse_or_warn(message, stacklevel=5)
         for name in guide_trace.stochastic_nodes:
             if not guide_trace.nodes[name]["infer"].get("is_auxiliary") and name not in model_trace.nodes:
                 warnings.warn(f"guide samples site '{name}', which the model does not have", stacklevel=5)
