@@ -293,8 +293,8 @@ def sample(name, fn, obs=None, infer=None, obs_mask=None):
     ...     cp.sample("x", cp.dist.Normal(0.0, 1.0), obs=0.5)
     tensor(0.5000)
     """
-    if obs is not None or not HANDLER_STACK:
-        _check_distribution(name, fn)  # else when it is drawn from: a handler may answer the site itself
+    if obs is not None:
+        _check_distribution(name, fn)  # else when it is drawn from (draw): a handler may answer the site itself
     if obs_mask is not None:
         return _masked_observe(name, fn, obs, obs_mask, infer)
     if obs is not None:
