@@ -54,16 +54,17 @@ class Run:
 # ---------------------------------------------------------------------------
 
 
-def runtime(workload, data, device, seed):
-    """A :class:`Run` of ``workload`` with ``cp.infer.SVI``."""
+def runtime(workload, data, device, seed, elbo="Trace_ELBO", **elbo_options):
+    """A :class:`Run` of ``workload`` with ``cp.infer.SVI`` and ``cp.infer.{elbo}(**elbo_options)``."""
     cp.clear_param_store()
     cp.set_rng_seed(seed)
+    loss = getattr(cp.infer, elbo)(**elbo_options)
     if workload.kind == "scale":
-        return _runtime_scale(device)
+        return _runtime_scale(device, loss)
     if workload.kind == "linear":
-        return _runtime_linear(workload, data, device)
+        return _runtime_linear(workload, data, device, loss)
     if workload.kind == "confounder":
-        return _runtime_confounder(workload, data, device)
+        return _runtime_confounder(workload, data, device, loss)
     raise ValueError(workload.kind)
 
 
@@ -79,12 +80,11 @@ def scale_guide(guess=None):
     return cp.sample("weight", dist.Normal(a, b))
 
 
-def _runtime_scale(device):
+def _runtime_scale(device, loss):
     with torch.device(device):
         guess = torch.tensor(GUESS)
         conditioned = cp.condition(scale_model, data={"measurement": torch.tensor(MEASUREMENT)})
-        svi = cp.infer.SVI(conditioned, scale_guide, cp.optim.SGD({"lr": 1e-3, "momentum": 0.1}),
-                           cp.infer.Trace_ELBO())
+        svi = cp.infer.SVI(conditioned, scale_guide, cp.optim.SGD({"lr": 1e-3, "momentum": 0.1}), loss)
 
     def step():
         return svi.step(guess)
@@ -96,7 +96,7 @@ def _runtime_scale(device):
     return Run(step, answer)
 
 
-def _runtime_linear(workload, data, device):
+def _runtime_linear(workload, data, device, loss):
     X = torch.as_tensor(data["X"], device=device)
     N, D, parents, batch = data["N"], data["D"], data["parents"], workload.batch
     zero, one = torch.zeros((), device=device), torch.ones((), device=device)
@@ -122,7 +122,7 @@ def _runtime_linear(workload, data, device):
                 cp.sample(f"x_{j}", dist.Normal(mean, one), obs=x[j])
 
     guide = AutoNormal(model, init_loc_fn=init_to_feasible)
-    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": workload.lr}), cp.infer.Trace_ELBO())
+    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": workload.lr}), loss)
 
     def answer():
         median = guide.median()
@@ -132,7 +132,7 @@ def _runtime_linear(workload, data, device):
     return Run(svi.step, answer)
 
 
-def _runtime_confounder(workload, data, device):
+def _runtime_confounder(workload, data, device, loss):
     X = torch.as_tensor(data["X"], device=device)
     Y = torch.as_tensor(data["Y"], device=device)
     N, sd, psd = data["N"], CONFOUNDER_SD, CONFOUNDER_PRIOR_SD
@@ -148,7 +148,7 @@ def _runtime_confounder(workload, data, device):
             cp.sample("y", dist.Normal(beta * X + c * u, sd), obs=Y)
 
     guide = AutoNormal(model, init_loc_fn=init_to_feasible)
-    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": workload.lr}), cp.infer.Trace_ELBO())
+    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": workload.lr}), loss)
 
     def answer():
         median = guide.median(X, Y)

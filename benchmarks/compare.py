@@ -3,6 +3,10 @@
 Backends (``--backends``, comma-separated):
 
 - ``causalppl``: the Pyro-style runtime (``causalppl_runs.runtime``);
+- ``causalppl_jit``: the same, with ``JitTrace_ELBO`` for ``Trace_ELBO``
+  (the loss captured once and replayed); ``causalppl_compiled``: with
+  ``JitTrace_ELBO(jit_options={"compile": True})`` (the capture compiled by
+  ``torch.compile``; its compilation falls in the untimed warm-up);
 - ``causalppl_scm``: the graph-first path, ``SCM.from_graph(bayesian=True)``
   and ``scm.fit`` (``causalppl_runs.scm_fit``), a step timed as
   ``(fit(steps=K2) - fit(steps=K1)) / (K2 - K1)``;
@@ -57,8 +61,10 @@ if os.path.isdir(os.path.join(ROOT, "causalppl")):
 
 from workloads import WORKLOADS, answer_error, make_data  # noqa: E402
 
-BACKENDS = ("causalppl", "causalppl_scm", "pyro", "numpyro", "floor")
-LABELS = {"causalppl": "causalppl", "causalppl_scm": "causalppl scm.fit", "pyro": "Pyro",
+BACKENDS = ("causalppl", "causalppl_jit", "causalppl_compiled", "causalppl_scm", "pyro", "numpyro", "floor")
+LABELS = {"causalppl": "causalppl", "causalppl_jit": "causalppl JitTrace_ELBO",
+          "causalppl_compiled": "causalppl JitTrace_ELBO compiled", "causalppl_scm": "causalppl scm.fit",
+          "pyro": "Pyro",
           "numpyro": "NumPyro (jit)", "floor": "floor"}
 DEFAULT_WORKLOADS = ("W1", "W3", "W4", "W5", "L10", "L50", "L200")
 BASELINE = "floor"
@@ -67,6 +73,8 @@ QUICK_TOL = 0.2
 TARGETS = (
     ("W3", "causalppl_scm", 1.5, True), ("W4", "causalppl_scm", 1.5, True),
     ("W1", "causalppl", 1.5, False), ("W5", "causalppl", 1.5, False),
+    ("W1", "causalppl_jit", 1.5, False), ("W5", "causalppl_jit", 1.5, False),
+    ("W1", "causalppl_compiled", 1.5, False), ("W5", "causalppl_compiled", 1.5, False),
     ("L200", "causalppl_scm", 2.0, False),
 )
 
@@ -162,6 +170,15 @@ class Backends:
             import causalppl_runs
 
             return StepRunner(causalppl_runs.runtime(workload, data, device, seed))
+        if name == "causalppl_jit":
+            import causalppl_runs
+
+            return StepRunner(causalppl_runs.runtime(workload, data, device, seed, elbo="JitTrace_ELBO"))
+        if name == "causalppl_compiled":
+            import causalppl_runs
+
+            return StepRunner(causalppl_runs.runtime(workload, data, device, seed, elbo="JitTrace_ELBO",
+                                                     jit_options={"compile": True}))
         if name == "causalppl_scm":
             import causalppl_runs
 

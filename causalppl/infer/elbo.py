@@ -304,6 +304,45 @@ def _log_prob_of_own_draw(site):
     return None if of_draw is None else of_draw(site["value"])
 
 
+def _summed_site_term(site, own_draw=False):
+    """A site's scaled, masked log density summed over every entry: a 0-dim tensor or a number.
+
+    Read through the site's distribution's summed shortcut where it has one
+    (``_summed_log_prob``, or for a guide site at its own draw
+    ``_summed_log_prob_of_draw``: see ``Normal``), else ``log_prob`` summed.
+    """
+    scale = site["scale"]
+    if site["mask"] is None and not (isinstance(scale, torch.Tensor) and scale.dim() > 0):
+        fn = site["fn"]
+        while isinstance(fn, torch.distributions.Independent) and not fn._validate_args:
+            fn = fn.base_dist  # the sum over event dims is the same sum
+        shortcut = getattr(fn, "_summed_log_prob_of_draw" if own_draw else "_summed_log_prob", None)
+        total = None if shortcut is None else shortcut(site["value"])
+        if total is not None:
+            return total if isinstance(scale, float) and scale == 1.0 else total * scale
+    return _site_term(site, None, _log_prob_of_own_draw(site) if own_draw else None)
+
+
+def _sum_terms(terms):
+    """The sum of 0-dim tensors and numbers; the tensors added in one stacked sum where they can be."""
+    number, tensors = 0.0, []
+    for term in terms:
+        if isinstance(term, torch.Tensor):
+            tensors.append(term)
+        else:
+            number += term
+    if not tensors:
+        return number
+    total = tensors[0]
+    if len(tensors) > 1:
+        if all(t.device == total.device and t.dtype == total.dtype for t in tensors):
+            total = torch.stack(tensors).sum()
+        else:
+            for term in tensors[1:]:
+                total = total + term
+    return total + number if number else total
+
+
 def _per_particle(log_prob, particle_dim):
     """Sum a site's log density over everything but the particle dim."""
     if particle_dim is None:
@@ -362,8 +401,15 @@ class Trace_ELBO(ELBO):
             return self._loss_from_terms(_elbo_terms(model_trace, guide_trace), model_trace, guide_trace,
                                          particle_dim)
         # Every latent is reparameterised: the ELBO itself is the surrogate.
-        # This is the hot path of SVI; it keeps to one sum per site, and the
-        # loss is log q - log p, subtracted once (not negated term by term).
+        # This is the hot path of SVI: each site's density is summed the
+        # cheapest way its distribution knows, the terms are added in one
+        # stacked sum, and the loss is log q - log p, subtracted once.
+        if particle_dim is None:
+            log_p = [_summed_site_term(site) for site in model_trace.nodes.values() if contributes_log_prob(site)]
+            log_q = [_summed_site_term(site, own_draw=True) for site in guide_trace.nodes.values()
+                     if _is_latent(site)]
+            loss = torch.as_tensor(_sum_terms(log_q) - _sum_terms(log_p))
+            return loss, loss.detach()
         log_p = log_q = None
         for site in model_trace.nodes.values():
             if contributes_log_prob(site):
@@ -371,11 +417,8 @@ class Trace_ELBO(ELBO):
         for site in guide_trace.nodes.values():
             if _is_latent(site):
                 log_q = _add(log_q, _site_term(site, particle_dim, _log_prob_of_own_draw(site)))
-        if particle_dim is not None or log_p is None or log_q is None:
-            elbo = log_p if log_q is None else -log_q if log_p is None else log_p - log_q
-            return _surrogate_and_loss(elbo, None, particle_dim)
-        loss = log_q - log_p
-        return loss, loss.detach()
+        elbo = log_p if log_q is None else -log_q if log_p is None else log_p - log_q
+        return _surrogate_and_loss(elbo, None, particle_dim)
 
     def _loss_from_terms(self, terms, model_trace, guide_trace, particle_dim):
         """(surrogate, loss) from the ELBO's terms, with a score term per non-reparameterised site."""

@@ -1,24 +1,255 @@
-"""Pyro's JIT-compiled ELBO names, for scripts that ask for them.
+"""Pyro's JIT ELBOs: the loss captured once as a graph of tensor ops, then replayed.
 
-causalppl does not trace the loss with ``torch.jit``; these classes compute
-the very same loss eagerly (``fit(compile=True)`` is the way to compile a
-step). They accept Pyro's ``ignore_jit_warnings`` and ``jit_options``.
+``JitTrace_ELBO`` and ``JitTraceMeanField_ELBO`` compute the loss of their
+eager classes. For each model, guide and argument signature (the shapes,
+dtypes and devices of the tensor arguments, the values of the others):
 
->>> import causalppl as cp
->>> isinstance(JitTrace_ELBO(ignore_jit_warnings=True), cp.infer.Trace_ELBO)
-True
+1. the first call runs eagerly: it creates the params and, with validation
+   on, checks every distribution;
+2. the second captures the loss as a function of the params and the tensor
+   arguments (``torch.fx``'s ``make_fx``: the tensor ops that ran, with no
+   handlers, sites or distribution objects left), runs the capture on the
+   random numbers the eager loss drew and checks that it gives the same loss;
+3. later calls replay the capture. Its random draws (noise, subsampled rows)
+   are fresh at every call and come in the eager order, so a seeded run
+   gives the eager numbers.
+
+What is captured is what ran, as with Pyro's ``torch.jit`` version: a program
+whose sites, shapes or Python branches change from call to call must use the
+eager class. A program whose Python reads tensor values (``if x.sum() > 0``,
+``.item()``) cannot be captured; it runs eagerly, with a warning that says
+why. ``JitTraceGraph_ELBO`` keeps its baselines as Python state between
+steps, so it runs eagerly.
+
+>>> import torch, causalppl as cp
+>>> def model(x):
+...     z = cp.sample("z", cp.dist.Normal(0.0, 1.0))
+...     with cp.plate("rows", len(x)):
+...         cp.sample("x", cp.dist.Normal(z, 1.0), obs=x)
+>>> def guide(x):
+...     cp.sample("z", cp.dist.Normal(cp.param("loc", torch.tensor(0.0)), 1.0))
+>>> def fit(elbo):
+...     cp.clear_param_store(); cp.set_rng_seed(0)
+...     svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": 0.05}), elbo)
+...     return [svi.step(torch.ones(10)) for _ in range(200)]
+>>> elbo = JitTrace_ELBO()
+>>> fit(elbo) == fit(cp.infer.Trace_ELBO()), elbo.compiled_calls  # the same numbers; 199 steps replayed
+(True, 199)
 """
 
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
 from causalppl.infer.elbo import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from causalppl.infer.svi import _unchecked_arguments
+from causalppl.params import get_param_store
 
 
-class JitTrace_ELBO(Trace_ELBO):
-    """:class:`Trace_ELBO`, under Pyro's JIT name (computed eagerly)."""
+class _Capture:
+    """One captured loss: ``graph(*leaves, *tensor_args)`` is the surrogate loss; ``traces`` the capture's traces."""
+
+    def __init__(self, graph, names, leaves, traces):
+        self.graph, self.names, self.leaves, self.traces = graph, names, leaves, traces
+
+    def current(self):
+        """Whether the param store still holds the captured leaves (a new or reloaded store does not)."""
+        store = get_param_store()._leaves
+        return all(store.get(name) is leaf for name, leaf in zip(self.names, self.leaves, strict=True))
+
+
+class _CapturedLoss:
+    """The capture-and-replay machinery, mixed into an eager ELBO class (see the module docstring)."""
+
+    def __init__(self, *args, ignore_jit_warnings=False, jit_options=None, **kwargs):
+        super().__init__(*args, ignore_jit_warnings=ignore_jit_warnings, jit_options=jit_options, **kwargs)
+        self.ignore_jit_warnings = ignore_jit_warnings
+        self.jit_options = dict(jit_options or {})
+        self._captures = {}  # signature -> _Capture, or None: run eagerly
+        self.compiled_calls = 0  # calls answered by a replay
+
+    # -- the three losses ------------------------------------------------------
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        surrogate = self._replayed(model, guide, args, kwargs)
+        if surrogate is None:
+            return super().loss_and_grads(model, guide, *args, **kwargs)
+        if surrogate.requires_grad:
+            surrogate.backward(retain_graph=self.retain_graph)
+        return surrogate.item()
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        surrogate = self._replayed(model, guide, args, kwargs)
+        if surrogate is None:
+            return super().differentiable_loss(model, guide, *args, **kwargs)
+        return surrogate
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            surrogate = self._replayed(model, guide, args, kwargs)
+        if surrogate is None:
+            return super().loss(model, guide, *args, **kwargs)
+        return surrogate.item()
+
+    # -- capturing and replaying -------------------------------------------------
+
+    def _replayed(self, model, guide, args, kwargs):
+        """This call's surrogate loss from a replay, or None where the call runs eagerly."""
+        key = _signature(model, guide, args, kwargs)
+        if key not in self._captures:
+            self._captures[key] = "seen"  # this first call runs eagerly; the next one is captured
+            return None
+        capture = self._captures[key]
+        if capture is None:
+            return None
+        tensors = _tensor_arguments(args, kwargs)
+        if capture == "seen" or not capture.current():
+            return self._capture(key, model, guide, args, kwargs, tensors)
+        state = _rng_state()
+        surrogate = capture.graph(*capture.leaves, *tensors)
+        self.compiled_calls += 1
+        if not math.isfinite(surrogate.item()):
+            self._rerun_eagerly(state, model, guide, args, kwargs)  # real traces, to name the culprit site
+        self.last_traces = capture.traces
+        return surrogate
+
+    def _capture(self, key, model, guide, args, kwargs, tensors):
+        """Capture the loss of this signature, check it against the eager loss, and return this call's value."""
+        try:
+            from torch.fx.experimental.proxy_tensor import make_fx
+        except ImportError as err:  # pragma: no cover - torch without torch.fx
+            return self._give_up(key, f"torch.fx is missing ({err})")
+        state = _rng_state()
+        with torch.no_grad(), _unchecked_arguments():  # the loss to match; its traces name the params
+            expected = super().differentiable_loss(model, guide, *args, **kwargs)
+        names, leaves = _param_leaves(self.last_traces)
+
+        def surrogate_of(*inputs):  # the inputs are the very leaves and tensors the program reads
+            return super(_CapturedLoss, self).differentiable_loss(model, guide, *args, **kwargs)
+
+        _set_rng_state(state)
+        try:
+            with _unchecked_arguments(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                graph = make_fx(surrogate_of)(*leaves, *tensors)
+        except Exception as err:  # noqa: BLE001 - any failure to capture means: run eagerly
+            _set_rng_state(state)
+            return self._give_up(key, f"{type(err).__name__}: {str(err).splitlines()[0]}")
+        traces = self.last_traces
+        graph.graph.eliminate_dead_code()  # the detached copies the eager code made and dropped
+        graph.recompile()
+        _set_rng_state(state)
+        surrogate = graph(*leaves, *tensors)
+        if not _same_loss(surrogate.detach(), expected):
+            _set_rng_state(state)
+            return self._give_up(key, f"the captured loss {surrogate.item()} differs from the eager "
+                                      f"loss {float(expected)} on the same random numbers")
+        if self.jit_options.get("compile") and torch.is_grad_enabled():
+            compiled, surrogate = self._compiled(graph, surrogate, state, leaves, tensors, expected)
+            graph = graph if compiled is None else compiled
+        self._captures[key] = _Capture(graph, names, leaves, traces)
+        self.last_traces = traces
+        self.compiled_calls += 1
+        return surrogate
+
+    def _compiled(self, graph, surrogate, state, leaves, tensors, expected):
+        """``torch.compile`` of the capture, checked like the capture; ``(None, surrogate)`` if it cannot be had."""
+        after = _rng_state()
+        try:
+            import torch._inductor.config as inductor_config
+
+            compiled = torch.compile(graph, dynamic=False)
+            _set_rng_state(state)
+            with inductor_config.patch(fallback_random=True):  # eager's random ops, so the same numbers
+                value = compiled(*leaves, *tensors)
+        except Exception as err:  # noqa: BLE001 - no compiler, an unsupported op, ...: replay uncompiled
+            why = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        else:
+            if _same_loss(value.detach(), expected):
+                return compiled, value
+            why = f"the compiled loss {value.item()} differs from the eager loss {float(expected)}"
+        _set_rng_state(after)
+        warnings.warn(f"{type(self).__name__}: torch.compile was not used ({why}); the capture is replayed "
+                      "uncompiled", RuntimeWarning, stacklevel=6)
+        return None, surrogate
+
+    def _give_up(self, key, why):
+        self._captures[key] = None
+        warnings.warn(f"{type(self).__name__}: the loss could not be captured ({why}); it runs eagerly",
+                      RuntimeWarning, stacklevel=5)
+        return None
+
+    def _rerun_eagerly(self, state, model, guide, args, kwargs):
+        after = _rng_state()
+        _set_rng_state(state)
+        with torch.no_grad(), _unchecked_arguments():
+            super().differentiable_loss(model, guide, *args, **kwargs)
+        _set_rng_state(after)
+
+
+def _rng_state():
+    """The random number generators' states: the CPU's and, once CUDA is in use, every GPU's."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+
+def _set_rng_state(state):
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _signature(model, guide, args, kwargs):
+    """What a capture is valid for: the program and its arguments (tensors by shape, dtype and device)."""
+    def part(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), value.dtype, value.device, value.requires_grad)
+        try:
+            hash(value)
+        except TypeError:
+            return ("object", id(value))
+        return ("value", type(value), value)
+
+    return (id(model), id(guide), torch.is_grad_enabled() or None,
+            tuple(part(a) for a in args), tuple((k, part(v)) for k, v in sorted(kwargs.items())))
+
+
+def _tensor_arguments(args, kwargs):
+    return [a for a in args if isinstance(a, torch.Tensor)] + [
+        kwargs[k] for k in sorted(kwargs) if isinstance(kwargs[k], torch.Tensor)]
+
+
+def _param_leaves(traces):
+    """The names and unconstrained leaves of the params the traces read, each once, in order."""
+    names, leaves, seen = [], [], set()
+    for _, tr in traces:
+        for name, site in tr.nodes.items():
+            if site["type"] != "param" or name in seen or not hasattr(site["value"], "unconstrained"):
+                continue
+            leaf = site["value"].unconstrained()
+            if leaf is not None:
+                seen.add(name)
+                names.append(name)
+                leaves.append(leaf)
+    return names, leaves
+
+
+def _same_loss(got, expected):
+    expected = torch.as_tensor(expected, dtype=got.dtype, device=got.device)
+    tolerance = 1e-5 * max(1.0, float(expected.abs()))
+    return bool((got - expected).abs() <= tolerance) or (not torch.isfinite(expected) and bool(got == expected))
+
+
+class JitTrace_ELBO(_CapturedLoss, Trace_ELBO):
+    """:class:`Trace_ELBO`, captured once and replayed (see the module docstring)."""
+
+
+class JitTraceMeanField_ELBO(_CapturedLoss, TraceMeanField_ELBO):
+    """:class:`TraceMeanField_ELBO`, captured once and replayed (see the module docstring)."""
 
 
 class JitTraceGraph_ELBO(TraceGraph_ELBO):
-    """:class:`TraceGraph_ELBO`, under Pyro's JIT name (computed eagerly)."""
-
-
-class JitTraceMeanField_ELBO(TraceMeanField_ELBO):
-    """:class:`TraceMeanField_ELBO`, under Pyro's JIT name (computed eagerly)."""
+    """:class:`TraceGraph_ELBO`, under Pyro's JIT name; eager, since its baselines are state between steps."""

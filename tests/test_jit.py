@@ -1,0 +1,187 @@
+"""JitTrace_ELBO / JitTraceMeanField_ELBO: the loss captured once and replayed gives the eager numbers."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import causalppl as cp
+from causalppl.infer import JitTrace_ELBO, JitTraceMeanField_ELBO, NonFiniteLossError, Trace_ELBO, TraceMeanField_ELBO
+from causalppl.infer.autoguide import AutoDiagonalNormal, AutoNormal
+
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
+
+dist = cp.dist
+
+
+def scalar_model(x):
+    z = cp.sample("z", dist.Normal(0.0, 1.0))
+    cp.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def scalar_guide(x):
+    loc = cp.param("loc", torch.tensor(0.0))
+    scale = cp.param("scale", torch.tensor(1.0), constraint=cp.constraints.positive)
+    cp.sample("z", dist.Normal(loc, scale))
+
+
+def confounder_model(x, y):
+    """A latent per row, positive and real globals (the benchmarks' W5, with a learned noise scale)."""
+    a = cp.sample("a", dist.Normal(0.0, 10.0))
+    noise = cp.sample("noise", dist.LogNormal(0.0, 1.0))
+    with cp.plate("rows", len(x)):
+        u = cp.sample("u", dist.Normal(0.0, 1.0))
+        cp.sample("x", dist.Normal(a * u, noise), obs=x)
+        cp.sample("y", dist.Normal(2.0 * x + u, 1.0), obs=y)
+
+
+def subsampled_model(x):
+    loc = cp.sample("loc", dist.Normal(0.0, 5.0))
+    with cp.plate("rows", len(x), subsample_size=16) as idx:
+        cp.sample("x", dist.Normal(loc, 1.0), obs=x[idx])
+
+
+def discrete_model(x):
+    """A Bernoulli latent: the guide's draw has no rsample, so the loss carries a score term."""
+    p = cp.param("p", torch.tensor(0.3), constraint=cp.constraints.unit_interval)
+    flip = cp.sample("flip", dist.Bernoulli(p))
+    cp.sample("x", dist.Normal(3.0 * flip, 1.0), obs=x)
+
+
+def discrete_guide(x):
+    q = cp.param("q", torch.tensor(0.5), constraint=cp.constraints.unit_interval)
+    cp.sample("flip", dist.Bernoulli(q))
+
+
+def fit(elbo, model, guide, *args, steps=60, lr=0.05):
+    """Fit from scratch; ``guide`` is a guide function, or an autoguide class (a fresh one is made)."""
+    cp.clear_param_store()
+    cp.set_rng_seed(1)
+    if isinstance(guide, type):
+        guide = guide(model)
+    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": lr}), elbo)
+    losses = [svi.step(*args) for _ in range(steps)]
+    params = {name: value.detach().clone() for name, value in cp.get_param_store().items()}
+    return losses, params
+
+
+def assert_same_fit(jit_elbo, eager_elbo, model, guide, *args, **kwargs):
+    jit_losses, jit_params = fit(jit_elbo, model, guide, *args, **kwargs)
+    losses, params = fit(eager_elbo, model, guide, *args, **kwargs)
+    assert jit_losses == pytest.approx(losses, rel=1e-5, abs=1e-5)
+    assert jit_params.keys() == params.keys()
+    for name, value in params.items():
+        assert torch.allclose(jit_params[name], value, rtol=1e-5, atol=1e-6), name
+    return jit_elbo
+
+
+def rows(n=40):
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(n, generator=gen)
+    x = 1.5 * u + 0.5 * torch.randn(n, generator=gen)
+    return x, 2.0 * x + u + torch.randn(n, generator=gen)
+
+
+@pytest.mark.parametrize("case", ["scalar", "autonormal", "diagonal", "subsampled", "score", "particles",
+                                  "vectorized particles"])
+def test_a_seeded_fit_replays_the_eager_numbers(case):
+    x, y = rows()
+    model, guide, args, options = {
+        "scalar": (scalar_model, scalar_guide, (torch.tensor(2.0),), {}),
+        "autonormal": (confounder_model, AutoNormal, (x, y), {}),
+        "diagonal": (confounder_model, AutoDiagonalNormal, (x, y), {}),
+        "subsampled": (subsampled_model, AutoNormal, (x,), {}),
+        "score": (discrete_model, discrete_guide, (torch.tensor(2.5),), {}),
+        "particles": (scalar_model, scalar_guide, (torch.tensor(2.0),), {"num_particles": 3}),
+        "vectorized particles": (scalar_model, scalar_guide, (torch.tensor(2.0),),
+                                 {"num_particles": 4, "vectorize_particles": True}),
+    }[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a capture that gave up would warn
+        elbo = assert_same_fit(JitTrace_ELBO(**options), Trace_ELBO(**options), model, guide, *args)
+    assert elbo.compiled_calls == 59  # every call after the first, eager one
+
+
+def test_mean_field_replays_the_eager_numbers():
+    elbo = assert_same_fit(JitTraceMeanField_ELBO(), TraceMeanField_ELBO(), scalar_model, scalar_guide,
+                           torch.tensor(2.0))
+    assert elbo.compiled_calls == 59
+
+
+def test_the_fit_reaches_the_analytic_posterior():
+    # z ~ N(0, 1), x | z ~ N(z, 1), x = 2: the posterior is N(1, 1/2).
+    _, params = fit(JitTrace_ELBO(num_particles=8, vectorize_particles=True), scalar_model, scalar_guide,
+                    torch.tensor(2.0), steps=1500, lr=0.02)
+    assert params["loc"].item() == pytest.approx(1.0, abs=0.08)
+    assert params["scale"].item() == pytest.approx(math.sqrt(0.5), abs=0.08)
+
+
+def test_new_argument_shapes_and_a_new_param_store_are_captured_afresh():
+    elbo = JitTrace_ELBO()
+    x, y = rows(40)
+    first, _ = fit(elbo, scalar_model, scalar_guide, torch.tensor(2.0), steps=5)
+    again, _ = fit(elbo, scalar_model, scalar_guide, torch.tensor(2.0), steps=5)  # a cleared store: new leaves
+    assert again == first
+    assert elbo.compiled_calls == 4 + 5  # the first call after the store was cleared is captured afresh
+
+    def model(x):
+        z = cp.sample("z", dist.Normal(0.0, 1.0))
+        with cp.plate("rows", len(x)):
+            cp.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    guide = scalar_guide
+    losses = [elbo.loss(model, guide, x[:n]) for n in (10, 10, 10, 20, 20, 20)]
+    cp.set_rng_seed(3)
+    replayed = elbo.loss(model, guide, x[:20] + 1.0)  # other data, same shape: the same capture
+    cp.set_rng_seed(3)
+    assert replayed == pytest.approx(Trace_ELBO().loss(model, guide, x[:20] + 1.0), rel=1e-5)
+    assert all(math.isfinite(v) for v in losses)
+    assert elbo.compiled_calls == 9 + 5
+
+
+def test_a_program_that_reads_tensor_values_runs_eagerly_with_a_warning():
+    def branching_model(x):
+        z = cp.sample("z", dist.Normal(0.0, 1.0))
+        if z > 0:  # a Python branch on a value: cannot be captured
+            cp.sample("x", dist.Normal(z, 1.0), obs=x)
+        else:
+            cp.sample("x", dist.Normal(-z, 2.0), obs=x)
+
+    with pytest.warns(RuntimeWarning, match=r"JitTrace_ELBO: the loss could not be captured .*runs eagerly"):
+        losses, _ = fit(JitTrace_ELBO(), branching_model, scalar_guide, torch.tensor(1.0), steps=10)
+    expected, _ = fit(Trace_ELBO(), branching_model, scalar_guide, torch.tensor(1.0), steps=10)
+    assert losses == expected
+
+
+def test_a_non_finite_loss_names_the_site_and_keeps_the_params():
+    def model(x):
+        z = cp.sample("z", dist.Normal(0.0, 1.0))
+        cp.sample("x", dist.Normal(z, cp.param("noise", torch.tensor(1.0))), obs=x)
+
+    cp.clear_param_store()
+    svi = cp.infer.SVI(model, scalar_guide, cp.optim.Adam({"lr": 0.01}), JitTrace_ELBO())
+    for _ in range(3):
+        svi.step(torch.tensor(1.0))
+    assert svi.loss.compiled_calls == 2
+    with torch.no_grad():
+        cp.get_param_store().leaf("noise").fill_(-1.0)  # a negative scale: log density NaN
+    before = cp.param("loc").detach().clone()
+    with pytest.raises(NonFiniteLossError, match="log density of .*'x'"):
+        svi.step(torch.tensor(1.0))
+    assert torch.equal(cp.param("loc").detach(), before)
+
+
+def test_compile_option_gives_the_eager_numbers():
+    x, y = rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # where torch.compile cannot run, the capture is replayed uncompiled
+        elbo = assert_same_fit(JitTrace_ELBO(jit_options={"compile": True}), Trace_ELBO(), confounder_model,
+                               AutoNormal, x, y, steps=8)
+    assert elbo.compiled_calls == 7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replay_on_cuda_gives_the_eager_numbers():
+    x, y = (t.cuda() for t in rows())
+    assert_same_fit(JitTrace_ELBO(), Trace_ELBO(), confounder_model, AutoNormal, x, y, steps=10)
