@@ -185,3 +185,40 @@ def test_compile_option_gives_the_eager_numbers():
 def test_replay_on_cuda_gives_the_eager_numbers():
     x, y = (t.cuda() for t in rows())
     assert_same_fit(JitTrace_ELBO(), Trace_ELBO(), confounder_model, AutoNormal, x, y, steps=10)
+
+
+def test_jit_options_are_checked_by_name():
+    assert JitTrace_ELBO(jit_options={"check_trace": False}, ignore_jit_warnings=True).jit_options == {
+        "check_trace": False}
+    with pytest.raises(ValueError, match=r"unknown jit_options \['compiled'\].*'compile'"):
+        JitTrace_ELBO(jit_options={"compiled": True})
+
+
+def test_arguments_that_are_new_objects_at_every_call_do_not_grow_the_captures_without_bound():
+    def model(data):
+        cp.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide(data):
+        cp.sample("z", dist.Normal(cp.param("loc", torch.tensor(0.0)), 1.0))
+
+    elbo = JitTrace_ELBO()
+    cp.clear_param_store()
+    for i in range(200):
+        elbo.loss(model, guide, [i])  # a list: unhashable, told apart by identity
+    assert len(elbo._captures) <= 64
+
+
+def test_a_distribution_made_outside_the_model_with_validation_on_is_captured():
+    # It keeps its own validate_args=True; the capture skips its checks of values (the eager call made them).
+    prior = dist.Independent(dist.Normal(torch.zeros(2), 1.0, validate_args=True), 1)
+    data = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+
+    def model(data):
+        w = cp.sample("w", prior)
+        with cp.plate("rows", len(data)):
+            cp.sample("y", dist.Normal(data[:, :2] @ w, 1.0), obs=data[:, 2])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        elbo = assert_same_fit(JitTrace_ELBO(), Trace_ELBO(), model, AutoNormal, data, steps=10)
+    assert elbo.compiled_calls == 9

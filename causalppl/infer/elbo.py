@@ -175,8 +175,9 @@ class ELBO:
     The keywords are Pyro's. ``max_plate_nesting`` (``max_iarange_nesting`` is
     its old name) bounds the plate dims, so vectorised particles go to its
     left; by default it is found from a first run. ``retain_graph`` is passed
-    to ``backward``. ``strict_enumeration_warning``, ``ignore_jit_warnings``
-    and ``jit_options`` are accepted for Pyro scripts and change nothing here.
+    to ``backward``. ``strict_enumeration_warning`` and ``ignore_jit_warnings``
+    are accepted for Pyro scripts and change nothing here; ``jit_options``
+    matters to the ``JitTrace*_ELBO`` classes only (see :mod:`causalppl.infer.jit`).
     """
 
     def __init__(self, num_particles=1, max_plate_nesting=None, max_iarange_nesting=None,

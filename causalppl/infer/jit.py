@@ -16,10 +16,17 @@ dtypes and devices of the tensor arguments, the values of the others):
 
 What is captured is what ran, as with Pyro's ``torch.jit`` version: a program
 whose sites, shapes or Python branches change from call to call must use the
-eager class. A program whose Python reads tensor values (``if x.sum() > 0``,
-``.item()``) cannot be captured; it runs eagerly, with a warning that says
-why. ``JitTraceGraph_ELBO`` keeps its baselines as Python state between
-steps, so it runs eagerly.
+eager class, and tensors it reads that are neither arguments nor params (a
+global data tensor, say) are captured as they were: pass data as arguments.
+A program whose Python reads tensor values (``if x.sum() > 0``, ``.item()``)
+cannot be captured; it runs eagerly, with a warning that says why.
+``JitTraceGraph_ELBO`` keeps its baselines as Python state between steps,
+so it runs eagerly.
+
+``jit_options={"compile": True}`` also compiles the capture with
+``torch.compile`` (with torch's random ops kept, so the numbers stay the
+eager ones): a fused step, after a compilation of seconds. Where no compiler
+works, a warning says so and the capture is replayed uncompiled.
 
 >>> import torch, causalppl as cp
 >>> def model(x):
@@ -39,6 +46,7 @@ steps, so it runs eagerly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -47,6 +55,10 @@ import torch
 from causalppl.infer.elbo import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.svi import _unchecked_arguments
 from causalppl.params import get_param_store
+
+# "compile" is ours; the rest are torch.jit.trace's keywords that Pyro scripts pass.
+_JIT_OPTIONS = {"compile", "check_trace", "check_inputs", "check_tolerance", "strict", "optimize"}
+_MAX_SIGNATURES = 64  # signatures remembered; ones seen once only are forgotten beyond it
 
 
 class _Capture:
@@ -68,6 +80,11 @@ class _CapturedLoss:
         super().__init__(*args, ignore_jit_warnings=ignore_jit_warnings, jit_options=jit_options, **kwargs)
         self.ignore_jit_warnings = ignore_jit_warnings
         self.jit_options = dict(jit_options or {})
+        unknown = sorted(set(self.jit_options) - _JIT_OPTIONS)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown jit_options {unknown}; expected some of "
+                             f"{sorted(_JIT_OPTIONS)} ('compile' here, the rest are torch.jit.trace's, for Pyro "
+                             "scripts, and change nothing)")
         self._captures = {}  # signature -> _Capture, or None: run eagerly
         self.compiled_calls = 0  # calls answered by a replay
 
@@ -100,6 +117,8 @@ class _CapturedLoss:
         """This call's surrogate loss from a replay, or None where the call runs eagerly."""
         key = _signature(model, guide, args, kwargs)
         if key not in self._captures:
+            if len(self._captures) >= _MAX_SIGNATURES:  # arguments that differ at every call (new objects)
+                self._captures = {k: v for k, v in self._captures.items() if v != "seen"}
             self._captures[key] = "seen"  # this first call runs eagerly; the next one is captured
             return None
         capture = self._captures[key]
@@ -132,12 +151,12 @@ class _CapturedLoss:
 
         _set_rng_state(state)
         try:
-            with _unchecked_arguments(), warnings.catch_warnings():
+            with _unchecked_arguments(), _values_unchecked(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 graph = make_fx(surrogate_of)(*leaves, *tensors)
         except Exception as err:  # noqa: BLE001 - any failure to capture means: run eagerly
             _set_rng_state(state)
-            return self._give_up(key, f"{type(err).__name__}: {str(err).splitlines()[0]}")
+            return self._give_up(key, _first_lines(err))
         traces = self.last_traces
         graph.graph.eliminate_dead_code()  # the detached copies the eager code made and dropped
         graph.recompile()
@@ -166,7 +185,7 @@ class _CapturedLoss:
             with inductor_config.patch(fallback_random=True):  # eager's random ops, so the same numbers
                 value = compiled(*leaves, *tensors)
         except Exception as err:  # noqa: BLE001 - no compiler, an unsupported op, ...: replay uncompiled
-            why = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            why = _first_lines(err)
         else:
             if _same_loss(value.detach(), expected):
                 return compiled, value
@@ -188,6 +207,32 @@ class _CapturedLoss:
         with torch.no_grad(), _unchecked_arguments():
             super().differentiable_loss(model, guide, *args, **kwargs)
         _set_rng_state(after)
+
+
+@contextlib.contextmanager
+def _values_unchecked():
+    """No checks of values against supports while capturing.
+
+    Distributions made before the step (a prior built once, outside the
+    model) keep the validation they were made with; their checks read tensor
+    values, which a capture cannot do. The eager first call checked them.
+    """
+    check = torch.distributions.Distribution._validate_sample
+    torch.distributions.Distribution._validate_sample = _no_check
+    try:
+        yield
+    finally:
+        torch.distributions.Distribution._validate_sample = check
+
+
+def _no_check(self, value):
+    return None
+
+
+def _first_lines(err, limit=300):
+    """An exception as one short line: its type and the start of its message."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return f"{type(err).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def _rng_state():
