@@ -26,6 +26,7 @@ tensor(-0.9189)
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.distributions as _torch
@@ -281,11 +282,12 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
 
 
     def _summed_log_prob(self, value):
-        """``log_prob(value).sum()`` in one pass over the rows, or None where no shortcut applies.
+        """``log_prob(value).sum()`` as a :class:`LinearTerm`, or None where no shortcut applies.
 
         With a number scale the sum is ``-sum((value - loc)**2) / (2 scale**2)``
         less a constant: one reduction whose backward is one op, where the sum
-        of ``log_prob`` makes three passes and a fourth to sum them.
+        of ``log_prob`` makes three passes and a fourth to sum them; the ELBO
+        applies the coefficient and the constant when it adds the terms up.
         """
         number = self._scale_number
         if number is None or self._validate_args or type(value) is not torch.Tensor:
@@ -294,25 +296,39 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
         if value.shape != loc.shape or value.dtype != loc.dtype:
             return None
         square = torch._C._nn.mse_loss(value, loc, 2)  # reduction 'sum'
-        constant = value.numel() * (math.log(number) + _HALF_LOG_SQRT_2PI)
-        return square.mul(-0.5 / (number * number)).sub_(constant)
+        return LinearTerm(square, -0.5 / (number * number), -value.numel() * (math.log(number) + _HALF_LOG_SQRT_2PI))
 
     def _summed_log_prob_of_draw(self, value):
-        """``_log_prob_of_draw(value).sum()``: ``-|eps|**2 / 2 - sum(log scale)`` less a constant, or None."""
+        """``_log_prob_of_draw(value).sum()``: ``-|eps|**2 / 2 - sum(log scale)`` less a constant, or None.
+
+        Returned as :class:`LinearTerm` s (the noise carries no gradient; the log scale does).
+        """
         draw = self._draw
         if draw is None or draw[0] is not value or self._validate_args:
             return None
         eps = draw[1].reshape(-1)
         count = eps.numel()
-        half_square = torch.dot(eps, eps).mul_(-0.5)  # the noise carries no gradient
+        square = LinearTerm(torch.dot(eps, eps), -0.5, -count * _HALF_LOG_SQRT_2PI)
         number = self._scale_number
         if number is not None:
-            return half_square.sub_(count * (math.log(number) + _HALF_LOG_SQRT_2PI))
+            return LinearTerm(square.value, -0.5, square.constant - count * math.log(number))
         scale = _compact(self.scale)
-        log_scale = _log_of_positive(scale).sum()
-        if scale.numel() != count:  # each scale entry stands for count / numel draws
-            log_scale = log_scale * (count // scale.numel())
-        return half_square.sub_(count * _HALF_LOG_SQRT_2PI) - log_scale
+        log_scale = _log_of_positive(scale)
+        if log_scale.dim():
+            log_scale = log_scale.sum()
+        return square, LinearTerm(log_scale, -float(count // scale.numel()), 0.0)
+
+
+class LinearTerm(NamedTuple):
+    """``coefficient * value + constant``: a summed log density that the ELBO adds up with the others.
+
+    Left unapplied so that a whole loss is one chain of ``add(total, value,
+    alpha=coefficient)`` and one constant, not a multiply and a subtract per site.
+    """
+
+    value: torch.Tensor
+    coefficient: float
+    constant: float
 
 
 def _log_of_positive(tensor):

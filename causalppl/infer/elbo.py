@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from causalppl.distributions import LinearTerm
 from causalppl.handlers import replay, trace
 from causalppl.infer.predictive import max_plate_nesting
 from causalppl.runtime import is_validation_enabled, plate
@@ -239,13 +240,13 @@ class ELBO:
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The loss as a tensor whose gradient is the ELBO's (a surrogate)."""
-        loss = 0.0
+        loss = None
         for model_trace, guide_trace, particle_dim in self._particle_traces(model, guide, args, kwargs):
             surrogate, _ = self._particle_loss(model_trace, guide_trace, particle_dim)
-            loss = loss + surrogate
+            loss = _add(loss, surrogate)
         if self.num_particles > 1 and not self.vectorize_particles:
             loss = loss / self.num_particles
-        return torch.as_tensor(loss)
+        return torch.as_tensor(0.0 if loss is None else loss)
 
     def loss(self, model, guide, *args, **kwargs):
         """The loss (negative ELBO estimate) as a float, without gradients."""
@@ -306,11 +307,12 @@ def _log_prob_of_own_draw(site):
 
 
 def _summed_site_term(site, own_draw=False):
-    """A site's scaled, masked log density summed over every entry: a 0-dim tensor or a number.
+    """A site's scaled, masked log density summed over every entry.
 
-    Read through the site's distribution's summed shortcut where it has one
+    A number, a 0-dim tensor, a :class:`~causalppl.distributions.LinearTerm`
+    or a tuple of them, as the site's distribution's summed shortcut gives it
     (``_summed_log_prob``, or for a guide site at its own draw
-    ``_summed_log_prob_of_draw``: see ``Normal``), else ``log_prob`` summed.
+    ``_summed_log_prob_of_draw``: see ``Normal``); else ``log_prob`` summed.
     """
     scale = site["scale"]
     if site["mask"] is None and not (isinstance(scale, torch.Tensor) and scale.dim() > 0):
@@ -320,28 +322,48 @@ def _summed_site_term(site, own_draw=False):
         shortcut = getattr(fn, "_summed_log_prob_of_draw" if own_draw else "_summed_log_prob", None)
         total = None if shortcut is None else shortcut(site["value"])
         if total is not None:
-            return total if isinstance(scale, float) and scale == 1.0 else total * scale
+            return total if isinstance(scale, float) and scale == 1.0 else _scaled_term(total, scale)
     return _site_term(site, None, _log_prob_of_own_draw(site) if own_draw else None)
 
 
-def _sum_terms(terms):
-    """The sum of 0-dim tensors and numbers; the tensors added in one stacked sum where they can be."""
-    number, tensors = 0.0, []
-    for term in terms:
-        if isinstance(term, torch.Tensor):
-            tensors.append(term)
+def _scaled_term(term, scale):
+    if isinstance(term, tuple) and not isinstance(term, LinearTerm):
+        return tuple(_scaled_term(part, scale) for part in term)
+    if isinstance(term, LinearTerm):
+        if isinstance(scale, (int, float)):
+            return LinearTerm(term.value, term.coefficient * scale, term.constant * scale)
+        term = term.value * term.coefficient + term.constant
+    return term * scale
+
+
+def _loss_of_terms(log_q, log_p):
+    """``sum(log_q) - sum(log_p)`` from summed site terms (see ``_summed_site_term``).
+
+    The tensors are added in one chain (``add(total, value, alpha=±coefficient)``)
+    and the numbers in one Python float, added last: one op per term.
+    """
+    total, constant = None, 0.0
+    pending = [(1.0, term) for term in log_q] + [(-1.0, term) for term in log_p]
+    while pending:
+        sign, term = pending.pop()
+        if isinstance(term, tuple) and not isinstance(term, LinearTerm):
+            pending.extend((sign, part) for part in term)
+            continue
+        if isinstance(term, LinearTerm):
+            value, coefficient = term.value, sign * term.coefficient
+            constant += sign * term.constant
+        elif isinstance(term, torch.Tensor):
+            value, coefficient = term, sign
         else:
-            number += term
-    if not tensors:
-        return number
-    total = tensors[0]
-    if len(tensors) > 1:
-        if all(t.device == total.device and t.dtype == total.dtype for t in tensors):
-            total = torch.stack(tensors).sum()
+            constant += sign * term
+            continue
+        if total is None:
+            total = value if coefficient == 1.0 else value * coefficient
         else:
-            for term in tensors[1:]:
-                total = total + term
-    return total + number if number else total
+            total = torch.add(total, value, alpha=coefficient)
+    if total is None:
+        return torch.tensor(constant)
+    return total + constant if constant else total
 
 
 def _per_particle(log_prob, particle_dim):
@@ -403,13 +425,13 @@ class Trace_ELBO(ELBO):
                                          particle_dim)
         # Every latent is reparameterised: the ELBO itself is the surrogate.
         # This is the hot path of SVI: each site's density is summed the
-        # cheapest way its distribution knows, the terms are added in one
-        # stacked sum, and the loss is log q - log p, subtracted once.
+        # cheapest way its distribution knows, and log q - log p is one chain
+        # of adds.
         if particle_dim is None:
             log_p = [_summed_site_term(site) for site in model_trace.nodes.values() if contributes_log_prob(site)]
             log_q = [_summed_site_term(site, own_draw=True) for site in guide_trace.nodes.values()
                      if _is_latent(site)]
-            loss = torch.as_tensor(_sum_terms(log_q) - _sum_terms(log_p))
+            loss = _loss_of_terms(log_q, log_p)
             return loss, loss.detach()
         log_p = log_q = None
         for site in model_trace.nodes.values():
