@@ -138,3 +138,64 @@ def test_delta_at_its_own_point_skips_the_comparison_and_agrees_with_it():
         assert delta.log_density.shape == (2,)
     off = cp.dist.Delta(v, event_dim=1).log_prob(v + 1.0)
     assert torch.equal(off, torch.full((2,), -math.inf))
+
+
+def _total(term):
+    """A summed shortcut's value as one tensor (LinearTerms applied, tuples added)."""
+    from causalppl.distributions import LinearTerm
+
+    if isinstance(term, LinearTerm):
+        return term.value * term.coefficient + term.constant
+    if isinstance(term, tuple):
+        return sum(_total(part) for part in term)
+    return torch.as_tensor(term)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 4)])
+def test_summed_log_prob_is_the_sum_of_log_prob_with_its_gradients(shape):
+    torch.manual_seed(1)
+    loc = torch.randn(shape, requires_grad=True)
+    value = torch.randn(shape, requires_grad=True)
+    fn = cp.dist.Normal(loc, 0.6, validate_args=False)
+    short, full = _total(fn._summed_log_prob(value)), fn.log_prob(value).sum()
+    assert torch.allclose(short, full, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(short, (loc, value)), torch.autograd.grad(full, (loc, value)), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    # No shortcut where it would not be the same sum: broadcasting, a tensor scale, validation on.
+    assert fn._summed_log_prob(torch.zeros((2,) + tuple(shape))) is None
+    assert cp.dist.Normal(loc, torch.ones(shape), validate_args=False)._summed_log_prob(value) is None
+    assert cp.dist.Normal(loc, 0.6, validate_args=True)._summed_log_prob(value) is None
+
+
+@pytest.mark.parametrize("sample_shape", [(), (5,)])
+def test_summed_log_prob_of_own_draw_is_the_sum_of_the_per_entry_one(sample_shape):
+    # _log_prob_of_draw's values and gradients are checked against log_prob above; the sum must keep both.
+    torch.manual_seed(2)
+    loc = torch.randn(4, requires_grad=True)
+    raw = torch.randn(4, requires_grad=True)
+    for scale in (raw.exp(), raw.exp()[:1].expand(4), 0.3):  # per entry, one broadcast, a number
+        fn = cp.dist.Normal(loc, scale, validate_args=False)
+        z = fn.rsample(sample_shape)
+        short, full = _total(fn._summed_log_prob_of_draw(z)), fn._log_prob_of_draw(z).sum()
+        assert torch.allclose(short, full, atol=1e-4)
+        assert torch.allclose(short, fn.log_prob(z).sum(), atol=1e-4)
+        if isinstance(scale, torch.Tensor):
+            for a, b in zip(torch.autograd.grad(short, raw, retain_graph=True),
+                            torch.autograd.grad(full, raw, retain_graph=True), strict=True):
+                assert torch.allclose(a, b, atol=1e-5)
+        assert fn._summed_log_prob_of_draw(z.detach().clone()) is None
+
+
+def test_the_elbo_adds_linear_terms_numbers_and_tensors_alike():
+    from causalppl.distributions import LinearTerm
+    from causalppl.infer.elbo import _loss_of_terms
+
+    a = torch.tensor(2.0, requires_grad=True)
+    b = torch.tensor(3.0, requires_grad=True)
+    log_q = [LinearTerm(a, -0.5, 1.0), 4.0, (LinearTerm(b, 2.0, 0.0), b)]
+    log_p = [a, LinearTerm(b, -1.0, -2.0)]
+    loss = _loss_of_terms(log_q, log_p)
+    # (-0.5 a + 1 + 4 + 2 b + b) - (a - b - 2) = -1.5 a + 4 b + 7
+    assert loss.item() == pytest.approx(-1.5 * 2 + 4 * 3 + 7)
+    assert [g.item() for g in torch.autograd.grad(loss, (a, b))] == [-1.5, 4.0]
+    assert _loss_of_terms([1.5], [0.5]).item() == 1.0
