@@ -280,7 +280,6 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
         scale = _compact(self.scale)
         return half_square.sub_(_HALF_LOG_SQRT_2PI) - _log_of_positive(scale)
 
-
     def _summed_log_prob(self, value):
         """``log_prob(value).sum()`` as a :class:`LinearTerm`, or None where no shortcut applies.
 
