@@ -222,3 +222,23 @@ def test_a_distribution_made_outside_the_model_with_validation_on_is_captured():
         warnings.simplefilter("error", RuntimeWarning)
         elbo = assert_same_fit(JitTrace_ELBO(), Trace_ELBO(), model, AutoNormal, data, steps=10)
     assert elbo.compiled_calls == 9
+
+
+def test_tensors_inside_containers_are_inputs_of_the_capture():
+    def model(batch):
+        z = cp.sample("z", dist.Normal(0.0, 1.0))
+        with cp.plate("rows", len(batch["x"])):
+            cp.sample("x", dist.Normal(z + batch["shift"][0], 1.0), obs=batch["x"])
+
+    elbo = JitTrace_ELBO()
+    cp.clear_param_store()
+    batch = {"x": torch.zeros(5), "shift": [torch.tensor(0.0)]}
+    for _ in range(3):
+        elbo.loss(model, scalar_guide, batch)
+    assert elbo.compiled_calls == 2
+    batch["x"] = torch.full((5,), 3.0)  # the same dict, a new tensor in it: the replay reads the new one
+    cp.set_rng_seed(4)
+    replayed = elbo.loss(model, scalar_guide, batch)
+    cp.set_rng_seed(4)
+    assert replayed == pytest.approx(Trace_ELBO().loss(model, scalar_guide, batch), rel=1e-6)
+    assert elbo.compiled_calls == 3

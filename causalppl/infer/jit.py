@@ -2,7 +2,8 @@
 
 ``JitTrace_ELBO`` and ``JitTraceMeanField_ELBO`` compute the loss of their
 eager classes. For each model, guide and argument signature (the shapes,
-dtypes and devices of the tensor arguments, the values of the others):
+dtypes and devices of the tensor arguments, also inside lists, tuples and
+dicts; the values of the others):
 
 1. the first call runs eagerly: it creates the params and, with validation
    on, checks every distribution;
@@ -115,7 +116,7 @@ class _CapturedLoss:
 
     def _replayed(self, model, guide, args, kwargs):
         """This call's surrogate loss from a replay, or None where the call runs eagerly."""
-        key = _signature(model, guide, args, kwargs)
+        key, tensors = _signature(model, guide, args, kwargs)
         if key not in self._captures:
             if len(self._captures) >= _MAX_SIGNATURES:  # arguments that differ at every call (new objects)
                 self._captures = {k: v for k, v in self._captures.items() if v != "seen"}
@@ -124,7 +125,6 @@ class _CapturedLoss:
         capture = self._captures[key]
         if capture is None:
             return None
-        tensors = _tensor_arguments(args, kwargs)
         if capture == "seen" or not capture.current():
             return self._capture(key, model, guide, args, kwargs, tensors)
         state = _rng_state()
@@ -248,23 +248,38 @@ def _set_rng_state(state):
 
 
 def _signature(model, guide, args, kwargs):
-    """What a capture is valid for: the program and its arguments (tensors by shape, dtype and device)."""
-    def part(value):
-        if isinstance(value, torch.Tensor):
-            return ("tensor", tuple(value.shape), value.dtype, value.device, value.requires_grad)
+    """What a capture is valid for, and the tensors it takes as inputs.
+
+    The program, the grad mode and the arguments: tensors (also inside
+    lists, tuples and dicts) by shape, dtype and device, as inputs of the
+    capture; anything else by value, or by identity where it has no hashable
+    value. Returns ``(signature, tensors)``.
+    """
+    tensors, parts = [], []
+    _flatten(args, tensors, parts)
+    _flatten(kwargs, tensors, parts)
+    return (id(model), id(guide), torch.is_grad_enabled(), tuple(parts)), tensors
+
+
+def _flatten(value, tensors, parts):
+    if isinstance(value, torch.Tensor):
+        tensors.append(value)
+        parts.append(("tensor", tuple(value.shape), value.dtype, value.device, value.requires_grad))
+    elif type(value) in (list, tuple):
+        parts.append((type(value), len(value)))
+        for item in value:
+            _flatten(item, tensors, parts)
+    elif type(value) is dict:
+        parts.append((dict, tuple(value)))
+        for item in value.values():
+            _flatten(item, tensors, parts)
+    else:
         try:
             hash(value)
         except TypeError:
-            return ("object", id(value))
-        return ("value", type(value), value)
-
-    return (id(model), id(guide), torch.is_grad_enabled() or None,
-            tuple(part(a) for a in args), tuple((k, part(v)) for k, v in sorted(kwargs.items())))
-
-
-def _tensor_arguments(args, kwargs):
-    return [a for a in args if isinstance(a, torch.Tensor)] + [
-        kwargs[k] for k in sorted(kwargs) if isinstance(kwargs[k], torch.Tensor)]
+            parts.append(("object", id(value)))
+        else:
+            parts.append(("value", type(value), value))
 
 
 def _param_leaves(traces):
