@@ -152,6 +152,11 @@ def test_a_program_that_reads_tensor_values_runs_eagerly_with_a_warning():
         losses, _ = fit(JitTrace_ELBO(), branching_model, scalar_guide, torch.tensor(1.0), steps=10)
     expected, _ = fit(Trace_ELBO(), branching_model, scalar_guide, torch.tensor(1.0), steps=10)
     assert losses == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pyro's flag for its tracer's warnings silences this one too
+        quiet, _ = fit(JitTrace_ELBO(ignore_jit_warnings=True), branching_model, scalar_guide, torch.tensor(1.0),
+                       steps=10)
+    assert quiet == expected
 
 
 def test_a_non_finite_loss_names_the_site_and_keeps_the_params():

@@ -20,7 +20,8 @@ whose sites, shapes or Python branches change from call to call must use the
 eager class, and tensors it reads that are neither arguments nor params (a
 global data tensor, say) are captured as they were: pass data as arguments.
 A program whose Python reads tensor values (``if x.sum() > 0``, ``.item()``)
-cannot be captured; it runs eagerly, with a warning that says why.
+cannot be captured; it runs eagerly, with a warning that says why
+(``ignore_jit_warnings=True`` silences it, as it silences Pyro's tracer).
 ``JitTraceGraph_ELBO`` keeps its baselines as Python state between steps,
 so it runs eagerly.
 
@@ -191,14 +192,16 @@ class _CapturedLoss:
                 return compiled, value
             why = f"the compiled loss {value.item()} differs from the eager loss {float(expected)}"
         _set_rng_state(after)
-        warnings.warn(f"{type(self).__name__}: torch.compile was not used ({why}); the capture is replayed "
-                      "uncompiled", RuntimeWarning, stacklevel=6)
+        if not self.ignore_jit_warnings:
+            warnings.warn(f"{type(self).__name__}: torch.compile was not used ({why}); the capture is replayed "
+                          "uncompiled", RuntimeWarning, stacklevel=6)
         return None, surrogate
 
     def _give_up(self, key, why):
         self._captures[key] = None
-        warnings.warn(f"{type(self).__name__}: the loss could not be captured ({why}); it runs eagerly",
-                      RuntimeWarning, stacklevel=5)
+        if not self.ignore_jit_warnings:
+            warnings.warn(f"{type(self).__name__}: the loss could not be captured ({why}); it runs eagerly",
+                          RuntimeWarning, stacklevel=5)
         return None
 
     def _rerun_eagerly(self, state, model, guide, args, kwargs):
