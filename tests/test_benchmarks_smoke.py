@@ -264,6 +264,20 @@ def test_scaling_quick_run_writes_a_table(capsys, tmp_path, one_thread):
     assert "floor µs" in capsys.readouterr().out
 
 
+def test_paired_quick_run_prints_a_ratio_per_backend(capsys, one_thread):
+    import paired
+
+    paired.main(["--quick", "--workloads", "W1,W5", "--backends", "causalppl,causalppl_jit", "--window", "5"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| W")]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| W1", "causalppl"], ["| W1", "causalppl JitTrace_ELBO"],
+        ["| W5", "causalppl"], ["| W5", "causalppl JitTrace_ELBO"]]
+    for row in rows:
+        assert float(row.split(" | ")[3].rstrip("×")) > 0
+    with pytest.raises(SystemExit):
+        paired.main(["--backends", "causalppl_scm"])  # timed through whole fits: not here
+
+
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("pyro", "numpyro", "jax")),
                     reason="pyro-ppl, numpyro and jax are optional (pip install -e .[bench])")
 def test_references_agree_with_the_floor(one_thread):
