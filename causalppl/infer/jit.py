@@ -60,7 +60,7 @@ from causalppl.params import get_param_store
 
 # "compile" is ours; the rest are torch.jit.trace's keywords that Pyro scripts pass.
 _JIT_OPTIONS = {"compile", "check_trace", "check_inputs", "check_tolerance", "strict", "optimize"}
-_MAX_SIGNATURES = 64  # signatures remembered; ones seen once only are forgotten beyond it
+_MAX_SIGNATURES = 64  # signatures remembered, captures included; the oldest are forgotten beyond it
 
 
 class _Capture:
@@ -87,7 +87,7 @@ class _CapturedLoss:
             raise ValueError(f"{type(self).__name__}: unknown jit_options {unknown}; expected some of "
                              f"{sorted(_JIT_OPTIONS)} ('compile' here, the rest are torch.jit.trace's, for Pyro "
                              "scripts, and change nothing)")
-        self._captures = {}  # signature -> _Capture, or None: run eagerly
+        self._captures = {}  # signature -> "seen" (ran once, eagerly), a _Capture, or None (stays eager)
         self.compiled_calls = 0  # calls answered by a replay
 
     # -- the three losses ------------------------------------------------------
@@ -119,8 +119,8 @@ class _CapturedLoss:
         """This call's surrogate loss from a replay, or None where the call runs eagerly."""
         key, tensors = _signature(model, guide, args, kwargs)
         if key not in self._captures:
-            if len(self._captures) >= _MAX_SIGNATURES:  # arguments that differ at every call (new objects)
-                self._captures = {k: v for k, v in self._captures.items() if v != "seen"}
+            while len(self._captures) >= _MAX_SIGNATURES:  # arguments that keep changing: forget the oldest
+                del self._captures[next(iter(self._captures))]
             self._captures[key] = "seen"  # this first call runs eagerly; the next one is captured
             return None
         capture = self._captures[key]
