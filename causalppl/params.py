@@ -47,10 +47,14 @@ def _DEAD():
     return None
 
 
+_STORES = weakref.WeakSet()  # every ParamStore alive: see store_holding
+
+
 class ParamStore:
     """Name -> (unconstrained leaf, constraint). Use :func:`get_param_store`."""
 
     def __init__(self):
+        _STORES.add(self)
         self._leaves: dict[str, torch.Tensor] = {}
         self._constraints: dict[str, constraints.Constraint] = {}
         self._transforms: dict[str, torch.distributions.Transform] = {}
@@ -428,6 +432,14 @@ def decode_constraint(name, code):
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def store_holding(name, leaf):
+    """The live param store that holds ``leaf`` under ``name`` (the global one or a scope's), or None."""
+    for store in list(_STORES):
+        if store._leaves.get(name) is leaf:
+            return store
+    return None
 
 
 _PARAM_STORE = ParamStore()

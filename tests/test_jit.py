@@ -247,3 +247,23 @@ def test_tensors_inside_containers_are_inputs_of_the_capture():
     cp.set_rng_seed(4)
     assert replayed == pytest.approx(Trace_ELBO().loss(model, scalar_guide, batch), rel=1e-6)
     assert elbo.compiled_calls == 3
+
+
+def test_params_in_a_param_scope_are_replayed_without_capturing_again():
+    store = cp.ParamStore()
+    scoped_guide = cp.handlers.param_scope(scalar_guide, store=store)
+    cp.clear_param_store()
+    cp.set_rng_seed(2)
+    elbo = JitTrace_ELBO()
+    svi = cp.infer.SVI(scalar_model, scoped_guide, cp.optim.Adam({"lr": 0.05}), elbo)
+    losses = [svi.step(torch.tensor(2.0)) for _ in range(30)]
+    assert elbo.compiled_calls == 29 and len(elbo._captures) == 1
+    assert "loc" in store and "loc" not in cp.get_param_store()
+    captures = [c for c in elbo._captures.values() if not isinstance(c, str)]
+    assert captures[0].current()
+    store.clear()  # a cleared scope: its leaves are gone, so the next call captures afresh
+    assert not captures[0].current()
+    cp.set_rng_seed(2)
+    eager = cp.infer.SVI(scalar_model, cp.handlers.param_scope(scalar_guide, store=cp.ParamStore()),
+                         cp.optim.Adam({"lr": 0.05}), Trace_ELBO())
+    assert losses == pytest.approx([eager.step(torch.tensor(2.0)) for _ in range(30)], rel=1e-5)

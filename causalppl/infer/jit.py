@@ -51,12 +51,13 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+import weakref
 
 import torch
 
 from causalppl.infer.elbo import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from causalppl.infer.svi import _unchecked_arguments
-from causalppl.params import get_param_store
+from causalppl.params import store_holding
 
 # "compile" is ours; the rest are torch.jit.trace's keywords that Pyro scripts pass.
 _JIT_OPTIONS = {"compile", "check_trace", "check_inputs", "check_tolerance", "strict", "optimize"}
@@ -68,11 +69,17 @@ class _Capture:
 
     def __init__(self, graph, names, leaves, traces):
         self.graph, self.names, self.leaves, self.traces = graph, names, leaves, traces
+        # Each leaf's store (the global one or a param_scope's), held weakly.
+        stores = [store_holding(name, leaf) for name, leaf in zip(names, leaves, strict=True)]
+        self.stores = [None if store is None else weakref.ref(store) for store in stores]
 
     def current(self):
-        """Whether the param store still holds the captured leaves (a new or reloaded store does not)."""
-        store = get_param_store()._leaves
-        return all(store.get(name) is leaf for name, leaf in zip(self.names, self.leaves, strict=True))
+        """Whether the stores still hold the captured leaves (a cleared or reloaded store does not)."""
+        for name, leaf, ref in zip(self.names, self.leaves, self.stores, strict=True):
+            store = None if ref is None else ref()
+            if store is None or store._leaves.get(name) is not leaf:
+                return False
+        return True
 
 
 class _CapturedLoss:
