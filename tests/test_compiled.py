@@ -329,6 +329,23 @@ def test_unsupported_mechanisms_fall_back_to_the_reference_path():
         scm.fit(data, steps=5, progress=False, compile=True)
 
 
+def test_compile_true_captures_and_compiles_the_reference_path_with_the_same_numbers():
+    def make():
+        return cp.SCM().add("x", "Normal(0, 1)").add(
+            "y", lambda x: cp.dist.Normal(cp.param("k", torch.tensor(0.0)) * x, 1.0))
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, generator=gen)
+    data = {"x": x, "y": 1.5 * x + torch.randn(200, generator=gen)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # where torch.compile cannot run, the capture is replayed uncompiled
+        compiled = make().fit(data, steps=40, progress=False, compile=True, seed=3)
+    reference = make().fit(data, steps=40, progress=False, compile=False, seed=3)
+    assert compiled.engine == "reference+JitTrace_ELBO" and "node 'y'" in compiled.engine_note
+    assert compiled.losses == pytest.approx(reference.losses, rel=1e-5)
+    assert compiled.params["k"].item() == pytest.approx(reference.params["k"].item(), rel=1e-5)
+
+
 def test_a_hand_written_guide_runs_the_reference_path():
     graph, data = linear_world(100)
     scm = cp.SCM.from_graph(graph, data=data, bayesian=True)

@@ -38,7 +38,7 @@ from causalppl.causal.learnable import KINDS as LEARNABLE_KINDS
 from causalppl.causal.learnable import CategoricalTable
 from causalppl.causal.mle import fit_mle, why_not_exact
 from causalppl.handlers import block, param_scope, replay, trace
-from causalppl.infer import SVI, Trace_ELBO
+from causalppl.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from causalppl.params import ParamStore, set_rng_seed
 from causalppl.runtime import plate
 
@@ -77,9 +77,10 @@ class FitResult:
     (node -> :class:`causalppl.causal.mle.Estimate`, with standard errors);
     ``notes`` what a reader should know (empty table rows, separation).
     ``engine`` says how the SVI steps ran: ``"compiled"`` (the batched graph of
-    :mod:`causalppl.graph.compiled`), ``"compiled+torch.compile"``, or
-    ``"reference"`` (the lowered model through the handler stack), with the
-    reason in ``engine_note``; ``None`` without SVI.
+    :mod:`causalppl.graph.compiled`), ``"compiled+torch.compile"``,
+    ``"reference"`` (the lowered model through the handler stack), or
+    ``"reference+JitTrace_ELBO"`` (that loss captured and compiled, with
+    ``compile=True``), with the reason in ``engine_note``; ``None`` without SVI.
     """
 
     scm: object
@@ -93,7 +94,7 @@ class FitResult:
     method: str = "svi"
     estimates: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    engine: str | None = None  # how SVI stepped: "compiled", "compiled+torch.compile" or "reference"
+    engine: str | None = None  # how SVI stepped: "compiled", "compiled+torch.compile", "reference", ...
     engine_note: str | None = None  # why the reference path ran, when it did
 
     @property
@@ -317,7 +318,10 @@ def fit(scm, data=None, guide="normal", steps=1000, optim=None, lr=0.01, subsamp
         reference path (``result.engine`` and ``result.engine_note`` say which
         and why). ``False``: always the reference path. ``True``: the compiled
         graph, also wrapped in ``torch.compile`` (with CUDA graphs on a GPU);
-        a warning says when that is not possible.
+        where the graph does not apply, the reference path's loss captured
+        and compiled by :class:`~causalppl.infer.JitTrace_ELBO`
+        (``engine="reference+JitTrace_ELBO"``); a warning says which, and
+        when neither is possible.
     **inputs : values of the SCM's inputs.
 
     Before fitting, a learnable mechanism that has no params in ``scm.params``
@@ -530,7 +534,17 @@ def _stepper(result, svi, guide, optim, fixed, learn_params, parallel, checkpoin
             result.engine = runner.engine
             return runner
     result.engine_note = why
-    if compile is True:
+    if compile is True and why is not None and parallel.size == 1 and not checkpoints and steps_left \
+            and type(svi.loss) is Trace_ELBO:
+        # The batched graph does not cover this model: capture the reference path's loss and compile that.
+        elbo = svi.loss
+        svi.loss = JitTrace_ELBO(num_particles=elbo.num_particles, vectorize_particles=elbo.vectorize_particles,
+                                 max_plate_nesting=elbo.max_plate_nesting, jit_options={"compile": True})
+        svi.loss_and_grads = svi.loss.loss_and_grads
+        result.engine = "reference+JitTrace_ELBO"
+        warnings.warn(f"fit(compile=True): the SVI steps run on the reference path ({why}); its loss is "
+                      "captured and compiled by JitTrace_ELBO", RuntimeWarning, stacklevel=4)
+    elif compile is True:
         warnings.warn(f"fit(compile=True): the SVI steps run on the reference path ({why}), not compiled",
                       RuntimeWarning, stacklevel=4)
     return svi
