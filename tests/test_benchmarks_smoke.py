@@ -199,15 +199,16 @@ def test_floor_loss_is_the_elbo_confounder():
 def test_compare_quick_run_agrees_with_the_floor(capsys, tmp_path, one_thread):
     import compare
 
-    out = compare.main(["--quick", "--workloads", "W1,W4,W5", "--backends", "causalppl,causalppl_scm,floor",
-                        "--repeats", "2", "--window", "20", "--json", str(tmp_path / "compare.json")])
+    out = compare.main(["--quick", "--workloads", "W1,W4,W5", "--backends",
+                        "causalppl,causalppl_jit,causalppl_scm,floor", "--repeats", "2", "--window", "20",
+                        "--json", str(tmp_path / "compare.json")])
     text = capsys.readouterr().out
-    assert "| workload | causalppl µs | causalppl scm.fit µs | floor µs |" in text
+    assert "| workload | causalppl µs | causalppl JitTrace_ELBO µs | causalppl scm.fit µs | floor µs |" in text
     assert "causalppl ÷ floor" in text and "answers" in text
     assert text.count("| agree (max Δ") == 3, text
     for result in out["results"]:
         rows = result["backends"]
-        assert set(rows) == {"causalppl", "causalppl_scm", "floor"}
+        assert set(rows) == {"causalppl", "causalppl_jit", "causalppl_scm", "floor"}
         for name, row in rows.items():
             assert row["error"] is None, (result["workload"], name, row["error"])
             assert row["wall_us"] > 0 and row["cpu_us"] > 0 and math.isfinite(row["error_vs_truth"])
