@@ -267,3 +267,45 @@ def test_params_in_a_param_scope_are_replayed_without_capturing_again():
     eager = cp.infer.SVI(scalar_model, cp.handlers.param_scope(scalar_guide, store=cp.ParamStore()),
                          cp.optim.Adam({"lr": 0.05}), Trace_ELBO())
     assert losses == pytest.approx([eager.step(torch.tensor(2.0)) for _ in range(30)], rel=1e-5)
+
+
+def test_steps_replay_forward_and_backward_as_one_graph_with_autograd_s_gradients():
+    x, y = rows()
+    elbo = JitTrace_ELBO()
+    fit(elbo, confounder_model, AutoNormal, x, y, steps=3)
+    (capture,) = [c for c in elbo._captures.values() if not isinstance(c, str)]
+    assert capture.joint is not None
+    # The joint graph's gradients are autograd's through the forward capture, on the same random numbers.
+    leaves = capture.leaves
+    cp.set_rng_seed(5)
+    capture.graph(*leaves, x, y).backward()
+    expected = [leaf.grad.clone() for leaf in leaves]
+    for leaf in leaves:
+        leaf.grad = None
+    cp.set_rng_seed(5)
+    JitTrace_ELBO._joint_step(capture, [x, y])
+    for leaf, want in zip(leaves, expected, strict=True):
+        assert torch.allclose(leaf.grad, want, rtol=1e-5, atol=1e-6)
+    # loss_and_grads accumulates, as backward does.
+    cp.set_rng_seed(5)
+    JitTrace_ELBO._joint_step(capture, [x, y])
+    for leaf, want in zip(leaves, expected, strict=True):
+        assert torch.allclose(leaf.grad, 2 * want, rtol=1e-5, atol=1e-6)
+
+
+def test_tensor_arguments_that_require_grad_get_their_gradients():
+    def model(shift):
+        z = cp.sample("z", dist.Normal(shift, 1.0))
+        cp.sample("x", dist.Normal(z, 1.0), obs=torch.tensor(1.0))
+
+    grads = []
+    jit = JitTrace_ELBO()
+    for elbo in (jit, Trace_ELBO()):
+        cp.clear_param_store()
+        shift = torch.tensor(0.5, requires_grad=True)
+        for step in range(4):
+            cp.set_rng_seed(step)
+            elbo.loss_and_grads(model, scalar_guide, shift)
+        grads.append(shift.grad.clone())
+    assert jit.compiled_calls == 3
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5)

@@ -69,6 +69,8 @@ class _Capture:
 
     def __init__(self, graph, names, leaves, traces):
         self.graph, self.names, self.leaves, self.traces = graph, names, leaves, traces
+        # ``joint(*leaves, *tensor_args)`` -> (loss, gradient per target): forward and backward in one graph
+        self.joint = None
         # Each leaf's store (the global one or a param_scope's), held weakly.
         stores = [store_holding(name, leaf) for name, leaf in zip(names, leaves, strict=True)]
         self.stores = [None if store is None else weakref.ref(store) for store in stores]
@@ -100,9 +102,11 @@ class _CapturedLoss:
     # -- the three losses ------------------------------------------------------
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        surrogate = self._replayed(model, guide, args, kwargs)
+        surrogate = self._replayed(model, guide, args, kwargs, joint=True)
         if surrogate is None:
             return super().loss_and_grads(model, guide, *args, **kwargs)
+        if isinstance(surrogate, float):  # the joint graph ran: gradients are in place
+            return surrogate
         if surrogate.requires_grad:
             surrogate.backward(retain_graph=self.retain_graph)
         return surrogate.item()
@@ -122,8 +126,12 @@ class _CapturedLoss:
 
     # -- capturing and replaying -------------------------------------------------
 
-    def _replayed(self, model, guide, args, kwargs):
-        """This call's surrogate loss from a replay, or None where the call runs eagerly."""
+    def _replayed(self, model, guide, args, kwargs, joint=False):
+        """This call's surrogate loss from a replay, or None where the call runs eagerly.
+
+        With ``joint=True`` and a joint graph captured, the gradients are
+        accumulated into the targets' ``.grad`` and the loss is a float.
+        """
         key, tensors = _signature(model, guide, args, kwargs)
         if key not in self._captures:
             while len(self._captures) >= _MAX_SIGNATURES:  # arguments that keep changing: forget the oldest
@@ -136,6 +144,13 @@ class _CapturedLoss:
         if capture == "seen" or not capture.current():
             return self._capture(key, model, guide, args, kwargs, tensors)
         state = _rng_state()
+        if joint and capture.joint is not None:
+            loss = self._joint_step(capture, tensors)
+            self.compiled_calls += 1
+            if not math.isfinite(loss):
+                self._rerun_eagerly(state, model, guide, args, kwargs)
+            self.last_traces = capture.traces
+            return loss
         surrogate = capture.graph(*capture.leaves, *tensors)
         self.compiled_calls += 1
         if not math.isfinite(surrogate.item()):
@@ -174,10 +189,13 @@ class _CapturedLoss:
             _set_rng_state(state)
             return self._give_up(key, f"the captured loss {surrogate.item()} differs from the eager "
                                       f"loss {float(expected)} on the same random numbers")
+        capture = _Capture(graph, names, leaves, traces)
         if self.jit_options.get("compile") and torch.is_grad_enabled():
             compiled, surrogate = self._compiled(graph, surrogate, state, leaves, tensors, expected)
-            graph = graph if compiled is None else compiled
-        self._captures[key] = _Capture(graph, names, leaves, traces)
+            capture.graph = graph if compiled is None else compiled
+        elif torch.is_grad_enabled() and surrogate.requires_grad:
+            capture.joint = _joint_graph(make_fx, graph, surrogate, state, leaves, tensors)
+        self._captures[key] = capture
         self.last_traces = traces
         self.compiled_calls += 1
         return surrogate
@@ -204,6 +222,22 @@ class _CapturedLoss:
                           "uncompiled", RuntimeWarning, stacklevel=6)
         return None, surrogate
 
+    @staticmethod
+    def _joint_step(capture, tensors):
+        """Replay forward and backward in one graph; add each gradient to its target's ``.grad``."""
+        graph, targets = capture.joint
+        with torch.no_grad():
+            loss, *grads = graph(*capture.leaves, *tensors)
+            for target, grad in zip(targets(capture.leaves, tensors), grads, strict=True):
+                if grad is None:
+                    continue
+                if target.grad is None:
+                    target.grad = grad if grad.is_contiguous() and grad.shape == target.shape else (
+                        grad.expand(target.shape).contiguous())
+                else:
+                    target.grad += grad
+        return loss.item()
+
     def _give_up(self, key, why):
         self._captures[key] = None
         if not self.ignore_jit_warnings:
@@ -217,6 +251,52 @@ class _CapturedLoss:
         with torch.no_grad(), _unchecked_arguments():
             super().differentiable_loss(model, guide, *args, **kwargs)
         _set_rng_state(after)
+
+
+def _joint_graph(make_fx, graph, surrogate, state, leaves, tensors):
+    """The forward and backward of ``graph`` captured as one graph, checked against autograd; None if not.
+
+    Its targets are the param leaves and the tensor arguments that require
+    grad: what ``backward`` would reach. A capture whose constants require
+    grad (a module's weights read as constants) keeps autograd, which reaches them.
+    """
+    for node in graph.graph.nodes:
+        if node.op == "get_attr" and getattr(getattr(graph, node.target), "requires_grad", False):
+            return None
+    picks = [i for i, t in enumerate(tensors) if t.requires_grad]
+    count = len(leaves)
+
+    def targets(leaves, tensors):
+        return [*leaves, *(tensors[i] for i in picks)]
+
+    def joint(*inputs):
+        loss = graph(*inputs)
+        wrt = [*inputs[:count], *(inputs[count + i] for i in picks)]
+        return (loss.detach(), *torch.autograd.grad(loss, wrt, allow_unused=True))
+
+    after = _rng_state()
+    wanted = torch.autograd.grad(surrogate, targets(leaves, tensors), retain_graph=True, allow_unused=True)
+    try:
+        _set_rng_state(state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            joint_graph = make_fx(joint)(*leaves, *tensors)
+        joint_graph.graph.eliminate_dead_code()
+        joint_graph.recompile()
+        _set_rng_state(state)
+        with torch.no_grad():
+            loss, *grads = joint_graph(*leaves, *tensors)
+    except Exception:  # noqa: BLE001 - the forward replay with autograd still works
+        return None
+    finally:
+        _set_rng_state(after)
+    for got, want in zip(grads, wanted, strict=True):
+        if (got is None) != (want is None) or (got is not None and not torch.allclose(
+                got.expand(want.shape), want, rtol=1e-5, atol=1e-6 * max(1.0, float(want.abs().max())))):
+            return None
+    if not _same_loss(loss, surrogate.detach()):
+        return None
+    return joint_graph, targets
 
 
 @contextlib.contextmanager
