@@ -13,7 +13,10 @@ dicts; the values of the others):
    random numbers the eager loss drew and checks that it gives the same loss;
 3. later calls replay the capture. Its random draws (noise, subsampled rows)
    are fresh at every call and come in the eager order, so a seeded run
-   gives the eager numbers.
+   gives the eager numbers. ``loss_and_grads`` replays the forward and the
+   backward as one graph (captured over ``torch.autograd.grad`` and checked
+   against autograd), adding the gradients into ``.grad`` with no autograd
+   graph built; ``differentiable_loss`` replays the forward for autograd.
 
 What is captured is what ran, as with Pyro's ``torch.jit`` version: a program
 whose sites, shapes or Python branches change from call to call must use the
