@@ -309,3 +309,23 @@ def test_tensor_arguments_that_require_grad_get_their_gradients():
         grads.append(shift.grad.clone())
     assert jit.compiled_calls == 3
     assert torch.allclose(grads[0], grads[1], rtol=1e-5)
+
+
+def test_a_non_finite_loss_names_the_site_through_a_constrained_param():
+    # The capture's own traces hold the constrained value as it was; the site is named from an eager rerun.
+    def model(x):
+        z = cp.sample("z", dist.Normal(0.0, 1.0))
+        noise = cp.param("noise", torch.tensor(1.0), constraint=cp.constraints.positive)
+        cp.sample("x", dist.Normal(z, noise), obs=x)
+
+    def guide(x):
+        cp.sample("z", dist.Normal(cp.param("loc", torch.tensor(0.0)), 1.0))
+
+    cp.clear_param_store()
+    svi = cp.infer.SVI(model, guide, cp.optim.Adam({"lr": 0.01}), JitTrace_ELBO())
+    for _ in range(3):
+        svi.step(torch.tensor(1.0))
+    with torch.no_grad():
+        cp.get_param_store().leaf("noise").fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="log density of .*'x'"):
+        svi.step(torch.tensor(1.0))

@@ -148,18 +148,15 @@ class _CapturedLoss:
             return self._capture(key, model, guide, args, kwargs, tensors)
         state = _rng_state()
         if joint and capture.joint is not None:
-            loss = self._joint_step(capture, tensors)
-            self.compiled_calls += 1
-            if not math.isfinite(loss):
-                self._rerun_eagerly(state, model, guide, args, kwargs)
-            self.last_traces = capture.traces
-            return loss
-        surrogate = capture.graph(*capture.leaves, *tensors)
+            result = value = self._joint_step(capture, tensors)
+        else:
+            result = capture.graph(*capture.leaves, *tensors)
+            value = result.item()
         self.compiled_calls += 1
-        if not math.isfinite(surrogate.item()):
-            self._rerun_eagerly(state, model, guide, args, kwargs)  # real traces, to name the culprit site
         self.last_traces = capture.traces
-        return surrogate
+        if not math.isfinite(value):
+            self._rerun_eagerly(state, model, guide, args, kwargs)  # real traces, to name the culprit site
+        return result
 
     def _capture(self, key, model, guide, args, kwargs, tensors):
         """Capture the loss of this signature, check it against the eager loss, and return this call's value."""
