@@ -519,9 +519,10 @@ def _stepper(result, svi, guide, optim, fixed, learn_params, parallel, checkpoin
     """What takes the SVI steps: the compiled step where it applies (see :mod:`causal.compiled_svi`), else ``svi``."""
     compile, model, hidden = engine
     result.engine = "reference"
-    why = ("compile=False" if compile is False else "distributed" if parallel.size > 1
-           else "checkpoints" if checkpoints else "no steps" if not steps_left else None)
-    if why is None:
+    blocked = ("compile=False" if compile is False else "distributed" if parallel.size > 1
+               else "checkpoints" if checkpoints else "no steps" if not steps_left else None)
+    why = blocked
+    if blocked is None:
         try:
             runner = compiled_step(svi, model, result.guide, optim, (result.scm.params, result.guide_params),
                                    set(fixed) if learn_params else None, hidden, torch_compile=compile is True)
@@ -534,8 +535,7 @@ def _stepper(result, svi, guide, optim, fixed, learn_params, parallel, checkpoin
             result.engine = runner.engine
             return runner
     result.engine_note = why
-    if compile is True and why is not None and parallel.size == 1 and not checkpoints and steps_left \
-            and type(svi.loss) is Trace_ELBO:
+    if compile is True and blocked is None and type(svi.loss) is Trace_ELBO:
         # The batched graph does not cover this model: capture the reference path's loss and compile that.
         elbo = svi.loss
         svi.loss = JitTrace_ELBO(num_particles=elbo.num_particles, vectorize_particles=elbo.vectorize_particles,
