@@ -66,6 +66,9 @@ LABELS = {"causalppl": "causalppl", "causalppl_jit": "causalppl JitTrace_ELBO",
           "causalppl_compiled": "causalppl JitTrace_ELBO compiled", "causalppl_scm": "causalppl scm.fit",
           "pyro": "Pyro",
           "numpyro": "NumPyro (jit)", "floor": "floor"}
+# The Pyro-style runtime's backends: the ELBO class each steps with, and its options.
+RUNTIME_ELBOS = {"causalppl": ("Trace_ELBO", {}), "causalppl_jit": ("JitTrace_ELBO", {}),
+                 "causalppl_compiled": ("JitTrace_ELBO", {"jit_options": {"compile": True}})}
 DEFAULT_WORKLOADS = ("W1", "W3", "W4", "W5", "L10", "L50", "L200")
 BASELINE = "floor"
 QUICK_TOL = 0.2
@@ -166,19 +169,11 @@ class Backends:
             import floor
 
             return StepRunner(floor.build(workload, data, device, seed))
-        if name == "causalppl":
+        if name in RUNTIME_ELBOS:
             import causalppl_runs
 
-            return StepRunner(causalppl_runs.runtime(workload, data, device, seed))
-        if name == "causalppl_jit":
-            import causalppl_runs
-
-            return StepRunner(causalppl_runs.runtime(workload, data, device, seed, elbo="JitTrace_ELBO"))
-        if name == "causalppl_compiled":
-            import causalppl_runs
-
-            return StepRunner(causalppl_runs.runtime(workload, data, device, seed, elbo="JitTrace_ELBO",
-                                                     jit_options={"compile": True}))
+            elbo, options = RUNTIME_ELBOS[name]
+            return StepRunner(causalppl_runs.runtime(workload, data, device, seed, elbo=elbo, **options))
         if name == "causalppl_scm":
             import causalppl_runs
 
