@@ -16,7 +16,9 @@ dicts; the values of the others):
    gives the eager numbers. ``loss_and_grads`` replays the forward and the
    backward as one graph (captured over ``torch.autograd.grad`` and checked
    against autograd), adding the gradients into ``.grad`` with no autograd
-   graph built; ``differentiable_loss`` replays the forward for autograd.
+   graph built, after the rewrites of :mod:`causalppl.infer.graph_rewrites`
+   (constants folded, ``detach`` copies dropped, sums of products as dots);
+   ``differentiable_loss`` replays the forward for autograd.
 
 What is captured is what ran, as with Pyro's ``torch.jit`` version: a program
 whose sites, shapes or Python branches change from call to call must use the
@@ -59,6 +61,7 @@ import weakref
 import torch
 
 from causalppl.infer.elbo import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from causalppl.infer.graph_rewrites import simplify
 from causalppl.infer.svi import _unchecked_arguments
 from causalppl.params import store_holding
 
@@ -280,9 +283,7 @@ def _joint_graph(make_fx, graph, surrogate, state, leaves, tensors):
         _set_rng_state(state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            joint_graph = make_fx(joint)(*leaves, *tensors)
-        joint_graph.graph.eliminate_dead_code()
-        joint_graph.recompile()
+            joint_graph = simplify(make_fx(joint)(*leaves, *tensors), no_grad=True)
         _set_rng_state(state)
         with torch.no_grad():
             loss, *grads = joint_graph(*leaves, *tensors)
