@@ -199,3 +199,28 @@ def test_the_elbo_adds_linear_terms_numbers_and_tensors_alike():
     assert loss.item() == pytest.approx(-1.5 * 2 + 4 * 3 + 7)
     assert [g.item() for g in torch.autograd.grad(loss, (a, b))] == [-1.5, 4.0]
     assert _loss_of_terms([1.5], [0.5]).item() == 1.0
+
+
+@pytest.mark.parametrize("first_under_inference_mode", [False, True])
+def test_the_elbo_sums_many_sites_in_one_stack_or_one_chain_alike(first_under_inference_mode):
+    from causalppl.distributions import LinearTerm
+    from causalppl.infer.elbo import _loss_of_terms
+
+    gen = torch.Generator().manual_seed(0)
+    leaves = [torch.randn((), generator=gen).requires_grad_() for _ in range(6)]
+    coefficients = [0.5, -2.0, 1.0, 3.0, -0.25, 1.5]
+
+    def terms(values):
+        return [LinearTerm(v, c, 0.1) for v, c in zip(values, coefficients, strict=True)], [values[0]]
+
+    want_value = sum(c * v for v, c in zip(leaves, coefficients, strict=True)) + 0.6 - leaves[0]
+    want_grads = torch.autograd.grad(want_value, leaves)
+    if first_under_inference_mode:  # the cached coefficients must still be usable by backward later
+        with torch.inference_mode():
+            _loss_of_terms(*terms([leaf.detach() for leaf in leaves]))
+    stacked = _loss_of_terms(*terms(leaves))  # all 0-dim: one stack and one dot
+    chained = _loss_of_terms(*terms([leaves[0].expand(1), *leaves[1:]]))  # one 1-dim term: the chain of adds
+    for loss in (stacked, chained):
+        assert loss.detach().reshape(()).item() == pytest.approx(want_value.item(), rel=1e-6)
+        grads = torch.autograd.grad(loss.sum(), leaves)
+        assert torch.allclose(torch.stack(grads), torch.stack(want_grads), rtol=1e-6)

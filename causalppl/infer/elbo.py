@@ -339,31 +339,55 @@ def _scaled_term(term, scale):
 def _loss_of_terms(log_q, log_p):
     """``sum(log_q) - sum(log_p)`` from summed site terms (see ``_summed_site_term``).
 
-    The tensors are added in one chain (``add(total, value, alpha=±coefficient)``)
-    and the numbers in one Python float, added last: one op per term.
+    The numbers are added in one Python float, added last. The tensors, each
+    with its coefficient (``±1`` times a :class:`LinearTerm` 's), are summed
+    as one ``dot(stack(values), coefficients)`` when there are several 0-dim
+    ones (two ops, forward and backward, whatever the number of sites), else
+    in one chain of ``add(total, value, alpha=coefficient)``.
     """
-    total, constant = None, 0.0
+    values, coefficients, constant = [], [], 0.0
     pending = [(1.0, term) for term in log_q] + [(-1.0, term) for term in log_p]
     while pending:
         sign, term = pending.pop()
         if isinstance(term, tuple) and not isinstance(term, LinearTerm):
             pending.extend((sign, part) for part in term)
-            continue
-        if isinstance(term, LinearTerm):
-            value, coefficient = term.value, sign * term.coefficient
+        elif isinstance(term, LinearTerm):
+            values.append(term.value)
+            coefficients.append(sign * term.coefficient)
             constant += sign * term.constant
         elif isinstance(term, torch.Tensor):
-            value, coefficient = term, sign
+            values.append(term)
+            coefficients.append(sign)
         else:
             constant += sign * term
-            continue
-        if total is None:
-            total = value if coefficient == 1.0 else value * coefficient
-        else:
-            total = torch.add(total, value, alpha=coefficient)
-    if total is None:
+    if not values:
         return torch.tensor(constant)
+    first = values[0]
+    if len(values) >= _MIN_STACKED and all(
+            value.dim() == 0 and value.dtype == first.dtype and value.device == first.device for value in values):
+        total = torch.dot(torch.stack(values), _coefficients(tuple(coefficients), first.dtype, first.device))
+    else:
+        total = first if coefficients[0] == 1.0 else first * coefficients[0]
+        for value, coefficient in zip(values[1:], coefficients[1:]):
+            total = torch.add(total, value, alpha=coefficient)
     return total + constant if constant else total
+
+
+_MIN_STACKED = 4  # 0-dim terms before one stack and one dot beat a chain of adds
+_COEFFICIENTS = {}  # (coefficients, dtype, device) -> their tensor: the same sites give the same ones each step
+
+
+def _coefficients(numbers, dtype, device):
+    if torch._C._len_torch_dispatch_stack() or torch.compiler.is_compiling():
+        return torch.tensor(numbers, dtype=dtype, device=device)  # traced: a constant of the graph, not cached
+    key = (numbers, dtype, device)
+    found = _COEFFICIENTS.get(key)
+    if found is None:
+        if len(_COEFFICIENTS) >= 256:  # programs whose coefficients change (a subsample scale per step)
+            _COEFFICIENTS.clear()
+        with torch.inference_mode(False):  # a tensor that backward may save, even if made in inference mode
+            found = _COEFFICIENTS[key] = torch.tensor(numbers, dtype=dtype, device=device)
+    return found
 
 
 def _per_particle(log_prob, particle_dim):
