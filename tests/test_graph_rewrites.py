@@ -81,6 +81,15 @@ def test_tensors_written_in_place_are_not_folded():
     same_values(first, graph(x))
 
 
+def test_uninitialised_tensors_are_not_constants():
+    def fn(x):
+        return x + torch.empty(3).mul(0.0) + torch.empty_like(x).mul(0.0)
+
+    _, simple = rewritten(fn, torch.zeros(3))
+    targets = calls(simple)
+    assert aten.empty.memory_format in targets and aten.empty_like.default in targets
+
+
 def test_returned_constants_are_fresh_tensors_at_every_call():
     def fn(x):
         return torch.ones_like(x).mul(-1.0), x * 2

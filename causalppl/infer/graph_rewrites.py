@@ -119,7 +119,8 @@ def _foldable_op(node):
     if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
         return False
     schema = node.target._schema
-    return not schema.is_mutable and torch.Tag.nondeterministic_seeded not in node.target.tags
+    uninitialised = schema.name.split("::")[-1].lstrip("_").startswith(("empty", "new_empty"))
+    return not (schema.is_mutable or uninitialised or torch.Tag.nondeterministic_seeded in node.target.tags)
 
 
 def _fold_constants(graph_module):
