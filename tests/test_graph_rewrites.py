@@ -120,6 +120,21 @@ def test_sums_of_products_become_dots_and_add_chains_one_stack():
     assert aten.add.Tensor not in targets and aten.mul.Tensor not in targets
 
 
+def test_each_of_several_add_chains_becomes_its_own_stack():
+    def fn(x):
+        parts = [x[i] * (i + 1) for i in range(10)]
+        first, second = parts[0], parts[5]
+        for i in range(1, 5):
+            first = torch.add(first, parts[i], alpha=float(i))
+            second = torch.add(second, parts[5 + i], alpha=-float(i))
+        return first, torch.add(second, first, alpha=0.5)
+
+    x = torch.randn(10)
+    graph, simple = rewritten(fn, x)
+    same_values(simple(x), graph(x))
+    assert calls(simple).count(aten.stack.default) == 2
+
+
 def test_short_chains_and_products_of_broadcast_shapes_are_left_as_they_are():
     def fn(a, b):
         return torch.add((a * b).sum(), a.sum(), alpha=3.0)

@@ -232,9 +232,10 @@ def _chain_link(node):
 def _stacked_add_chains(graph_module):
     """A chain ``t0 + c1 t1 + c2 t2 + ...`` of 0-dim adds -> ``dot(stack([t0, t1, ...]), [1, c1, c2, ...])``."""
     graph = graph_module.graph
+    erased = set()
     for tail in reversed(list(graph.nodes)):
-        if tail.graph is not graph or _chain_link(tail) is None:
-            continue  # erased by an earlier chain, or not an add
+        if tail in erased or _chain_link(tail) is None:
+            continue  # a link of a chain rewritten already, or not an add
         links, node = [], tail
         while (link := _chain_link(node)) is not None:
             links.append((node, link))
@@ -259,3 +260,4 @@ def _stacked_add_chains(graph_module):
         tail.replace_all_uses_with(dot)
         for link_node, _ in reversed(links):
             graph.erase_node(link_node)
+            erased.add(link_node)
