@@ -147,8 +147,11 @@ def _fold_constants(graph_module):
             known = {n: constants.get(n) for n in inputs}
         if any(value is None for value in known.values()):
             continue
-        with torch.no_grad():
-            value = node.target(*map_arg(node.args, known.__getitem__), **map_arg(node.kwargs, known.__getitem__))
+        try:
+            with torch.no_grad():
+                value = node.target(*map_arg(node.args, known.__getitem__), **map_arg(node.kwargs, known.__getitem__))
+        except Exception:  # noqa: BLE001 - a call that cannot run on its own here stays in the graph
+            continue
         if not isinstance(value, torch.Tensor) or value.untyped_storage().nbytes() > _MAX_FOLDED_BYTES:
             continue
         constants[node] = value
