@@ -52,9 +52,7 @@ def simplify(graph_module, no_grad):
     which lets ``detach`` calls go.
     """
     graph = graph_module.graph
-    if no_grad:
-        _drop_detaches(graph)
-    _drop_identity_views(graph)
+    _drop_aliases(graph, no_grad)
     _fold_constants(graph_module)
     _dots_of_products(graph)
     _stacked_add_chains(graph_module)
@@ -77,27 +75,26 @@ def _not_output(user):
     return user.op != "output"
 
 
-def _drop_detaches(graph):
+def _drop_aliases(graph, no_grad):
+    """Uses of ``detach(x)`` (under ``no_grad`` only) and of a view of ``x`` to its own shape and strides read ``x``."""
     for node in list(graph.nodes):
-        if _is_op(node, aten.detach.default, aten.alias.default):
+        if no_grad and _is_op(node, aten.detach.default, aten.alias.default):
             node.replace_all_uses_with(node.args[0], delete_user_cb=_not_output)
+        elif _is_op(node, aten.view.default, aten.reshape.default, aten._unsafe_view.default):
+            base, value = _value(node.args[0]), _value(node)
+            if base is not None and value is not None and (base.shape, base.stride()) == (value.shape, value.stride()):
+                node.replace_all_uses_with(node.args[0], delete_user_cb=_not_output)
 
 
-def _drop_identity_views(graph):
-    """``view(x, shape)`` and ``reshape`` to the shape ``x`` has: ``x`` itself (the same memory)."""
-    for node in list(graph.nodes):
-        if not _is_op(node, aten.view.default, aten.reshape.default, aten._unsafe_view.default):
-            continue
-        base, value = _value(node.args[0]), _value(node)
-        if base is not None and value is not None and base.shape == value.shape and base.stride() == value.stride():
-            node.replace_all_uses_with(node.args[0], delete_user_cb=_not_output)
+def _schema(node):
+    return getattr(node.target, "_schema", None) if node.op == "call_function" else None
 
 
 def _written(graph):
     """Nodes that some call writes to, and every node they are views of: these are never folded."""
     written = set()
     for node in graph.nodes:
-        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        schema = _schema(node)
         if schema is None or not schema.is_mutable:
             continue
         for argument, value in zip(schema.arguments, node.args):
@@ -106,7 +103,7 @@ def _written(graph):
     pending = list(written)
     while pending:  # a view shares its base's memory: writing the view writes the base
         node = pending.pop()
-        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        schema = _schema(node)
         if schema is not None and schema.returns and schema.returns[0].alias_info is not None:
             base = node.args[0] if node.args else None
             if isinstance(base, torch.fx.Node) and base not in written:
@@ -154,7 +151,6 @@ def _fold_constants(graph_module):
             continue
         if not isinstance(value, torch.Tensor) or value.untyped_storage().nbytes() > _MAX_FOLDED_BYTES:
             continue
-        constants[node] = value
         name = f"_folded_{len(constants)}"
         while hasattr(graph_module, name):
             name += "_"
