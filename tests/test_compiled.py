@@ -389,6 +389,26 @@ def test_compile_true_wraps_the_step_in_torch_compile(monkeypatch):
     assert wrapped == [{"mode": None, "dynamic": False}]  # CUDA graphs ("reduce-overhead") only on a GPU
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compile_true_on_cuda_replays_cuda_graphs_with_the_eager_numbers():
+    """On a GPU, compile=True is torch.compile's "reduce-overhead" mode (CUDA graphs): the same steps."""
+    graph, data = linear_world(500)
+    data = {name: value.cuda() for name, value in data.items()}
+    results = {}
+    for compile in (True, None):
+        scm = cp.SCM.from_graph(graph, data=data, bayesian=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cp.causal.fit.ConvergenceWarning)
+            results[compile] = scm.fit(data, method="svi", seed=0, progress=False, compile=compile,
+                                       steps=100, optim=sgd(), device="cuda")
+    graphs, eager = results[True], results[None]
+    assert graphs.engine == "compiled+torch.compile" and eager.engine == "compiled"
+    assert graphs.losses == pytest.approx(eager.losses, rel=1e-4)
+    for name, value in eager.params.items():
+        assert graphs.params[name].device.type == "cuda"
+        assert torch.allclose(graphs.params[name], value, atol=1e-4), name
+
+
 def test_exact_fits_stay_fixed_while_the_compiled_step_learns_the_rest():
     """method="auto": a and t are fitted exactly and held; b is latent, so b and c are left to SVI."""
     graph, data = linear_world(1500)

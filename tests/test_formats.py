@@ -178,6 +178,14 @@ def test_dagitty_errors(text, message):
         read_dagitty(text)
 
 
+def test_dagitty_errors_give_line_and_column_across_comments_and_strings():
+    text = 'dag {\n  /* two\n lines */ a -> b\n  "x\ny" -> c\n    c -- d\n}'
+    with pytest.raises(ValueError, match=r"line 6, column 7: the edge '--' is not a causal DAG's edge"):
+        read_dagitty(text)
+    with pytest.raises(ValueError, match=r"line 2, column 3: not valid dagitty: unexpected character '\"'"):
+        read_dagitty('dag {\n  "open')
+
+
 # -- BIF and XMLBIF -------------------------------------------------------------------------------
 
 
@@ -217,6 +225,16 @@ def test_bif_table_order_for_a_node_with_parents():
 def test_bif_errors_name_the_variable(text, message):
     with pytest.raises(ValueError, match=message):
         read_bif(text)
+
+
+def test_bif_errors_give_the_line_counted_across_comments():
+    text = ("network n {\n}\n/* a comment\n over two lines */\n"
+            "variable a { type discrete [2] { x, y }; }\n// note\n"
+            "probability (a) {\n  table 0.5, oops;\n}\n")
+    with pytest.raises(ValueError, match=r"line 8: probability of 'a': expected numbers"):
+        read_bif(text)
+    with pytest.raises(ValueError, match=r"line 4: not valid BIF: unexpected '\"'"):
+        read_bif('variable a { type discrete [2] { "x\n y", z }; }\n\n  "unterminated')
 
 
 XMLBIF = """<?xml version="1.0"?>

@@ -54,24 +54,20 @@ TOLERANCE = 0.01  # a table row may sum to 1 +- this (files are rounded); rows a
 
 
 def _tokens(text, where):
+    """``(kind, value, "line N")`` per token; the line is counted as the text is read (one pass)."""
     tokens = []
-    position = 0
+    position, line = 0, 1
     while position < len(text):
         found = _TOKEN.match(text, position)
         if found is None:
-            raise ValueError(f"{where}: {_line(text, position)}: not valid BIF: unexpected {text[position]!r}")
-        kind = found.lastgroup
+            raise ValueError(f"{where}: line {line}: not valid BIF: unexpected {text[position]!r}")
+        kind, matched = found.lastgroup, found.group()
         if kind not in ("space", "comment"):
-            value = found.group()
-            if kind == "string":
-                value = value[1:-1]
-            tokens.append((value if kind == "punct" else "word", value, _line(text, position)))
+            value = matched[1:-1] if kind == "string" else matched
+            tokens.append((value if kind == "punct" else "word", value, f"line {line}"))
+        line += matched.count("\n")
         position = found.end()
     return tokens
-
-
-def _line(text, position):
-    return f"line {text.count(chr(10), 0, position) + 1}"
 
 
 class _Reader:
@@ -245,7 +241,8 @@ def _cpt(where, variable, states, parents, rows):
                 raise ValueError(f"{where}: probability of '{variable}': row ({', '.join(key)}) has "
                                  f"{len(row)} numbers for {k} states")
             table[combo] = torch.tensor(row, dtype=torch.float64)
-        unknown = [key for key in rows if key != "default" and key not in _keys(states, parents)]
+        known = _keys(states, parents)
+        unknown = [key for key in rows if key != "default" and key not in known]
         if unknown:
             raise ValueError(f"{where}: probability of '{variable}': row ({', '.join(unknown[0])}) names "
                              f"states that its parents {parents} do not have")

@@ -49,18 +49,23 @@ class _Tokens:
     def __init__(self, text, where):
         self.where = where
         self.items = []
-        position = 0
+        position, line, line_start = 0, 1, 0  # the line is counted as the text is read (one pass)
         while position < len(text):
             found = _TOKEN.match(text, position)
+            place = f"line {line}, column {position - line_start + 1}"
             if found is None:
-                raise ValueError(f"{where}: {_place(text, position)}: not valid dagitty: "
-                                 f"unexpected character {text[position]!r}")
+                raise ValueError(f"{where}: {place}: not valid dagitty: unexpected character {text[position]!r}")
+            matched = found.group()
             if found.lastgroup not in ("space", "comment"):
-                value = found.group()
+                value = matched
                 if found.lastgroup == "string":
                     value = value[1:-1].replace('\\"', '"')
                 kind = value if found.lastgroup == "punct" else found.lastgroup
-                self.items.append((kind, value, _place(text, position)))
+                self.items.append((kind, value, place))
+            newlines = matched.count("\n")
+            if newlines:
+                line += newlines
+                line_start = position + matched.rfind("\n") + 1
             position = found.end()
         self.i = 0
 
@@ -74,11 +79,6 @@ class _Tokens:
             raise ValueError(f"{self.where}: {token[2]}: not valid dagitty: expected {what}, found {shown}")
         self.i += 1
         return token[1]
-
-
-def _place(text, position):
-    line = text.count("\n", 0, position) + 1
-    return f"line {line}, column {position - (text.rfind(chr(10), 0, position) + 1) + 1}"
 
 
 def parse_dagitty(text, where="dagitty text"):
