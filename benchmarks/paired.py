@@ -10,11 +10,18 @@ timed through whole fits).
 
     python benchmarks/paired.py --workloads W1,W5 --backends causalppl,causalppl_jit,causalppl_compiled
     python benchmarks/paired.py --workloads W5 --backends causalppl --rounds 10 --quick
+    python benchmarks/paired.py --workloads W5 --backends causalppl_jit --no-rewrites
+
+``--no-rewrites`` replays ``JitTrace_ELBO``'s capture as captured, without
+:mod:`causalppl.infer.graph_rewrites`: the eager step's own tensor ops with
+no Python and no autograd engine around them, the least an eager step of
+the same program can cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -57,6 +64,8 @@ def main(argv=None):
     parser.add_argument("--window", type=int, default=None, help="steps per window (default: about 20 ms)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="tiny data and few rounds (the smoke test)")
+    parser.add_argument("--no-rewrites", action="store_true",
+                        help="replay JitTrace_ELBO's capture without its graph rewrites (the eager ops alone)")
     args = parser.parse_args(argv)
     compare.set_threads(1)
     import torch
@@ -69,6 +78,26 @@ def main(argv=None):
     for name, why in backends.skipped.items():
         print(f"skipped {name}: {why}")
     rows = ["| workload | backend | floor µs | backend ÷ floor (median) | quartiles |", "|---|---|---:|---:|---|"]
+    with rewrites_off() if args.no_rewrites else contextlib.nullcontext():
+        rows += paired_rows(args, backends)
+    print("\n".join(rows))
+
+
+@contextlib.contextmanager
+def rewrites_off():
+    """``JitTrace_ELBO`` keeps its captures as captured while this is open."""
+    import causalppl.infer.jit as jit
+
+    simplify = jit.simplify
+    jit.simplify = lambda graph_module, no_grad: graph_module
+    try:
+        yield
+    finally:
+        jit.simplify = simplify
+
+
+def paired_rows(args, backends):
+    rows = []
     for workload_name in args.workloads.split(","):
         workload = WORKLOADS[workload_name]
         if args.quick:
@@ -86,9 +115,11 @@ def main(argv=None):
             rounds = 3 if args.quick else args.rounds
             low, mid, high = quartiles(paired_ratios(run.step, floor.step, rounds, window))
             floor_us = cpu_seconds(floor.step, window) / window * 1e6
-            rows.append(f"| {workload_name} | {compare.LABELS[name]} | {floor_us:,.0f} | {mid:.2f}× | "
+            captured = name in ("causalppl_jit", "causalppl_compiled")
+            label = compare.LABELS[name] + (" (no rewrites)" if args.no_rewrites and captured else "")
+            rows.append(f"| {workload_name} | {label} | {floor_us:,.0f} | {mid:.2f}× | "
                         f"{low:.2f}–{high:.2f}× |")
-    print("\n".join(rows))
+    return rows
 
 
 if __name__ == "__main__":

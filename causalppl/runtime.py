@@ -385,7 +385,18 @@ def all_rows(size, device=None):
     """``arange(size)``, cached (except under inference mode, whose tensors autograd cannot use)."""
     if torch.is_inference_mode_enabled():
         return torch.arange(size, device=device)
-    return _all_rows(size, device, torch.get_default_device())
+    return _all_rows(size, device, default_device())
+
+
+_CPU = torch.device("cpu")
+
+
+def default_device():
+    """``torch.get_default_device()``, without its walk over the function modes when none is active."""
+    if not torch._C._len_torch_function_stack() and getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context",
+                                                              None) is None:
+        return _CPU
+    return torch.get_default_device()
 
 
 class PlateSizeError(ValueError, ZeroDivisionError):

@@ -279,6 +279,27 @@ def test_paired_quick_run_prints_a_ratio_per_backend(capsys, one_thread):
         paired.main(["--backends", "causalppl_scm"])  # timed through whole fits: not here
 
 
+def test_paired_without_rewrites_replays_the_capture_as_captured(capsys, one_thread):
+    import paired
+
+    import causalppl.infer.jit as jit
+
+    simplify, seen = jit.simplify, []
+
+    def spy(graph_module, no_grad):
+        seen.append(graph_module)
+        return simplify(graph_module, no_grad)
+
+    jit.simplify = spy
+    try:
+        paired.main(["--quick", "--workloads", "W5", "--backends", "causalppl_jit", "--window", "5", "--no-rewrites"])
+        assert jit.simplify is spy and not seen  # the rewrites were off while it ran, and are back after it
+    finally:
+        jit.simplify = simplify
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| W")]
+    assert [row.split(" | ")[1] for row in rows] == ["causalppl JitTrace_ELBO (no rewrites)"]
+
+
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("pyro", "numpyro", "jax")),
                     reason="pyro-ppl, numpyro and jax are optional (pip install -e .[bench])")
 def test_references_agree_with_the_floor(one_thread):

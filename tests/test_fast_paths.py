@@ -26,6 +26,19 @@ def test_normal_with_a_number_scale_matches_torch():
     assert torch.allclose(wide.log_prob(value), torchs.expand([3, 5]).log_prob(value), atol=1e-6)
 
 
+def test_expanding_a_number_scale_normal_keeps_what_torch_keeps():
+    checked = cp.dist.Normal(torch.tensor(0.5), 0.7, validate_args=True).expand([4])
+    assert type(checked) is cp.dist.Normal and checked._validate_args and checked.batch_shape == (4,)
+    assert torch.equal(checked.scale, torch.full((4,), 0.7)) and torch.equal(checked.mean, torch.full((4,), 0.5))
+    with pytest.raises(ValueError, match="support|value"):
+        checked.log_prob(torch.tensor([0.0, float("nan"), 0.0, 0.0]))
+    forced = cp.dist.Normal(torch.tensor(0.0), 1.0).has_rsample_(False).expand([2])
+    assert forced.has_rsample is False  # a has_rsample_() choice survives expand
+    row = cp.dist.Normal(torch.zeros(3), 2.0).expand([2, 3])
+    value = torch.randn(2, 3)
+    assert torch.allclose(row.log_prob(value), torch.distributions.Normal(torch.zeros(2, 3), 2.0).log_prob(value))
+
+
 def test_normal_with_a_number_scale_still_validates():
     with pytest.raises(ValueError, match="scale"):
         cp.dist.Normal(torch.zeros(2), -1.0, validate_args=True)

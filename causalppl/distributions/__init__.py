@@ -230,6 +230,16 @@ class Normal(TorchDistributionMixin, _torch.Normal):  # noqa: F811 - replaces th
         self._scale = value
 
     def expand(self, batch_shape, _instance=None):
+        if _instance is None and self._scale_number is not None and type(self) is Normal \
+                and "has_rsample" not in vars(self):
+            # A number scale (Normal(loc, 0.5) entering a plate every step): only loc is expanded,
+            # and the scale tensor is made when first read, as in __init__.
+            batch_shape = torch.Size(batch_shape)
+            new = Normal.__new__(Normal)
+            new.loc, new._scale, new._scale_number = self.loc.expand(batch_shape), None, self._scale_number
+            _torch.Distribution.__init__(new, batch_shape, validate_args=False)
+            new._validate_args = self._validate_args
+            return new
         if _instance is None:
             _instance = self._get_checked_instance(Normal, None)  # torch's check is for its own __init__
         new = super().expand(batch_shape, _instance)
