@@ -389,12 +389,13 @@ def all_rows(size, device=None):
 
 
 _CPU = torch.device("cpu")
+_DEVICE_CONTEXT = getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None)  # where set_default_device keeps its device
 
 
 def default_device():
     """``torch.get_default_device()``, without its walk over the function modes when none is active."""
-    if not torch._C._len_torch_function_stack() and getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context",
-                                                              None) is None:
+    if (_DEVICE_CONTEXT is not None and not torch._C._len_torch_function_stack()
+            and getattr(_DEVICE_CONTEXT, "device_context", None) is None):
         return _CPU
     return torch.get_default_device()
 

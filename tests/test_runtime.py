@@ -312,6 +312,21 @@ def test_full_plate_entered_under_inference_mode_does_not_poison_autograd():
     assert bool((x.grad == 1.0).all())
 
 
+def test_full_plate_rows_are_on_the_default_device_of_the_moment():
+    with cp.plate("rows_dev", 7) as idx:
+        assert idx.device.type == "cpu"
+    with torch.device("meta"), cp.plate("rows_dev", 7) as idx:
+        assert idx.device.type == "meta"
+    torch.set_default_device("meta")
+    try:
+        with cp.plate("rows_dev", 7) as idx:
+            assert idx.device.type == "meta"
+    finally:
+        torch.set_default_device(None)
+    with cp.plate("rows_dev", 7) as idx:
+        assert idx.device.type == "cpu"
+
+
 # --- subsampling, complete ---------------------------------------------------------------------
 
 
