@@ -52,16 +52,16 @@ class _Tokens:
         position, line, line_start = 0, 1, 0  # the line is counted as the text is read (one pass)
         while position < len(text):
             found = _TOKEN.match(text, position)
-            place = f"line {line}, column {position - line_start + 1}"
             if found is None:
-                raise ValueError(f"{where}: {place}: not valid dagitty: unexpected character {text[position]!r}")
+                raise ValueError(f"{where}: {_place(line, position - line_start)}: not valid dagitty: "
+                                 f"unexpected character {text[position]!r}")
             matched = found.group()
             if found.lastgroup not in ("space", "comment"):
                 value = matched
                 if found.lastgroup == "string":
                     value = value[1:-1].replace('\\"', '"')
                 kind = value if found.lastgroup == "punct" else found.lastgroup
-                self.items.append((kind, value, place))
+                self.items.append((kind, value, _place(line, position - line_start)))
             newlines = matched.count("\n")
             if newlines:
                 line += newlines
@@ -79,6 +79,10 @@ class _Tokens:
             raise ValueError(f"{self.where}: {token[2]}: not valid dagitty: expected {what}, found {shown}")
         self.i += 1
         return token[1]
+
+
+def _place(line, offset):
+    return f"line {line}, column {offset + 1}"
 
 
 def parse_dagitty(text, where="dagitty text"):
