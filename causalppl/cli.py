@@ -244,8 +244,13 @@ def cmd_sample(args):
         sys.stdout.write(text.getvalue())
 
 
+# --method of `query` -> interventional's method: "auto" answers exactly where exact inference applies.
+_QUERY_METHODS = {"auto": "auto", "exact": "exact", "importance": "sample"}
+
+
 def cmd_query(args):
     from causalppl.causal import interventional
+    from causalppl.causal.exact import ExactResult
     from causalppl.causal.queries import summarize
 
     scm = _load(args.graph)
@@ -255,10 +260,12 @@ def cmd_query(args):
     scm = _replaced(scm, args)
     args.replace = None  # applied
     do, evidence = _values(scm, args.do, "--do"), _values(scm, args.condition, "--condition")
-    result = None
-    if args.method == "importance":
-        result = interventional(scm, do=do, evidence=evidence, n=args.n, method="sample", **_inputs(args))
+    result, method = None, args.method
+    if method != "svi":
+        result = interventional(scm, do=do, evidence=evidence, n=args.n, method=_QUERY_METHODS[method],
+                                **_inputs(args))
         summary = result.summary(args.target)
+        method = "exact" if isinstance(result, ExactResult) else "importance"  # what "auto" chose
     else:
         query = _surgery(scm, args)
         if not query.observed:
@@ -266,7 +273,7 @@ def cmd_query(args):
         fitted = query.fit(steps=args.steps, progress=False, **_inputs(args))
         summary = summarize(fitted.sample(args.n)[args.target])
     if args.json:
-        out = {"target": args.target, "do": do, "evidence": evidence, "method": args.method,
+        out = {"target": args.target, "do": do, "evidence": evidence, "method": method,
                "mean": summary.mean, "sd": summary.std, "stderr": summary.stderr, "n": summary.n}
         if result is not None and args.target in result.levels:
             out["distribution"] = result.distribution(args.target).probs
@@ -275,7 +282,7 @@ def cmd_query(args):
     shown = lambda v: f"{v:g}" if isinstance(v, (int, float)) else str(v)  # noqa: E731
     parts = [f"do({', '.join(f'{k}={shown(v)}' for k, v in do.items())})" if do else "",
              f"given {', '.join(f'{k}={shown(v)}' for k, v in evidence.items())}" if evidence else ""]
-    print(f"E[{args.target}] {' '.join(p for p in parts if p)} = {summary} [{args.method}]".replace("  ", " "))
+    print(f"E[{args.target}] {' '.join(p for p in parts if p)} = {summary} [{method}]".replace("  ", " "))
 
 
 def _print_json(data):
@@ -453,7 +460,9 @@ def build_parser():
 
     sub = command("query", cmd_query, "estimate E[target] under do/condition")
     sub.add_argument("--target", required=True, help="node whose mean to report")
-    sub.add_argument("--method", choices=("importance", "svi"), default="importance")
+    sub.add_argument("--method", choices=(*_QUERY_METHODS, "svi"), default="auto",
+                     help="auto (default): exact on a discrete SCM (variable elimination), else importance "
+                          "sampling; exact; importance; svi (fits a guide to the evidence)")
     sub.add_argument("-n", type=int, default=20000, help="Monte Carlo draws (default 20000)")
     sub.add_argument("--steps", type=int, default=1500, help="SVI steps for --method svi")
     sub.add_argument("--json", action="store_true", help="print the answer as JSON")

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -120,6 +121,28 @@ def test_query_importance(capsys):
     status, out, _ = run(capsys, "query", "confounded", "--target", "y", "--condition", "x=1", "-n", 5000)
     assert status == 0 and "given x=1" in out
     assert abs(mean_of(out)[0] - 3.5) < 0.15  # E[y | x=1] = 3.5
+
+
+def test_query_is_exact_by_default_on_a_discrete_graph(capsys):
+    status, out, err = run(capsys, "query", "sprinkler", "--target", "wet", "--do", "sprinkler=1")
+    assert status == 0, err
+    assert out.startswith("E[wet] do(sprinkler=1) = 0.945 exact") and out.rstrip().endswith("[exact]")
+    status, out, err = run(capsys, "query", "sprinkler", "--target", "wet", "--condition", "rain=1", "--json")
+    answer = json.loads(out)
+    assert status == 0 and answer["method"] == "exact" and answer["stderr"] == 0 and answer["n"] == 0
+    # rain=1 makes cloudy=1 four times as likely (0.8), so P(sprinkler=1 | rain=1) = 0.8 * 0.1 + 0.2 * 0.5
+    assert answer["mean"] == pytest.approx(0.18 * 0.99 + 0.82 * 0.9, abs=1e-6)
+    cp.set_rng_seed(5)
+    status, out, err = run(capsys, "query", "sprinkler", "--target", "wet", "--do", "sprinkler=1",
+                           "--method", "importance", "-n", 20000)
+    assert status == 0 and out.rstrip().endswith("[importance]"), err
+    mean, stderr = mean_of(out)
+    assert abs(mean - 0.945) < 4 * stderr
+
+
+def test_query_method_exact_names_the_node_it_cannot_eliminate(capsys):
+    status, out, err = run(capsys, "query", "confounded", "--target", "y", "--do", "x=1", "--method", "exact")
+    assert status == 1 and "exact inference does not apply: node 'z'" in err and "Normal" in err
 
 
 def test_query_svi(capsys):
